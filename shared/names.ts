@@ -1,0 +1,61 @@
+/**
+ * The user-facing contract of ../shared/DESIGN.md ("The user-facing contract"):
+ * every label, annotation and container name lives here and nowhere else.
+ */
+
+/** Namespace opt-in (`enabled`) and pod opt-out/opt-in (`disabled`/`enabled`) label. */
+export const INJECT_LABEL = 'jobmetrics.io/inject';
+export const INJECT_ENABLED = 'enabled';
+export const INJECT_DISABLED = 'disabled';
+
+export const ANNOTATION = {
+  port: 'jobmetrics.io/port',
+  path: 'jobmetrics.io/path',
+  scheme: 'jobmetrics.io/scheme',
+  interval: 'jobmetrics.io/interval',
+  container: 'jobmetrics.io/container',
+  workload: 'jobmetrics.io/workload',
+  /** Written by the webhook: `injected` or `skipped: <reason>`. */
+  status: 'jobmetrics.io/status',
+} as const;
+
+/** The Prometheus-convention fallbacks for port, path and scheme. */
+export const PROMETHEUS_ANNOTATION = {
+  port: 'prometheus.io/port',
+  path: 'prometheus.io/path',
+  scheme: 'prometheus.io/scheme',
+} as const;
+
+/** Container port names that mark the metrics port when no annotation names it. */
+export const METRICS_PORT_NAMES = ['metrics', 'http-metrics'] as const;
+
+export const SIDECAR_CONTAINER = 'jobmetrics-sidecar';
+
+export const STATUS_INJECTED = 'injected';
+export const statusSkipped = (reason: string): string => `skipped: ${reason}`;
+
+export const DEFAULT_METRICS_PATH = '/metrics';
+export const DEFAULT_SCHEME = 'http';
+
+/** Scrape interval bounds and default (DESIGN.md: `1s` (100ms … 60s)). */
+export const INTERVAL = { defaultMs: 1_000, minMs: 100, maxMs: 60_000 } as const;
+
+/** The labels every pushed series carries (DESIGN.md "Data semantics"). */
+export const TARGET_LABELS = ['namespace', 'job', 'pod'] as const;
+export const EXPORTED_PREFIX = 'exported_';
+
+/** Sidecar environment (DESIGN.md "Sidecar interface"). */
+export const SIDECAR_ENV = {
+  scrapeUrl: 'JOBMETRICS_SCRAPE_URL',
+  remoteWriteUrl: 'JOBMETRICS_REMOTE_WRITE_URL',
+  interval: 'JOBMETRICS_INTERVAL',
+  pushInterval: 'JOBMETRICS_PUSH_INTERVAL',
+  flushTimeout: 'JOBMETRICS_FLUSH_TIMEOUT',
+  namespace: 'JOBMETRICS_NAMESPACE',
+  job: 'JOBMETRICS_JOB',
+  pod: 'JOBMETRICS_POD',
+  mode: 'JOBMETRICS_MODE',
+} as const;
+
+export type SidecarMode = 'native' | 'legacy';
+export const SIDECAR_MODES: readonly SidecarMode[] = ['native', 'legacy'];
