@@ -1,0 +1,68 @@
+/**
+ * The data model of a parsed scrape: what the exposition parser returns and the sidecar consumes.
+ * Kept apart from the parser so that consumers depend on the shape, not the implementation.
+ */
+
+/** Family types of Prometheus text 0.0.4 and OpenMetrics 1.0 (`unknown` is OpenMetrics' untyped). */
+export type MetricType =
+  | 'counter'
+  | 'gauge'
+  | 'histogram'
+  | 'gaugehistogram'
+  | 'summary'
+  | 'info'
+  | 'stateset'
+  | 'untyped'
+  | 'unknown';
+
+export type ExpositionFormat = 'prometheus' | 'openmetrics';
+
+/** Labels in the order they appeared; names are unique within one sample. */
+export type Labels = ReadonlyArray<readonly [name: string, value: string]>;
+
+export interface Sample {
+  /** The full sample name as written, e.g. `http_requests_total`, `latency_seconds_bucket`. */
+  readonly name: string;
+  readonly labels: Labels;
+  readonly value: number;
+  /** Milliseconds since the epoch when the exposition carried a timestamp. */
+  readonly timestampMs?: number;
+}
+
+export interface MetricFamily {
+  /** The family name from `# TYPE` (OpenMetrics: without `_total`), or the sample name if untyped. */
+  readonly name: string;
+  readonly type: MetricType;
+  readonly help?: string;
+  readonly unit?: string;
+  readonly samples: readonly Sample[];
+}
+
+export interface ParseLimits {
+  /** Largest body accepted, in bytes. */
+  readonly maxBytes: number;
+  /** Most samples accepted in one body. */
+  readonly maxSamples: number;
+  readonly maxLabelNameLength: number;
+  readonly maxLabelValueLength: number;
+  /** Most labels on one sample. */
+  readonly maxLabelsPerSample: number;
+}
+
+export const DEFAULT_PARSE_LIMITS: ParseLimits = {
+  maxBytes: 16 * 1024 * 1024,
+  maxSamples: 50_000,
+  maxLabelNameLength: 256,
+  maxLabelValueLength: 4_096,
+  maxLabelsPerSample: 64,
+};
+
+/** A parse failure: which line (1-based, 0 when not about one line) and what was wrong. */
+export interface ParseErrorInfo {
+  readonly line: number;
+  readonly message: string;
+}
+
+export type ParseResult =
+  | { readonly ok: true; readonly families: readonly MetricFamily[]; readonly format: ExpositionFormat }
+  | { readonly ok: false; readonly error: ParseErrorInfo };
