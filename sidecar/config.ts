@@ -1,0 +1,121 @@
+/**
+ * The sidecar's settings, parsed once from its environment (DESIGN.md "Sidecar interface").
+ * Nothing else in the sidecar reads process.env; every default lives here.
+ */
+import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
+import { INTERVAL, SIDECAR_ENV, SIDECAR_MODES, type SidecarMode } from '../shared/names.ts';
+
+export interface SidecarConfig {
+  readonly scrapeUrl: URL;
+  readonly remoteWriteUrl: URL;
+  readonly intervalMs: number;
+  readonly pushIntervalMs: number;
+  readonly flushTimeoutMs: number;
+  readonly namespace: string;
+  readonly job: string;
+  readonly pod: string;
+  readonly mode: SidecarMode;
+  /**
+   * The aggregator's staleness interval. A delivery gap of half of it starts a new generation of
+   * the pod's series (DESIGN.md "Data semantics"); must match the aggregator (15m as shipped).
+   */
+  readonly stalenessMs: number;
+  /** How often the exit watch looks at the known main-container PIDs. */
+  readonly exitPollMs: number;
+  /** Where the shared PID namespace is mounted; tests and the no-root demo point it elsewhere. */
+  readonly procRoot: string;
+  readonly logLevel: 'debug' | 'info';
+}
+
+/** Extra settings beyond DESIGN.md's table; each has a default, so pods need not set them. */
+export const EXTRA_ENV = {
+  staleness: 'JOBMETRICS_STALENESS',
+  exitPoll: 'JOBMETRICS_EXIT_POLL',
+  procRoot: 'JOBMETRICS_PROC_ROOT',
+  logLevel: 'JOBMETRICS_LOG_LEVEL',
+} as const;
+
+export const SIDECAR_DEFAULTS = {
+  interval: formatDuration(INTERVAL.defaultMs),
+  pushInterval: '10s',
+  flushTimeout: '10s',
+  mode: 'legacy' as SidecarMode,
+  staleness: '15m',
+  exitPoll: '20ms',
+  procRoot: '/proc',
+  logLevel: 'info',
+} as const;
+
+export interface ConfigError {
+  /** The environment variable at fault. */
+  readonly setting: string;
+  readonly message: string;
+}
+
+export type ConfigResult =
+  | { readonly ok: true; readonly config: SidecarConfig }
+  | { readonly ok: false; readonly errors: readonly ConfigError[]; readonly mode: SidecarMode; readonly logLevel: 'debug' | 'info' };
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+export function parseSidecarConfig(env: Env): ConfigResult {
+  const errors: ConfigError[] = [];
+  const fail = (setting: string, message: string): void => {
+    errors.push({ setting, message });
+  };
+  const value = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === '' ? undefined : v;
+  };
+  const required = (name: string): string => {
+    const v = value(name);
+    if (v === undefined) fail(name, 'is required but not set');
+    return v ?? '';
+  };
+  const url = (name: string, protocols: readonly string[]): URL => {
+    const raw = required(name);
+    if (raw === '') return new URL('http://invalid.invalid/');
+    try {
+      const u = new URL(raw);
+      if (!protocols.includes(u.protocol)) fail(name, `"${raw}" must use ${protocols.join(' or ')}`);
+      return u;
+    } catch {
+      fail(name, `"${raw}" is not a URL`);
+      return new URL('http://invalid.invalid/');
+    }
+  };
+  const duration = (name: string, fallback: string, bounds: { minMs: number; maxMs: number }): number => {
+    const r = parseBoundedDuration(value(name) ?? fallback, bounds);
+    if (!r.ok) {
+      fail(name, r.error);
+      return 0;
+    }
+    return r.ms;
+  };
+
+  const rawMode = value(SIDECAR_ENV.mode) ?? SIDECAR_DEFAULTS.mode;
+  const mode = (SIDECAR_MODES as readonly string[]).includes(rawMode) ? (rawMode as SidecarMode) : undefined;
+  if (mode === undefined) fail(SIDECAR_ENV.mode, `"${rawMode}" must be one of ${SIDECAR_MODES.join(', ')}`);
+
+  const rawLevel = value(EXTRA_ENV.logLevel) ?? SIDECAR_DEFAULTS.logLevel;
+  const logLevel = rawLevel === 'debug' || rawLevel === 'info' ? rawLevel : undefined;
+  if (logLevel === undefined) fail(EXTRA_ENV.logLevel, `"${rawLevel}" must be debug or info`);
+
+  const config: SidecarConfig = {
+    scrapeUrl: url(SIDECAR_ENV.scrapeUrl, ['http:', 'https:']),
+    remoteWriteUrl: url(SIDECAR_ENV.remoteWriteUrl, ['http:', 'https:']),
+    intervalMs: duration(SIDECAR_ENV.interval, SIDECAR_DEFAULTS.interval, INTERVAL),
+    pushIntervalMs: duration(SIDECAR_ENV.pushInterval, SIDECAR_DEFAULTS.pushInterval, { minMs: 100, maxMs: 300_000 }),
+    flushTimeoutMs: duration(SIDECAR_ENV.flushTimeout, SIDECAR_DEFAULTS.flushTimeout, { minMs: 100, maxMs: 600_000 }),
+    namespace: required(SIDECAR_ENV.namespace),
+    job: required(SIDECAR_ENV.job),
+    pod: required(SIDECAR_ENV.pod),
+    mode: mode ?? 'legacy',
+    stalenessMs: duration(EXTRA_ENV.staleness, SIDECAR_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
+    exitPollMs: duration(EXTRA_ENV.exitPoll, SIDECAR_DEFAULTS.exitPoll, { minMs: 5, maxMs: 10_000 }),
+    procRoot: value(EXTRA_ENV.procRoot) ?? SIDECAR_DEFAULTS.procRoot,
+    logLevel: logLevel ?? 'info',
+  };
+  if (errors.length > 0) return { ok: false, errors, mode: mode ?? 'legacy', logLevel: logLevel ?? 'info' };
+  return { ok: true, config };
+}

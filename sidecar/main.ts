@@ -1,0 +1,43 @@
+#!/usr/bin/env node
+/**
+ * `jobmetrics-sidecar`: the imperative shell around runSidecar. It reads the environment once,
+ * wires signals, and always exits 0 — the sidecar never changes a Job's outcome (DESIGN.md).
+ */
+import { createLogger } from '../shared/log.ts';
+import { parseSidecarConfig } from './config.ts';
+import { runSidecar } from './sidecar.ts';
+
+const parsed = parseSidecarConfig(process.env);
+const log = createLogger({ component: 'jobmetrics-sidecar', level: parsed.ok ? parsed.config.logLevel : parsed.logLevel });
+const terminate = new AbortController();
+let signals = 0;
+for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(sig, () => {
+    signals++;
+    log.info('signal received, flushing', { signal: sig });
+    terminate.abort();
+    // A second signal means "now": the flush deadline is still honoured, but do not wait on it.
+    if (signals > 1) process.exit(0);
+  });
+}
+// Whatever goes wrong, the Job must not see a failing container.
+process.on('uncaughtException', (error) => {
+  log.error('unexpected error; exiting 0 so the Job is not affected', { error });
+  process.exit(0);
+});
+process.on('unhandledRejection', (error) => {
+  log.error('unexpected rejection; exiting 0 so the Job is not affected', { error });
+  process.exit(0);
+});
+
+if (!parsed.ok) {
+  for (const e of parsed.errors) log.error(`invalid setting ${e.setting}: ${e.message}; the sidecar does nothing`, { setting: e.setting });
+  if (parsed.mode === 'native') {
+    // An exit would only make the kubelet restart us; idle until SIGTERM.
+    await new Promise<void>((resolve) => terminate.signal.addEventListener('abort', () => resolve(), { once: true }));
+  }
+  process.exit(0);
+}
+
+await runSidecar(parsed.config, { log, procRoot: parsed.config.procRoot, selfPid: process.pid, terminate: terminate.signal });
+process.exit(0);

@@ -1,0 +1,95 @@
+/**
+ * Reading /proc without any capability: `/proc/<pid>/stat` and `/proc/<pid>/cgroup` are
+ * world-readable (proc(5)), unlike `exe`, `environ` or ptrace. Parsing is pure; reading is a thin
+ * layer that takes `procRoot`, so tests can point it at a fixture tree.
+ */
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+export interface ProcStat {
+  readonly pid: number;
+  readonly comm: string;
+  /** R, S, D, Z (zombie), T, t, X, I, … */
+  readonly state: string;
+  readonly ppid: number;
+}
+
+/**
+ * Parses `/proc/<pid>/stat` (proc(5)). `comm` may contain spaces and parentheses, so the fields
+ * after it are found from the *last* `)`.
+ */
+export function parseProcStat(text: string): ProcStat | undefined {
+  const open = text.indexOf('(');
+  const close = text.lastIndexOf(')');
+  if (open < 1 || close < open) return undefined;
+  const pid = Number(text.slice(0, open).trim());
+  const rest = text.slice(close + 2).split(' ');
+  const state = rest[0];
+  const ppid = Number(rest[1]);
+  if (!Number.isInteger(pid) || state === undefined || state === '' || !Number.isInteger(ppid)) return undefined;
+  return { pid, comm: text.slice(open + 1, close), state, ppid };
+}
+
+/** A zombie or dead process has exited; only its parent has not reaped it yet. */
+export function hasExited(stat: ProcStat): boolean {
+  return stat.state === 'Z' || stat.state === 'X' || stat.state === 'x';
+}
+
+/**
+ * The cgroup of a process from `/proc/<pid>/cgroup`: the v2 line (`0::/path`), else the v1 line
+ * of a controller every runtime sets up, else the first line.
+ */
+export function parseCgroup(text: string): string | undefined {
+  let first: string | undefined;
+  let v1: string | undefined;
+  for (const line of text.split('\n')) {
+    if (line === '') continue;
+    const i = line.indexOf(':');
+    const j = line.indexOf(':', i + 1);
+    if (i < 0 || j < 0) continue;
+    const controllers = line.slice(i + 1, j);
+    const path = line.slice(j + 1);
+    if (line.startsWith('0::')) return path;
+    if (controllers.split(',').includes('pids') || controllers.split(',').includes('memory')) v1 ??= path;
+    first ??= path;
+  }
+  return v1 ?? first;
+}
+
+export interface ProcEntry extends ProcStat {
+  readonly cgroup: string | undefined;
+}
+
+/** Every process visible in `procRoot`, skipping those that vanish while we look. */
+export async function listProcesses(procRoot: string, withCgroup: boolean): Promise<ProcEntry[]> {
+  const names = await readdir(procRoot);
+  const out: ProcEntry[] = [];
+  await Promise.all(
+    names.map(async (name) => {
+      if (!isPid(name)) return;
+      const entry = await readProcess(procRoot, Number(name), withCgroup);
+      if (entry !== undefined) out.push(entry);
+    }),
+  );
+  return out;
+}
+
+export async function readProcess(procRoot: string, pid: number, withCgroup: boolean): Promise<ProcEntry | undefined> {
+  try {
+    const stat = parseProcStat(await readFile(join(procRoot, String(pid), 'stat'), 'utf8'));
+    if (stat === undefined) return undefined;
+    const cgroup = withCgroup ? parseCgroup(await readFile(join(procRoot, String(pid), 'cgroup'), 'utf8')) : undefined;
+    return { ...stat, cgroup };
+  } catch {
+    // ENOENT/ESRCH: the process ended between readdir and read. That is the normal race.
+    return undefined;
+  }
+}
+
+function isPid(name: string): boolean {
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+  }
+  return name.length > 0;
+}

@@ -1,0 +1,331 @@
+/**
+ * Prometheus remote write 1.0 client: encoding (protobuf `WriteRequest`, snappy block format) and
+ * delivery (one HTTP POST, and retries with backoff up to an absolute deadline).
+ *
+ * Spec: https://prometheus.io/docs/specs/prw/remote_write_spec/ ("Protocol", "Retries & Backoff").
+ * The message layout is the one of prometheus/prompb/remote.proto and types.proto:
+ *
+ *   message WriteRequest { repeated TimeSeries timeseries = 1; }
+ *   message TimeSeries   { repeated Label labels = 1; repeated Sample samples = 2; }
+ *   message Label        { string name = 1; string value = 2; }
+ *   message Sample       { double value = 1; int64 timestamp = 2; }   // timestamp in ms
+ *
+ * Encoding is a pure function. Delivery uses node:http(s) with a keep-alive agent rather than the
+ * global fetch: the sidecar posts every few seconds and once more on exit, so a warm connection
+ * saves the TCP (and TLS) handshake on the latency-critical final push, node:http has less
+ * per-request overhead than undici's WHATWG streams, and free sockets of a keep-alive agent are
+ * unref'd (they never hold the process open) and closed after an idle timeout.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import protobuf from 'protobufjs/minimal.js';
+import { compressSync } from 'snappy';
+
+export interface RwSample {
+  value: number;
+  timestampMs: number;
+}
+
+/** Labels include `__name__`; the encoder sorts them by name, as the spec requires. */
+export interface RwSeries {
+  labels: ReadonlyArray<readonly [string, string]>;
+  samples: readonly RwSample[];
+}
+
+export type SendOutcome =
+  | { ok: true; status: number }
+  | { ok: false; retryable: boolean; status?: number; error: Error; /** Retry-After of a 429/5xx, in ms. */ retryAfterMs?: number };
+
+export type DeliveryOutcome = SendOutcome & { attempts: number };
+
+// Protobuf wire tags: (field number << 3) | wire type (0 varint, 1 fixed64, 2 length-delimited).
+const TAG_TIMESERIES = (1 << 3) | 2;
+const TAG_LABEL = (1 << 3) | 2;
+const TAG_SAMPLE = (2 << 3) | 2;
+const TAG_NAME = (1 << 3) | 2;
+const TAG_VALUE_STR = (2 << 3) | 2;
+const TAG_VALUE_DOUBLE = (1 << 3) | 1;
+const TAG_TIMESTAMP = (2 << 3) | 0;
+
+const byName = (a: readonly [string, string], b: readonly [string, string]): number =>
+  a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+
+/** The uncompressed protobuf `WriteRequest`; exported for tests and size accounting. */
+export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array {
+  const w = protobuf.Writer.create();
+  for (const s of series) {
+    // Spec: "Label names MUST be sorted in lexicographical order" and be unique; samples of a
+    // series "MUST be sorted by timestamp". Sorting copies keeps callers' arrays untouched.
+    const labels = [...s.labels].sort(byName);
+    for (let i = 1; i < labels.length; i++) {
+      if (labels[i]?.[0] === labels[i - 1]?.[0]) {
+        throw new TypeError(`remote write: duplicate label name "${labels[i]?.[0] ?? ''}" in a series`);
+      }
+    }
+    const samples = [...s.samples].sort((a, b) => a.timestampMs - b.timestampMs);
+    w.uint32(TAG_TIMESERIES).fork();
+    for (const [name, value] of labels) {
+      w.uint32(TAG_LABEL).fork().uint32(TAG_NAME).string(name).uint32(TAG_VALUE_STR).string(value).ldelim();
+    }
+    for (const sample of samples) {
+      if (!Number.isSafeInteger(sample.timestampMs)) {
+        throw new TypeError(`remote write: timestamp ${sample.timestampMs} is not an integer number of milliseconds`);
+      }
+      // Proto3 readers accept default values written explicitly; writing them always keeps the
+      // encoder branch-free (and -0 distinct from 0).
+      w.uint32(TAG_SAMPLE).fork().uint32(TAG_VALUE_DOUBLE).double(sample.value).uint32(TAG_TIMESTAMP).int64(sample.timestampMs).ldelim();
+    }
+    w.ldelim();
+  }
+  return w.finish();
+}
+
+/** Protobuf `WriteRequest`, snappy block-compressed (not the framed format), as the spec requires. */
+export function encodeWriteRequest(series: readonly RwSeries[]): Buffer {
+  return compressSync(encodeWriteRequestProto(series));
+}
+
+/** `jobmetrics-sidecar/<package version>`; read once from the project's package.json. */
+export const USER_AGENT = `jobmetrics-sidecar/${packageVersion()}`;
+
+function packageVersion(): string {
+  // Works both from the sources (sidecar/) and from the build (dist/sidecar/): walk upwards.
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 4; i++) {
+    try {
+      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+      if (pkg.name === 'jobmetrics' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not here; keep walking
+    }
+    dir = dirname(dir);
+  }
+  return '0.0.0';
+}
+
+// Free sockets time out after 30 s; shorter than typical server idle timeouts would be better but
+// the push interval is 10 s, so 30 s keeps the connection warm between pushes.
+const AGENT_OPTIONS = { keepAlive: true, maxSockets: 4, timeout: 30_000 } as const;
+const httpAgent = new http.Agent(AGENT_OPTIONS);
+const httpsAgent = new https.Agent(AGENT_OPTIONS);
+
+/** Closes the idle keep-alive sockets (for tests and a tidy exit; they never hold the process). */
+export function closeIdleConnections(): void {
+  httpAgent.destroy();
+  httpsAgent.destroy();
+}
+
+const BODY_EXCERPT_CHARS = 200;
+/** Most response bytes kept for the error message; the rest is drained so the socket can be reused. */
+const BODY_KEEP_BYTES = 4096;
+
+interface RawResponse {
+  status: number;
+  retryAfter: string | undefined;
+  body: string;
+}
+
+function excerpt(body: string): string {
+  const flat = body.replace(/\s+/g, ' ').trim();
+  return flat.length > BODY_EXCERPT_CHARS ? flat.slice(0, BODY_EXCERPT_CHARS - 1) + '…' : flat;
+}
+
+class TimeoutError extends Error {
+  override readonly name = 'TimeoutError';
+}
+
+function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ res: RawResponse; reused: boolean } | { err: Error; reused: boolean }> {
+  return new Promise((resolve) => {
+    const isHttps = target.protocol === 'https:';
+    const mod = isHttps ? https : http;
+    let settled = false;
+    let reused = false;
+    const finish = (v: { res: RawResponse } | { err: Error }): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+      resolve({ ...v, reused });
+    };
+    const req = mod.request(target, {
+      method: 'POST',
+      agent: isHttps ? httpsAgent : httpAgent,
+      headers: {
+        // Remote write 1.0 spec, "Protocol": these four headers are required.
+        'Content-Encoding': 'snappy',
+        'Content-Type': 'application/x-protobuf',
+        'X-Prometheus-Remote-Write-Version': '0.1.0',
+        'User-Agent': USER_AGENT,
+        'Content-Length': String(body.length),
+      },
+    });
+    const onAbort = (): void => {
+      const err = new Error('aborted', { cause: signal?.reason });
+      err.name = 'AbortError';
+      req.destroy(err);
+      finish({ err });
+    };
+    const timer = setTimeout(() => {
+      const err = new TimeoutError(`no complete response within ${timeoutMs} ms`);
+      req.destroy(err);
+      finish({ err });
+    }, Math.max(0, timeoutMs));
+    if (signal?.aborted) {
+      onAbort();
+      return;
+    }
+    signal?.addEventListener('abort', onAbort, { once: true });
+    req.on('socket', () => {
+      reused = req.reusedSocket;
+    });
+    req.on('error', (err) => finish({ err }));
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      let kept = 0;
+      res.on('data', (chunk: Buffer) => {
+        if (kept < BODY_KEEP_BYTES) {
+          chunks.push(chunk);
+          kept += chunk.length;
+        }
+      });
+      res.on('error', (err) => finish({ err }));
+      res.on('end', () => {
+        const retryAfter = res.headers['retry-after'];
+        finish({
+          res: {
+            status: res.statusCode ?? 0,
+            retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined,
+            body: Buffer.concat(chunks).subarray(0, BODY_KEEP_BYTES).toString('utf8'),
+          },
+        });
+      });
+    });
+    req.end(body);
+  });
+}
+
+/** Retry-After as milliseconds from now: delta-seconds or an HTTP-date (RFC 9110 §10.2.3). */
+export function parseRetryAfter(value: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  const v = value.trim();
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
+}
+
+/**
+ * One POST. Never throws: the outcome says whether it worked and whether a retry may help
+ * (spec, "Retries & Backoff": retry on 5xx and 429, never on other 4xx; network errors and
+ * timeouts are retryable too). A reused keep-alive socket the server had already closed is
+ * retried once at once on a fresh socket, as node's http docs recommend for `reusedSocket`.
+ */
+export async function sendWriteRequest(url: string, body: Buffer, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<SendOutcome> {
+  let target: URL;
+  try {
+    target = new URL(url);
+    if (target.protocol !== 'http:' && target.protocol !== 'https:') throw new TypeError(`unsupported protocol ${target.protocol}`);
+  } catch (cause) {
+    return { ok: false, retryable: false, error: new Error(`remote write POST ${url}: invalid URL`, { cause }) };
+  }
+  const started = Date.now();
+  let r = await postOnce(target, body, opts.timeoutMs, opts.signal);
+  if ('err' in r && r.reused && isStaleSocketError(r.err)) {
+    r = await postOnce(target, body, opts.timeoutMs - (Date.now() - started), opts.signal);
+  }
+  if ('err' in r) {
+    const aborted = r.err.name === 'AbortError';
+    const what = r.err instanceof TimeoutError ? 'timed out' : aborted ? 'aborted' : 'failed';
+    return { ok: false, retryable: !aborted, error: new Error(`remote write POST ${url} ${what}: ${r.err.message}`, { cause: r.err }) };
+  }
+  const { status, body: text, retryAfter } = r.res;
+  if (status >= 200 && status < 300) return { ok: true, status };
+  const retryable = status >= 500 || status === 429;
+  const error = new Error(`remote write POST ${url} returned HTTP ${status}${text ? `: ${excerpt(text)}` : ''}`);
+  const wait = retryable ? parseRetryAfter(retryAfter, Date.now()) : undefined;
+  return wait === undefined ? { ok: false, retryable, status, error } : { ok: false, retryable, status, error, retryAfterMs: wait };
+}
+
+function isStaleSocketError(err: Error): boolean {
+  const code = (err as { code?: unknown }).code;
+  return code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/** Below this much time left, another attempt cannot finish; give up instead. */
+const MIN_ATTEMPT_MS = 20;
+
+export interface DeliverOptions {
+  /** Absolute deadline, `Date.now()`-based; no attempt runs or waits past it. */
+  deadlineMs: number;
+  /** Per-attempt timeout; the last attempt's is cut to the time left. */
+  timeoutMs: number;
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+  /** Stop after this many attempts even if time is left. */
+  maxAttempts?: number;
+  signal?: AbortSignal;
+  onRetry?: (attempt: number, outcome: SendOutcome, delayMs: number) => void;
+  /** Jitter source in [0, 1); defaults to Math.random. */
+  random?: () => number;
+}
+
+/** Full-jitter exponential backoff (a uniform draw in [0, min(cap, base·2^(n-1))]). */
+export function backoffDelayMs(attempt: number, baseMs: number, maxMs: number, random: () => number): number {
+  const ceiling = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.floor(random() * ceiling);
+}
+
+/**
+ * POSTs until a 2xx, a non-retryable answer, the attempt limit or the deadline. A 429/503 with
+ * Retry-After is honoured: it waits that long, or gives up at once when the wait would pass the
+ * deadline (retrying earlier than asked would only be refused again).
+ */
+export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverOptions): Promise<DeliveryOutcome> {
+  const base = opts.baseBackoffMs ?? 100;
+  const cap = opts.maxBackoffMs ?? 2_000;
+  const random = opts.random ?? Math.random;
+  const maxAttempts = opts.maxAttempts ?? Infinity;
+  let attempts = 0;
+  for (;;) {
+    const left = opts.deadlineMs - Date.now();
+    if (left <= 0) {
+      const error = new Error(`remote write POST ${url}: deadline passed before attempt ${attempts + 1}`);
+      return { ok: false, retryable: true, error, attempts };
+    }
+    const sendOpts: { timeoutMs: number; signal?: AbortSignal } = { timeoutMs: Math.min(opts.timeoutMs, left) };
+    if (opts.signal) sendOpts.signal = opts.signal;
+    attempts++;
+    const outcome = await sendWriteRequest(url, body, sendOpts);
+    if (outcome.ok || !outcome.retryable || attempts >= maxAttempts || opts.signal?.aborted) return { ...outcome, attempts };
+    const remaining = opts.deadlineMs - Date.now();
+    const asked = outcome.retryAfterMs;
+    let delay: number;
+    if (asked !== undefined) {
+      if (asked > remaining - MIN_ATTEMPT_MS) return { ...outcome, attempts };
+      delay = asked;
+    } else {
+      delay = Math.min(backoffDelayMs(attempts, base, cap, random), remaining - MIN_ATTEMPT_MS);
+    }
+    if (remaining - delay < MIN_ATTEMPT_MS) return { ...outcome, attempts };
+    opts.onRetry?.(attempts, outcome, delay);
+    if (delay > 0 && !(await sleep(delay, opts.signal))) return { ...outcome, attempts };
+  }
+}
+
+/** Resolves true after `ms`, or false at once when `signal` aborts. */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve(false);
+    const onAbort = (): void => {
+      clearTimeout(t);
+      resolve(false);
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve(true);
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}

@@ -1,0 +1,104 @@
+/**
+ * One scrape of the main container's metrics endpoint: an HTTP GET with a deadline and a body
+ * limit. Never throws; every failure is a value with context for the log.
+ */
+import http from 'node:http';
+import https from 'node:https';
+
+export type ScrapeResult =
+  | { readonly ok: true; readonly body: string; readonly contentType: string | undefined; readonly durationMs: number }
+  | { readonly ok: false; readonly error: string; readonly status?: number; readonly refused: boolean; readonly durationMs: number };
+
+export interface ScrapeOptions {
+  readonly timeoutMs: number;
+  readonly maxBytes: number;
+  readonly accept: string;
+  readonly userAgent: string;
+}
+
+export interface Scraper {
+  scrape(): Promise<ScrapeResult>;
+  close(): void;
+}
+
+/**
+ * A scraper with one keep-alive connection, as a scrape every 100 ms–1 s would otherwise open a
+ * connection each time. TLS to the pod's own loopback is not verified: the main container's
+ * certificate is made for its Service name, never for localhost (as Prometheus users set
+ * `insecure_skip_verify` for pod scrapes).
+ */
+export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
+  const isHttps = url.protocol === 'https:';
+  const agent = isHttps
+    ? new https.Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false })
+    : new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const get = isHttps ? https.get : http.get;
+
+  const scrape = (): Promise<ScrapeResult> =>
+    new Promise((resolve) => {
+      const started = performance.now();
+      let settled = false;
+      const done = (r: ScrapeResult): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        resolve(r);
+      };
+      const fail = (error: string, extra: { status?: number; refused?: boolean } = {}): void => {
+        const r: { ok: false; error: string; refused: boolean; durationMs: number; status?: number } = {
+          ok: false,
+          error: `scrape ${url.href}: ${error}`,
+          refused: extra.refused ?? false,
+          durationMs: performance.now() - started,
+        };
+        if (extra.status !== undefined) r.status = extra.status;
+        done(r);
+      };
+      const req = get(url, { agent, headers: { accept: opts.accept, 'user-agent': opts.userAgent, 'accept-encoding': 'identity' } }, (res) => {
+        const status = res.statusCode ?? 0;
+        if (status < 200 || status > 299) {
+          let excerpt = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            if (excerpt.length < 200) excerpt += c;
+          });
+          res.on('end', () => fail(`HTTP ${status}${excerpt ? `: ${excerpt.slice(0, 200).trim()}` : ''}`, { status }));
+          res.on('error', (e) => fail(`HTTP ${status}: ${e.message}`, { status }));
+          return;
+        }
+        const declared = Number(res.headers['content-length']);
+        if (Number.isFinite(declared) && declared > opts.maxBytes) {
+          req.destroy();
+          fail(`body of ${declared} bytes exceeds the limit of ${opts.maxBytes}`);
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (c: Buffer) => {
+          size += c.length;
+          if (size > opts.maxBytes) {
+            req.destroy();
+            fail(`body exceeds the limit of ${opts.maxBytes} bytes`);
+            return;
+          }
+          chunks.push(c);
+        });
+        res.on('end', () =>
+          done({
+            ok: true,
+            body: Buffer.concat(chunks, size).toString('utf8'),
+            contentType: res.headers['content-type'],
+            durationMs: performance.now() - started,
+          }),
+        );
+        res.on('error', (e) => fail(`reading the body: ${e.message}`));
+      });
+      const timer = setTimeout(() => {
+        req.destroy();
+        fail(`no complete answer within ${opts.timeoutMs} ms`);
+      }, opts.timeoutMs);
+      req.on('error', (e: NodeJS.ErrnoException) => fail(e.code ? `${e.code} ${e.message}` : e.message, { refused: e.code === 'ECONNREFUSED' }));
+    });
+
+  return { scrape, close: () => agent.destroy() };
+}

@@ -1,0 +1,246 @@
+/**
+ * The sidecar's life (DESIGN.md "Sidecar interface", "Data semantics"): scrape the main
+ * container every interval, deliver the latest cumulative values every push interval, and when
+ * the main container exits (or SIGTERM comes) scrape once more, deliver, and finish within the
+ * flush timeout. Nothing here throws to the caller and nothing here can fail the Job.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Logger } from '../shared/log.ts';
+import { ACCEPT_HEADER, formatFromContentType } from '../shared/exposition/negotiate.ts';
+import { parse } from '../shared/exposition/parse.ts';
+import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
+import type { SidecarConfig } from './config.ts';
+import { waitForMainExit, type ExitEvent } from './exit-watch.ts';
+import { deliverWithRetry, encodeWriteRequest, type SendOutcome } from './remote-write.ts';
+import { createScraper, type ScrapeResult } from './scrape.ts';
+import { SeriesStore, type PushPlan } from './series-store.ts';
+import { VERSION } from './version.ts';
+
+export interface SidecarEnvironment {
+  readonly log: Logger;
+  readonly procRoot: string;
+  readonly selfPid: number;
+  /** Aborted on SIGTERM/SIGINT: triggers the final flush. */
+  readonly terminate: AbortSignal;
+}
+
+export interface SidecarSummary {
+  /** Why the sidecar finished: the main container's exit, or a signal. */
+  readonly trigger: 'main-exited' | 'main-never-seen' | 'no-shared-pid-namespace' | 'signal';
+  readonly series: number;
+  readonly scrapes: number;
+  readonly scrapeFailures: number;
+  readonly pushes: number;
+  readonly samplesDelivered: number;
+  readonly retries: number;
+  readonly deliveryFailures: number;
+  readonly generation: number;
+  readonly droppedSeries: number;
+  /** Whether the last values reached the aggregator before the flush deadline. */
+  readonly finalDelivered: boolean;
+  /** Series whose final value was not delivered (0 when finalDelivered). */
+  readonly finalUndelivered: number;
+  readonly flushMs: number;
+  /** Main container exit (or signal) to the final delivery's acknowledgement. */
+  readonly exitToDeliveredMs: number | undefined;
+}
+
+/** Network errors that prove the request never reached the aggregator (it was down). */
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
+
+function errorCodes(error: unknown): string[] {
+  const codes: string[] = [];
+  for (let e = error, depth = 0; e instanceof Error && depth < 6; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string') codes.push(code);
+  }
+  return codes;
+}
+
+export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): Promise<SidecarSummary> {
+  const { log } = env;
+  const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: DEFAULT_PARSE_LIMITS.maxSamples });
+  const scraper = createScraper(cfg.scrapeUrl, {
+    timeoutMs: cfg.intervalMs,
+    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
+    accept: ACCEPT_HEADER,
+    userAgent: `jobmetrics-sidecar/${VERSION}`,
+  });
+  const stats = { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, retries: 0, deliveryFailures: 0 };
+  let newGenerationDue = false;
+  let lastScrapeError = '';
+
+  const recordScrape = (r: ScrapeResult, atMs: number): boolean => {
+    stats.scrapes++;
+    if (!r.ok) {
+      stats.scrapeFailures++;
+      // A failing endpoint fails every second: log changes, not repetitions.
+      if (r.error !== lastScrapeError) log.warn('scrape failed', { target: cfg.scrapeUrl.href, error: r.error, status: r.status });
+      lastScrapeError = r.error;
+      return false;
+    }
+    const parsed = parse(r.body, { format: formatFromContentType(r.contentType) });
+    if (!parsed.ok) {
+      stats.scrapeFailures++;
+      const error = `line ${parsed.error.line}: ${parsed.error.message}`;
+      if (error !== lastScrapeError) log.warn('scrape unparsable', { target: cfg.scrapeUrl.href, contentType: r.contentType, error });
+      lastScrapeError = error;
+      return false;
+    }
+    if (lastScrapeError !== '') log.info('scrape recovered', { target: cfg.scrapeUrl.href });
+    lastScrapeError = '';
+    const u = store.update(parsed.families, atMs);
+    if (u.newSeries > 0) log.debug('new series', { count: u.newSeries, total: store.size });
+    if (u.resets > 0) log.info('counter reset in the main container', { series: u.resets });
+    return true;
+  };
+
+  /** Delivers everything in the store once, retrying until `deadlineMs`. */
+  const deliver = async (deadlineMs: number, signal?: AbortSignal): Promise<{ plan: PushPlan; outcome: SendOutcome }> => {
+    const now = Date.now();
+    if (newGenerationDue || store.gapExceeded(now, cfg.stalenessMs)) {
+      store.startGeneration();
+      newGenerationDue = false;
+      log.info('new series generation', { generation: store.generation, pod: store.podLabel() });
+    }
+    const plan = store.plan();
+    stats.pushes++;
+    const body = encodeWriteRequest(plan.series);
+    const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
+      deadlineMs,
+      timeoutMs: Math.min(5_000, cfg.flushTimeoutMs),
+      ...(signal ? { signal } : {}),
+      onRetry: (attempt, o, delayMs) => {
+        stats.retries++;
+        log.debug('delivery retry', { attempt, delayMs, error: o.ok ? undefined : o.error.message });
+      },
+    });
+    if (outcome.ok) {
+      store.acknowledge(plan, Date.now());
+      stats.samplesDelivered += plan.samples;
+    } else {
+      stats.deliveryFailures++;
+      if (errorCodes(outcome.error).some((c) => UNREACHABLE.has(c))) newGenerationDue = true;
+      log.warn('delivery failed', {
+        target: cfg.remoteWriteUrl.href,
+        attempts: outcome.attempts,
+        retryable: outcome.retryable,
+        status: outcome.status,
+        error: outcome.error,
+        series: plan.series.length,
+      });
+    }
+    return { plan, outcome };
+  };
+
+  // The loops stop through `running`; the exit watch through `watchAbort`.
+  const running = new AbortController();
+  const scrapeLoop = (async () => {
+    while (!running.signal.aborted) {
+      const tick = Date.now();
+      recordScrape(await scraper.scrape(), tick);
+      const wait = cfg.intervalMs - (Date.now() - tick);
+      await sleep(Math.max(0, wait), undefined, { signal: running.signal }).catch(() => {});
+    }
+  })();
+  const pushAbort = new AbortController();
+  const pushLoop = (async () => {
+    while (!running.signal.aborted) {
+      await sleep(cfg.pushIntervalMs, undefined, { signal: running.signal }).catch(() => {});
+      if (running.signal.aborted || store.size === 0) continue;
+      await deliver(Date.now() + cfg.pushIntervalMs, pushAbort.signal);
+    }
+  })();
+
+  const watchAbort = new AbortController();
+  const exitWatch = waitForMainExit({
+    procRoot: env.procRoot,
+    selfPid: env.selfPid,
+    pollMs: cfg.exitPollMs,
+    rescanMs: Math.max(cfg.intervalMs, 250),
+    // Legacy mode starts after the main container (the kubelet starts containers in order), so a
+    // main container not seen within a few intervals has already come and gone. Native mode
+    // starts first and must wait.
+    ...(cfg.mode === 'legacy' ? { neverSeenGraceMs: Math.max(5_000, 3 * cfg.intervalMs) } : {}),
+    signal: watchAbort.signal,
+    onFirstSeen: (pids) => log.info('main container seen', { pids }),
+  }).catch(() => undefined);
+  const terminated = new Promise<'signal'>((resolve) => {
+    if (env.terminate.aborted) resolve('signal');
+    env.terminate.addEventListener('abort', () => resolve('signal'), { once: true });
+  });
+
+  log.info('started', {
+    version: VERSION,
+    target: cfg.scrapeUrl.href,
+    remoteWrite: cfg.remoteWriteUrl.href,
+    intervalMs: cfg.intervalMs,
+    pushIntervalMs: cfg.pushIntervalMs,
+    flushTimeoutMs: cfg.flushTimeoutMs,
+    mode: cfg.mode,
+    namespace: cfg.namespace,
+    job: cfg.job,
+    pod: cfg.pod,
+  });
+
+  const first = await Promise.race([exitWatch, terminated]);
+  const exitAt = Date.now();
+  watchAbort.abort();
+  const trigger: SidecarSummary['trigger'] =
+    first === 'signal' || first === undefined
+      ? 'signal'
+      : ({ exited: 'main-exited', 'never-seen': 'main-never-seen', 'no-shared-pid-namespace': 'no-shared-pid-namespace' } as const)[
+          (first as ExitEvent).reason
+        ];
+  if (trigger === 'no-shared-pid-namespace') {
+    log.error('the pod does not share its process namespace (shareProcessNamespace: true is missing); cannot see the main container exit');
+  }
+  log.info('final flush', { trigger, deadlineMs: cfg.flushTimeoutMs });
+
+  // Final flush: stop the loops (an in-flight periodic push is superseded by this one: values are
+  // cumulative), scrape once more if the endpoint still answers, deliver until the deadline.
+  const deadline = exitAt + cfg.flushTimeoutMs;
+  running.abort();
+  pushAbort.abort();
+  await Promise.all([scrapeLoop, pushLoop]);
+  const lastScrape = await createScraper(cfg.scrapeUrl, {
+    timeoutMs: Math.max(50, Math.min(cfg.intervalMs, cfg.flushTimeoutMs / 4)),
+    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
+    accept: ACCEPT_HEADER,
+    userAgent: `jobmetrics-sidecar/${VERSION}`,
+  }).scrape();
+  if (lastScrape.ok) recordScrape(lastScrape, Date.now());
+  scraper.close();
+
+  let finalDelivered = store.size === 0;
+  let deliveredAt: number | undefined;
+  while (store.size > 0 && !finalDelivered && Date.now() < deadline) {
+    const { outcome } = await deliver(deadline);
+    finalDelivered = outcome.ok;
+    if (outcome.ok) deliveredAt = Date.now();
+    else if (!outcome.retryable) break;
+  }
+  const flushMs = Date.now() - exitAt;
+  const summary: SidecarSummary = {
+    trigger,
+    series: store.size,
+    scrapes: stats.scrapes,
+    scrapeFailures: stats.scrapeFailures,
+    pushes: stats.pushes,
+    samplesDelivered: stats.samplesDelivered,
+    retries: stats.retries,
+    deliveryFailures: stats.deliveryFailures,
+    generation: store.generation,
+    droppedSeries: store.droppedSeries,
+    finalDelivered,
+    finalUndelivered: finalDelivered ? 0 : store.size,
+    flushMs,
+    exitToDeliveredMs: deliveredAt === undefined ? undefined : deliveredAt - exitAt,
+  };
+  if (finalDelivered) log.info('summary', { ...summary });
+  else log.error('summary: final values NOT delivered before the flush deadline; they are dropped', { ...summary });
+
+  // Native mode: exiting now would make the kubelet restart us; wait for its SIGTERM.
+  if (cfg.mode === 'native' && trigger !== 'signal') await terminated;
+  return summary;
+}
