@@ -39,5 +39,5 @@ if (!parsed.ok) {
   process.exit(0);
 }
 
-await runSidecar(parsed.config, { log, procRoot: parsed.config.procRoot, selfPid: process.pid, terminate: terminate.signal });
+await runSidecar(parsed.config, { log, selfPid: process.pid, terminate: terminate.signal });
 process.exit(0);

@@ -18,7 +18,6 @@ import { VERSION } from './version.ts';
 
 export interface SidecarEnvironment {
   readonly log: Logger;
-  readonly procRoot: string;
   readonly selfPid: number;
   /** Aborted on SIGTERM/SIGINT: triggers the final flush. */
   readonly terminate: AbortSignal;
@@ -154,7 +153,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
 
   const watchAbort = new AbortController();
   const exitWatch = waitForMainExit({
-    procRoot: env.procRoot,
+    procRoot: cfg.procRoot,
     selfPid: env.selfPid,
     pollMs: cfg.exitPollMs,
     rescanMs: Math.max(cfg.intervalMs, 250),

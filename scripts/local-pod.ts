@@ -1,0 +1,141 @@
+/**
+ * A "pod" on this machine, for the demo, the integration tests and the benchmarks: a sample job
+ * (or any main command) and the real sidecar, in their own PID namespace
+ * (`unshare --pid --fork --mount-proc`) under a pause-like PID 1 (pod-init.ts). No kubelet: this
+ * is the part of a pod that jobmetrics depends on, and nothing else.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import type { ContainerSpec, PodSpec } from './pod-init.ts';
+
+export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
+/** The compiled programs (npm ci builds them through `prepare`). */
+export const PROGRAMS = {
+  podInit: join(PROJECT_ROOT, 'dist/scripts/pod-init.js'),
+  sampleJob: join(PROJECT_ROOT, 'dist/scripts/sample-job.js'),
+  sidecar: join(PROJECT_ROOT, 'dist/sidecar/main.js'),
+} as const;
+
+let namespaceCheck: { ok: boolean; why: string } | undefined;
+
+/** Whether real PID namespaces work here (root and util-linux unshare); says why not. */
+export function pidNamespaceSupport(): { ok: boolean; why: string } {
+  if (namespaceCheck) return namespaceCheck;
+  if (process.getuid?.() !== 0) return (namespaceCheck = { ok: false, why: 'not running as root' });
+  const r = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true'], { encoding: 'utf8' });
+  if (r.error) return (namespaceCheck = { ok: false, why: `unshare not available: ${r.error.message}` });
+  if (r.status !== 0) return (namespaceCheck = { ok: false, why: `unshare failed: ${r.stderr.trim()}` });
+  return (namespaceCheck = { ok: true, why: '' });
+}
+
+export interface ContainerExit {
+  readonly code: number | null;
+  readonly signal: string | null;
+  readonly atMs: number;
+}
+
+export interface PodResult {
+  readonly name: string;
+  readonly main: ContainerExit;
+  readonly sidecar: ContainerExit;
+  /** The sidecar's JSON log lines, parsed. */
+  readonly sidecarLog: ReadonlyArray<Record<string, unknown>>;
+  /** The sidecar's exit summary line, when it wrote one. */
+  readonly summary: Record<string, unknown> | undefined;
+}
+
+export interface LocalPod {
+  readonly name: string;
+  readonly result: Promise<PodResult>;
+  /** Sends a signal to one container, or to all (`*`, a pod deletion). */
+  signal(container: 'main' | 'sidecar' | '*', signal: NodeJS.Signals): void;
+}
+
+export interface LocalPodOptions {
+  readonly name: string;
+  /** A folder for the logs. */
+  readonly dir: string;
+  readonly main: { readonly command: string; readonly args: readonly string[]; readonly env: Readonly<Record<string, string>> };
+  readonly sidecarEnv: Readonly<Record<string, string>>;
+  /** Default: a real PID namespace when pidNamespaceSupport() says so. */
+  readonly pidNamespace?: boolean;
+  /** Start the sidecar this long after the main container (legacy mode's order). */
+  readonly sidecarDelayMs?: number;
+  /** Run the sidecar from this command instead of the compiled bin. */
+  readonly sidecarCommand?: { readonly command: string; readonly args: readonly string[] };
+}
+
+export function startLocalPod(opts: LocalPodOptions): LocalPod {
+  const containers: ContainerSpec[] = [
+    { name: 'main', command: opts.main.command, args: opts.main.args, env: opts.main.env, logFile: join(opts.dir, `${opts.name}.main.log`) },
+    {
+      name: 'sidecar',
+      command: opts.sidecarCommand?.command ?? process.execPath,
+      args: opts.sidecarCommand?.args ?? [PROGRAMS.sidecar],
+      env: opts.sidecarEnv,
+      logFile: join(opts.dir, `${opts.name}.sidecar.log`),
+      ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),
+    },
+  ];
+  const spec: PodSpec = { containers };
+  const useNs = opts.pidNamespace ?? pidNamespaceSupport().ok;
+  const argv = useNs
+    ? ['unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', process.execPath, PROGRAMS.podInit]]
+    : [process.execPath, [PROGRAMS.podInit]];
+  const child = spawn(argv[0] as string, argv[1] as string[], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+    env: { ...process.env, POD_SPEC: JSON.stringify(spec) },
+  });
+  const exits = new Map<string, ContainerExit>();
+  const result = new Promise<PodResult>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const e = JSON.parse(line) as { event: string; container?: string; code?: number | null; signal?: string | null; atMs: number };
+        if (e.event === 'exit' && e.container) exits.set(e.container, { code: e.code ?? null, signal: e.signal ?? null, atMs: e.atMs });
+      } catch {
+        // pod-init writes only JSON lines; anything else is not ours to interpret.
+      }
+    });
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const main = exits.get('main');
+      const sidecar = exits.get('sidecar');
+      if (!main || !sidecar) {
+        reject(new Error(`pod ${opts.name}: pod-init ended (code ${code}) before both containers exited; see ${opts.dir}`));
+        return;
+      }
+      const sidecarLog = readJsonLines(join(opts.dir, `${opts.name}.sidecar.log`));
+      const summary = sidecarLog.find((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('summary'));
+      resolve({ name: opts.name, main, sidecar, sidecarLog, summary });
+    });
+  });
+  return {
+    name: opts.name,
+    result,
+    signal(container, signal) {
+      child.stdin?.write(JSON.stringify({ container, signal }) + '\n');
+    },
+  };
+}
+
+function readJsonLines(file: string): Array<Record<string, unknown>> {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  const out: Array<Record<string, unknown>> = [];
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      out.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // A half-written last line: skip it.
+    }
+  }
+  return out;
+}
