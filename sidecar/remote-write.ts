@@ -300,6 +300,7 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
     const outcome = await sendWriteRequest(url, body, sendOpts);
     if (outcome.ok || !outcome.retryable || attempts >= maxAttempts || opts.signal?.aborted) return { ...outcome, attempts };
     const remaining = opts.deadlineMs - Date.now();
+    if (remaining < MIN_ATTEMPT_MS) return { ...outcome, attempts };
     const asked = outcome.retryAfterMs;
     let delay: number;
     if (asked !== undefined) {
@@ -308,7 +309,6 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
     } else {
       delay = Math.min(backoffDelayMs(attempts, base, cap, random), remaining - MIN_ATTEMPT_MS);
     }
-    if (remaining - delay < MIN_ATTEMPT_MS) return { ...outcome, attempts };
     opts.onRetry?.(attempts, outcome, delay);
     if (delay > 0 && !(await sleep(delay, opts.signal))) return { ...outcome, attempts };
   }

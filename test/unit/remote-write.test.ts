@@ -1,0 +1,361 @@
+import { expect } from 'chai';
+import http from 'node:http';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import protobuf from 'protobufjs/minimal.js';
+import { uncompressSync } from 'snappy';
+import {
+  backoffDelayMs,
+  closeIdleConnections,
+  deliverWithRetry,
+  encodeWriteRequest,
+  encodeWriteRequestProto,
+  parseRetryAfter,
+  sendWriteRequest,
+  USER_AGENT,
+  type RwSeries,
+  type SendOutcome,
+} from '../../sidecar/remote-write.ts';
+
+/** A reference decoder for the WriteRequest layout, written independently of the encoder. */
+function decode(buf: Uint8Array): Array<{ labels: Array<[string, string]>; samples: Array<{ value: number; timestampMs: number }> }> {
+  const r = protobuf.Reader.create(buf);
+  const out: Array<{ labels: Array<[string, string]>; samples: Array<{ value: number; timestampMs: number }> }> = [];
+  while (r.pos < r.len) {
+    const tag = r.uint32();
+    if (tag >>> 3 !== 1) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    const end = r.uint32() + r.pos;
+    const ts = { labels: [] as Array<[string, string]>, samples: [] as Array<{ value: number; timestampMs: number }> };
+    while (r.pos < end) {
+      const t = r.uint32();
+      const len = r.uint32();
+      const stop = r.pos + len;
+      if (t >>> 3 === 1) {
+        let name = '';
+        let value = '';
+        while (r.pos < stop) {
+          const lt = r.uint32();
+          if (lt >>> 3 === 1) name = r.string();
+          else if (lt >>> 3 === 2) value = r.string();
+          else r.skipType(lt & 7);
+        }
+        ts.labels.push([name, value]);
+      } else if (t >>> 3 === 2) {
+        let value = 0;
+        let timestampMs = 0;
+        while (r.pos < stop) {
+          const st = r.uint32();
+          if (st >>> 3 === 1) value = r.double();
+          else if (st >>> 3 === 2) timestampMs = Number(r.int64().toString());
+          else r.skipType(st & 7);
+        }
+        ts.samples.push({ value, timestampMs });
+      } else {
+        r.pos = stop;
+      }
+    }
+    out.push(ts);
+  }
+  return out;
+}
+
+interface Hit {
+  headers: http.IncomingHttpHeaders;
+  body: Buffer;
+  at: number;
+}
+
+/** A real HTTP server on a free loopback port whose n-th request gets `answer(n)`. */
+async function server(answer: (n: number, res: http.ServerResponse) => void): Promise<{ url: string; hits: Hit[]; close: () => Promise<void> }> {
+  const hits: Hit[] = [];
+  const srv = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      hits.push({ headers: req.headers, body: Buffer.concat(chunks), at: Date.now() });
+      answer(hits.length, res);
+    });
+  });
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const { port } = srv.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/api/v1/write`,
+    hits,
+    close: () =>
+      new Promise<void>((resolve) => {
+        srv.closeAllConnections();
+        srv.close(() => resolve());
+      }),
+  };
+}
+
+async function closedPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((resolve) => s.close(() => resolve()));
+  return port;
+}
+
+const BODY = encodeWriteRequest([{ labels: [['__name__', 'x_total']], samples: [{ value: 1, timestampMs: 1_700_000_000_000 }] }]);
+
+describe('remote-write: encoding', () => {
+  it('round-trips series, sorting labels by name and samples by time', () => {
+    const series: RwSeries[] = [
+      {
+        labels: [
+          ['pod', 'p-1'],
+          ['__name__', 'work_items_total'],
+          ['job', 'nightly'],
+          ['namespace', 'batch'],
+          ['jobmetrics_kind', 'counter'],
+        ],
+        samples: [
+          { value: 7, timestampMs: 1_700_000_000_001 },
+          { value: 0, timestampMs: 1_700_000_000_000 },
+        ],
+      },
+      {
+        labels: [['__name__', 'g'], ['le', '+Inf'], ['ä', 'ünïcödé "q" \\ \n']],
+        samples: [
+          { value: -1.5, timestampMs: 0 },
+          { value: Infinity, timestampMs: 1 },
+          { value: 2 ** 53, timestampMs: 8_640_000_000_000_000 },
+        ],
+      },
+    ];
+    const decoded = decode(uncompressSync(encodeWriteRequest(series)) as Buffer);
+    expect(decoded).to.deep.equal([
+      {
+        labels: [
+          ['__name__', 'work_items_total'],
+          ['job', 'nightly'],
+          ['jobmetrics_kind', 'counter'],
+          ['namespace', 'batch'],
+          ['pod', 'p-1'],
+        ],
+        samples: [
+          { value: 0, timestampMs: 1_700_000_000_000 },
+          { value: 7, timestampMs: 1_700_000_000_001 },
+        ],
+      },
+      {
+        labels: [['__name__', 'g'], ['le', '+Inf'], ['ä', 'ünïcödé "q" \\ \n']],
+        samples: [
+          { value: -1.5, timestampMs: 0 },
+          { value: Infinity, timestampMs: 1 },
+          { value: 2 ** 53, timestampMs: 8_640_000_000_000_000 },
+        ],
+      },
+    ]);
+    // The caller's arrays are not reordered.
+    expect(series[0]?.labels[0]).to.deep.equal(['pod', 'p-1']);
+  });
+
+  it('keeps NaN (the staleness marker) bit-exact and encodes no series as an empty message', () => {
+    const decoded = decode(encodeWriteRequestProto([{ labels: [['__name__', 'n']], samples: [{ value: NaN, timestampMs: 5 }] }]));
+    expect(Number.isNaN(decoded[0]?.samples[0]?.value)).to.equal(true);
+    expect(encodeWriteRequestProto([]).length).to.equal(0);
+    expect(uncompressSync(encodeWriteRequest([])).length).to.equal(0);
+  });
+
+  it('produces exactly the bytes of the protobuf layout', () => {
+    const bytes = Buffer.from(encodeWriteRequestProto([{ labels: [['a', 'b']], samples: [{ value: 1, timestampMs: 2 }] }]));
+    // 0a 15 | 0a 06 (0a 01 'a' 12 01 'b') | 12 0b (09 <double 1.0 LE> 10 02)
+    expect(bytes.toString('hex')).to.equal('0a150a060a0161120162120b09000000000000f03f1002');
+  });
+
+  it('rejects duplicate label names and non-integer timestamps', () => {
+    expect(() => encodeWriteRequest([{ labels: [['a', '1'], ['a', '2']], samples: [] }])).to.throw(TypeError, 'duplicate label name "a"');
+    expect(() => encodeWriteRequest([{ labels: [['a', '1']], samples: [{ value: 1, timestampMs: 1.5 }] }])).to.throw(TypeError, 'not an integer');
+  });
+
+  it('computes full-jitter backoff and parses Retry-After', () => {
+    expect(backoffDelayMs(1, 100, 2000, () => 0.999)).to.equal(99);
+    expect(backoffDelayMs(3, 100, 2000, () => 0.5)).to.equal(200);
+    expect(backoffDelayMs(10, 100, 2000, () => 0.5)).to.equal(1000);
+    expect(parseRetryAfter('3', 0)).to.equal(3000);
+    expect(parseRetryAfter('Thu, 01 Jan 1970 00:00:10 GMT', 4000)).to.equal(6000);
+    expect(parseRetryAfter('soon', 0)).to.equal(undefined);
+    expect(parseRetryAfter(undefined, 0)).to.equal(undefined);
+  });
+});
+
+describe('remote-write: delivery against a real server', function () {
+  this.timeout(10_000);
+  const closers: Array<() => Promise<void>> = [];
+  afterEach(async () => {
+    for (const c of closers.splice(0)) await c();
+    closeIdleConnections();
+  });
+  const start = async (answer: (n: number, res: http.ServerResponse) => void): Promise<Awaited<ReturnType<typeof server>>> => {
+    const s = await server(answer);
+    closers.push(s.close);
+    return s;
+  };
+
+  it('sends the spec headers and the body unchanged', async () => {
+    const s = await start((_n, res) => res.writeHead(204).end());
+    const out = await sendWriteRequest(s.url, BODY, { timeoutMs: 2000 });
+    expect(out).to.deep.equal({ ok: true, status: 204 });
+    const h = s.hits[0]?.headers;
+    expect(h?.['content-encoding']).to.equal('snappy');
+    expect(h?.['content-type']).to.equal('application/x-protobuf');
+    expect(h?.['x-prometheus-remote-write-version']).to.equal('0.1.0');
+    expect(h?.['user-agent']).to.equal(USER_AGENT);
+    expect(USER_AGENT).to.match(/^jobmetrics-sidecar\/\d+\.\d+\.\d+/);
+    expect(s.hits[0]?.body.equals(BODY)).to.equal(true);
+  });
+
+  it('reuses one keep-alive connection for consecutive requests', async () => {
+    const ports = new Set<number>();
+    const srv = http.createServer((req, res) => {
+      ports.add(req.socket.remotePort ?? 0);
+      req.resume();
+      req.on('end', () => res.writeHead(200).end());
+    });
+    await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    closers.push(() => new Promise<void>((resolve) => { srv.closeAllConnections(); srv.close(() => resolve()); }));
+    const url = `http://127.0.0.1:${(srv.address() as AddressInfo).port}/`;
+    for (let i = 0; i < 3; i++) expect((await sendWriteRequest(url, BODY, { timeoutMs: 2000 })).ok).to.equal(true);
+    expect(ports.size).to.equal(1);
+  });
+
+  it('retries a 500 and succeeds on the second attempt', async () => {
+    const s = await start((n, res) => (n === 1 ? res.writeHead(500).end('boom: storage is down') : res.writeHead(200).end()));
+    const retries: Array<[number, number | undefined]> = [];
+    const out = await deliverWithRetry(s.url, BODY, {
+      deadlineMs: Date.now() + 5000,
+      timeoutMs: 1000,
+      baseBackoffMs: 10,
+      onRetry: (attempt, o) => retries.push([attempt, o.ok ? undefined : o.status]),
+    });
+    expect(out).to.deep.equal({ ok: true, status: 200, attempts: 2 });
+    expect(retries).to.deep.equal([[1, 500]]);
+    expect(s.hits.length).to.equal(2);
+  });
+
+  it('honours Retry-After on 429', async () => {
+    const s = await start((n, res) => (n === 1 ? res.writeHead(429, { 'Retry-After': '1' }).end('slow down') : res.writeHead(200).end()));
+    let delay = -1;
+    const out = await deliverWithRetry(s.url, BODY, { deadlineMs: Date.now() + 5000, timeoutMs: 1000, baseBackoffMs: 10, onRetry: (_a, _o, d) => (delay = d) });
+    expect(out.attempts).to.equal(2);
+    expect(out.ok).to.equal(true);
+    expect(delay).to.equal(1000);
+    const gap = (s.hits[1]?.at ?? 0) - (s.hits[0]?.at ?? 0);
+    expect(gap).to.be.at.least(990);
+  });
+
+  it('gives up at once when Retry-After is past the deadline', async () => {
+    const s = await start((_n, res) => res.writeHead(429, { 'Retry-After': '30' }).end());
+    const t0 = Date.now();
+    const out = await deliverWithRetry(s.url, BODY, { deadlineMs: t0 + 2000, timeoutMs: 1000 });
+    expect(out.attempts).to.equal(1);
+    expect(out.ok).to.equal(false);
+    if (!out.ok) {
+      expect(out.status).to.equal(429);
+      expect(out.retryAfterMs).to.equal(30_000);
+    }
+    expect(Date.now() - t0).to.be.below(500);
+  });
+
+  it('does not retry a 400 and reports status and a body excerpt', async () => {
+    const long = 'bad label set: ' + 'x'.repeat(1000);
+    const s = await start((_n, res) => res.writeHead(400).end(long));
+    const out = await deliverWithRetry(s.url, BODY, { deadlineMs: Date.now() + 5000, timeoutMs: 1000, baseBackoffMs: 10 });
+    expect(out.attempts).to.equal(1);
+    expect(s.hits.length).to.equal(1);
+    expect(out.ok).to.equal(false);
+    if (out.ok) return;
+    expect(out.retryable).to.equal(false);
+    expect(out.status).to.equal(400);
+    const prefix = `remote write POST ${s.url} returned HTTP 400: `;
+    expect(out.error.message.startsWith(prefix + 'bad label set: xxx')).to.equal(true);
+    expect(out.error.message.length - prefix.length).to.equal(200);
+  });
+
+  it('cuts the last attempt to the deadline when the server hangs', async () => {
+    const s = await start(() => {
+      /* never answers */
+    });
+    const t0 = Date.now();
+    const out = await deliverWithRetry(s.url, BODY, { deadlineMs: t0 + 400, timeoutMs: 5000 });
+    const took = Date.now() - t0;
+    expect(out.attempts).to.equal(1);
+    expect(out.ok).to.equal(false);
+    if (!out.ok) {
+      expect(out.retryable).to.equal(true);
+      expect(out.error.message).to.match(new RegExp(`^remote write POST ${s.url} timed out: no complete response within (39\\d|400) ms$`));
+      expect(out.error.cause).to.be.instanceOf(Error);
+    }
+    expect(took).to.be.within(395, 480);
+  });
+
+  it('times out each attempt and retries within the deadline', async () => {
+    const s = await start(() => {
+      /* never answers */
+    });
+    const t0 = Date.now();
+    const out = await deliverWithRetry(s.url, BODY, { deadlineMs: t0 + 1000, timeoutMs: 200, baseBackoffMs: 1, maxBackoffMs: 1, random: () => 0 });
+    const took = Date.now() - t0;
+    // 200 ms each: attempts at 0, 200, 400, 600, 800 (the last cut to what is left).
+    expect(out.attempts).to.equal(5);
+    expect(s.hits.length).to.equal(5);
+    expect(took).to.be.within(980, 1080);
+  });
+
+  it('retries network errors (closed port) up to maxAttempts', async () => {
+    const port = await closedPort();
+    const url = `http://127.0.0.1:${port}/api/v1/write`;
+    const retries: number[] = [];
+    const out = await deliverWithRetry(url, BODY, { deadlineMs: Date.now() + 5000, timeoutMs: 500, baseBackoffMs: 10, maxAttempts: 3, onRetry: (a) => retries.push(a) });
+    expect(out.attempts).to.equal(3);
+    expect(retries).to.deep.equal([1, 2]);
+    expect(out.ok).to.equal(false);
+    if (!out.ok) {
+      expect(out.retryable).to.equal(true);
+      expect(out.error.message).to.match(new RegExp(`^remote write POST ${url} failed: connect ECONNREFUSED`));
+      expect((out.error.cause as { code?: string }).code).to.equal('ECONNREFUSED');
+    }
+  });
+
+  it('never passes the deadline on a closed port', async () => {
+    const port = await closedPort();
+    const t0 = Date.now();
+    const out = await deliverWithRetry(`http://127.0.0.1:${port}/`, BODY, { deadlineMs: t0 + 600, timeoutMs: 500, baseBackoffMs: 50, maxBackoffMs: 200 });
+    const took = Date.now() - t0;
+    expect(out.ok).to.equal(false);
+    expect(out.attempts).to.be.at.least(2);
+    expect(took).to.be.at.most(620);
+  });
+
+  it('stops when the signal aborts, without retrying', async () => {
+    const s = await start(() => {
+      /* never answers */
+    });
+    const ac = new AbortController();
+    setTimeout(() => ac.abort(), 100);
+    const t0 = Date.now();
+    const out: SendOutcome & { attempts: number } = await deliverWithRetry(s.url, BODY, { deadlineMs: t0 + 5000, timeoutMs: 5000, signal: ac.signal });
+    expect(out.attempts).to.equal(1);
+    expect(out.ok).to.equal(false);
+    if (!out.ok) expect(out.retryable).to.equal(false);
+    expect(Date.now() - t0).to.be.below(300);
+  });
+
+  it('returns without an attempt when the deadline already passed', async () => {
+    const out = await deliverWithRetry('http://127.0.0.1:9/', BODY, { deadlineMs: Date.now() - 1, timeoutMs: 100 });
+    expect(out.attempts).to.equal(0);
+    expect(out.ok).to.equal(false);
+  });
+
+  it('reports an invalid URL without retrying', async () => {
+    const out = await deliverWithRetry('ftp://x/', BODY, { deadlineMs: Date.now() + 1000, timeoutMs: 100 });
+    expect(out.attempts).to.equal(1);
+    expect(out.ok).to.equal(false);
+    if (!out.ok) expect(out.error.message).to.equal('remote write POST ftp://x/: invalid URL');
+  });
+});
