@@ -1,0 +1,91 @@
+import { expect } from 'chai';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { mainProcesses, waitForMainExit } from '../../../sidecar/exit-watch.ts';
+import { parseCgroup, parseProcStat, type ProcEntry } from '../../../sidecar/proc.ts';
+
+const p = (pid: number, ppid: number, state = 'S', cgroup?: string): ProcEntry => ({ pid, ppid, state, comm: 'x', cgroup });
+
+describe('parseProcStat (proc(5))', () => {
+  const cases: Array<[string, ReturnType<typeof parseProcStat>]> = [
+    ['42 (node) S 1 42 42 0 -1 4194560 1 0', { pid: 42, comm: 'node', state: 'S', ppid: 1 }],
+    ['7 (a (weird) name) Z 3 7 7 0', { pid: 7, comm: 'a (weird) name', state: 'Z', ppid: 3 }],
+    ['9 (sh) R 0 9 9', { pid: 9, comm: 'sh', state: 'R', ppid: 0 }],
+    ['garbage', undefined],
+    ['', undefined],
+    ['12 (x)', undefined],
+  ];
+  for (const [text, want] of cases) it(`parses ${JSON.stringify(text)}`, () => expect(parseProcStat(text)).to.deep.equal(want));
+});
+
+describe('parseCgroup', () => {
+  it('prefers the cgroup v2 line', () => expect(parseCgroup('12:pids:/a\n0::/kubepods/pod1/c2\n')).to.equal('/kubepods/pod1/c2'));
+  it('falls back to the v1 pids controller', () => expect(parseCgroup('3:cpu:/x\n2:pids:/kubepods/c1\n')).to.equal('/kubepods/c1'));
+  it('is undefined for nothing', () => expect(parseCgroup('')).to.equal(undefined));
+});
+
+describe('mainProcesses (DESIGN.md: all but PID 1 and the sidecar tree)', () => {
+  const cases: Array<{ name: string; entries: ProcEntry[]; self: number; want: number[] }> = [
+    { name: 'pause, main, sidecar', entries: [p(1, 0), p(2, 0), p(3, 0)], self: 3, want: [2] },
+    { name: 'main with children', entries: [p(1, 0), p(2, 0), p(5, 2), p(6, 5), p(3, 0)], self: 3, want: [2, 5, 6] },
+    { name: 'sidecar children and wrapper are ours', entries: [p(1, 0), p(2, 0), p(8, 0), p(3, 8), p(4, 3)], self: 3, want: [2] },
+    { name: 'zombies have exited', entries: [p(1, 0), p(2, 0, 'Z'), p(3, 0)], self: 3, want: [] },
+    { name: 'nothing but us', entries: [p(1, 0), p(3, 1)], self: 3, want: [] },
+    {
+      name: 'cgroups refine: our container’s other processes are ours',
+      entries: [p(1, 0, 'S', '/pause'), p(2, 0, 'S', '/main'), p(3, 0, 'S', '/side'), p(9, 0, 'S', '/side')],
+      self: 3,
+      want: [2],
+    },
+    {
+      name: 'one cgroup for all (no refinement possible)',
+      entries: [p(1, 0, 'S', '/'), p(2, 0, 'S', '/'), p(3, 0, 'S', '/')],
+      self: 3,
+      want: [2],
+    },
+  ];
+  for (const c of cases) it(c.name, () => expect([...mainProcesses(c.entries, c.self)].sort((a, b) => a - b)).to.deep.equal(c.want));
+});
+
+describe('waitForMainExit over a proc tree in a temp dir', () => {
+  let root: string;
+  const write = (pid: number, ppid: number, state = 'S') => {
+    mkdirSync(join(root, String(pid)), { recursive: true });
+    writeFileSync(join(root, String(pid), 'stat'), `${pid} (proc ${pid}) ${state} ${ppid} 0 0 0`);
+    writeFileSync(join(root, String(pid), 'cgroup'), '0::/\n');
+  };
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'exit-watch-'));
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it('resolves "exited" once the seen main processes are gone, including a late fork', async () => {
+    write(1, 0);
+    write(3, 1); // us
+    write(2, 1); // main
+    const seen: number[][] = [];
+    const done = waitForMainExit({ procRoot: root, selfPid: 3, pollMs: 5, rescanMs: 10_000, onFirstSeen: (pids) => seen.push([...pids]) });
+    await new Promise((r) => setTimeout(r, 80));
+    write(4, 2); // main forks a child, unknown to the watcher so far
+    rmSync(join(root, '2'), { recursive: true }); // main's first process ends
+    await new Promise((r) => setTimeout(r, 80));
+    write(4, 2, 'Z'); // the child has exited but is not reaped yet
+    const event = await done;
+    expect(seen).to.deep.equal([[2]]);
+    expect(event.reason).to.equal('exited');
+    expect(event.pids).to.deep.equal([4]);
+  });
+
+  it('resolves "never-seen" after the grace period when no main process shows up', async () => {
+    write(1, 0);
+    write(3, 1);
+    const event = await waitForMainExit({ procRoot: root, selfPid: 3, pollMs: 5, rescanMs: 100, neverSeenGraceMs: 120 });
+    expect(event.reason).to.equal('never-seen');
+  });
+
+  it('resolves "no-shared-pid-namespace" when the sidecar is PID 1', async () => {
+    const event = await waitForMainExit({ procRoot: root, selfPid: 1, pollMs: 5, rescanMs: 100 });
+    expect(event.reason).to.equal('no-shared-pid-namespace');
+  });
+});

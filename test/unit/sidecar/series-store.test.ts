@@ -1,0 +1,141 @@
+import { expect } from 'chai';
+import type { MetricFamily } from '../../../shared/exposition/types.ts';
+import { KIND_LABEL, SeriesStore, type PushPlan } from '../../../sidecar/series-store.ts';
+
+const counter = (value: number, labels: Array<[string, string]> = []): MetricFamily => ({
+  name: 'items',
+  type: 'counter',
+  samples: [{ name: 'items_total', labels, value }],
+});
+const gauge = (value: number): MetricFamily => ({ name: 'queue', type: 'gauge', samples: [{ name: 'queue', labels: [], value }] });
+
+const newStore = () => new SeriesStore({ namespace: 'ns', job: 'nightly', pod: 'nightly-abc', maxSeries: 100 });
+
+/** The plan as `name{pod} -> [values]`, the shape the aggregator sees. */
+const view = (plan: PushPlan): Record<string, number[]> =>
+  Object.fromEntries(
+    plan.series.map((s) => {
+      const l = Object.fromEntries(s.labels);
+      return [`${l['__name__']}{pod=${l['pod']}}`, s.samples.map((p) => p.value)];
+    }),
+  );
+
+describe('SeriesStore (DESIGN.md "Data semantics")', () => {
+  it('labels every series with namespace, job, pod and kind; renames clashing labels to exported_*', () => {
+    const store = newStore();
+    store.update([counter(3, [['job', 'inner'], ['pod', 'x'], ['namespace', 'y'], ['path', '/a']])], 1_000);
+    const [series] = store.plan().series;
+    expect(series?.labels).to.deep.equal([
+      ['__name__', 'items_total'],
+      ['exported_job', 'inner'],
+      ['exported_namespace', 'y'],
+      ['exported_pod', 'x'],
+      ['job', 'nightly'],
+      [KIND_LABEL, 'counter'],
+      ['namespace', 'ns'],
+      ['path', '/a'],
+      ['pod', 'nightly-abc'],
+    ]);
+  });
+
+  it('sends an explicit 0 one millisecond before the first value of a counter, once', () => {
+    const store = newStore();
+    store.update([counter(5), gauge(7)], 10_000);
+    const first = store.plan();
+    expect(first.series.map((s) => s.samples)).to.deep.equal([
+      [
+        { value: 0, timestampMs: 9_999 },
+        { value: 5, timestampMs: 10_000 },
+      ],
+      [{ value: 7, timestampMs: 10_000 }],
+    ]);
+    store.acknowledge(first, 10_050);
+    store.update([counter(9), gauge(2)], 11_000);
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc}': [9], 'queue{pod=nightly-abc}': [2] });
+  });
+
+  it('repeats the explicit 0 until a delivery is acknowledged', () => {
+    const store = newStore();
+    store.update([counter(5)], 10_000);
+    store.plan(); // lost: never acknowledged
+    store.update([counter(6)], 11_000);
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc}': [0, 6] });
+  });
+
+  it('a new generation delivers 0 and then only what was counted since the last acknowledged value', () => {
+    const store = newStore();
+    store.update([counter(100)], 1_000);
+    store.acknowledge(store.plan(), 1_100);
+    store.update([counter(130)], 2_000);
+    store.startGeneration();
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc/gen1}': [0, 30] });
+  });
+
+  it('a counter reset inside a generation is sent as a decrease, which the aggregator adds', () => {
+    const store = newStore();
+    store.update([counter(100)], 1_000);
+    store.acknowledge(store.plan(), 1_100);
+    store.update([counter(150)], 2_000);
+    store.startGeneration(); // offset 100
+    store.acknowledge(store.plan(), 2_100); // sent 0, 50
+    const stats = store.update([counter(3)], 3_000); // the process restarted
+    expect(stats.resets).to.equal(1);
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc/gen1}': [3] });
+  });
+
+  it('gapExceeded once half the staleness interval passed since the last acknowledgement', () => {
+    const store = newStore();
+    expect(store.gapExceeded(1e12, 1_000)).to.equal(false); // never delivered: nothing to forget
+    store.update([counter(1)], 0);
+    store.acknowledge(store.plan(), 10_000);
+    expect(store.gapExceeded(10_499, 1_000)).to.equal(false);
+    expect(store.gapExceeded(10_500, 1_000)).to.equal(true);
+  });
+
+  it('classifies samples: histogram and summary sums/counts are counters, quantiles gauges, _created dropped', () => {
+    const store = newStore();
+    const stats = store.update(
+      [
+        {
+          name: 'lat',
+          type: 'histogram',
+          samples: [
+            { name: 'lat_bucket', labels: [['le', '+Inf']], value: 2 },
+            { name: 'lat_sum', labels: [], value: 0.5 },
+            { name: 'lat_count', labels: [], value: 2 },
+            { name: 'lat_created', labels: [], value: 1.7e9 },
+          ],
+        },
+        {
+          name: 'rpc',
+          type: 'summary',
+          samples: [
+            { name: 'rpc', labels: [['quantile', '0.5']], value: 0.1 },
+            { name: 'rpc_count', labels: [], value: 4 },
+          ],
+        },
+        { name: 'legacy_total', type: 'untyped', samples: [{ name: 'legacy_total', labels: [], value: 1 }] },
+        { name: 'temp', type: 'untyped', samples: [{ name: 'temp', labels: [], value: 21 }] },
+        { name: 'bad', type: 'counter', samples: [{ name: 'bad_total', labels: [], value: Number.NaN }, { name: 'neg_total', labels: [], value: -1 }] },
+      ],
+      0,
+    );
+    expect(stats).to.deep.equal({ samples: 7, newSeries: 7, resets: 0, dropped: 3 });
+    const kinds = Object.fromEntries(store.plan().series.map((s) => [Object.fromEntries(s.labels)['__name__'], Object.fromEntries(s.labels)[KIND_LABEL]]));
+    expect(kinds).to.deep.equal({
+      lat_bucket: 'counter',
+      lat_sum: 'counter',
+      lat_count: 'counter',
+      rpc: 'gauge',
+      rpc_count: 'counter',
+      legacy_total: 'counter',
+      temp: 'gauge',
+    });
+  });
+
+  it('keeps at most maxSeries series and counts what it drops', () => {
+    const store = new SeriesStore({ namespace: 'ns', job: 'j', pod: 'p', maxSeries: 2 });
+    store.update([{ name: 'c', type: 'counter', samples: [1, 2, 3].map((i) => ({ name: 'c_total', labels: [['i', String(i)]] as const, value: i })) }], 0);
+    expect([store.size, store.droppedSeries]).to.deep.equal([2, 1]);
+  });
+});
