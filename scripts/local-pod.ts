@@ -139,3 +139,74 @@ function readJsonLines(file: string): Array<Record<string, unknown>> {
   }
   return out;
 }
+
+/** A free TCP port on loopback (listen on 0, read it, close). */
+export async function freePort(): Promise<number> {
+  const { createServer } = await import('node:net');
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
+    });
+  });
+}
+
+/** What a sample job really counted (scripts/sample-job.ts writes it). */
+export interface GroundTruth {
+  readonly ok: number;
+  readonly failed: number;
+  readonly observations: number;
+  readonly buckets: Readonly<Record<string, number>>;
+}
+
+export function readTruth(file: string): GroundTruth {
+  return JSON.parse(readFileSync(file, 'utf8')) as GroundTruth;
+}
+
+export interface SampleJobOptions {
+  readonly port: number;
+  readonly items: number;
+  readonly durationMs: number;
+  readonly settleMs?: number;
+  readonly exitCode?: number;
+  readonly truthFile: string;
+  readonly restartAt?: number;
+  readonly metricsDelayMs?: number;
+}
+
+/** The main container of a sample job pod. */
+export function sampleJob(o: SampleJobOptions): LocalPodOptions['main'] {
+  const env: Record<string, string> = {
+    PORT: String(o.port),
+    ITEMS: String(o.items),
+    DURATION_MS: String(o.durationMs),
+    TRUTH_FILE: o.truthFile,
+  };
+  if (o.settleMs !== undefined) env['SETTLE_MS'] = String(o.settleMs);
+  if (o.exitCode !== undefined) env['EXIT_CODE'] = String(o.exitCode);
+  if (o.restartAt !== undefined) env['RESTART_AT'] = String(o.restartAt);
+  if (o.metricsDelayMs !== undefined) env['METRICS_DELAY_MS'] = String(o.metricsDelayMs);
+  return { command: process.execPath, args: [PROGRAMS.sampleJob], env };
+}
+
+/** The sidecar's environment for a local pod (DESIGN.md "Sidecar interface"). */
+export function sidecarEnv(o: {
+  port: number;
+  remoteWriteUrl: string;
+  namespace: string;
+  job: string;
+  pod: string;
+  extra?: Readonly<Record<string, string>>;
+}): Record<string, string> {
+  return {
+    JOBMETRICS_SCRAPE_URL: `http://127.0.0.1:${o.port}/metrics`,
+    JOBMETRICS_REMOTE_WRITE_URL: o.remoteWriteUrl,
+    JOBMETRICS_NAMESPACE: o.namespace,
+    JOBMETRICS_JOB: o.job,
+    JOBMETRICS_POD: o.pod,
+    ...o.extra,
+  };
+}

@@ -134,11 +134,15 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
 
   // The loops stop through `running`; the exit watch through `watchAbort`.
   const running = new AbortController();
+  // Until the first scrape succeeds, try every 100 ms: the sidecar often starts before the main
+  // container listens, and a job shorter than one interval must still be scraped once.
+  const firstScrapeRetryMs = Math.min(cfg.intervalMs, 100);
+  let everScraped = false;
   const scrapeLoop = (async () => {
     while (!running.signal.aborted) {
       const tick = Date.now();
-      recordScrape(await scraper.scrape(), tick);
-      const wait = cfg.intervalMs - (Date.now() - tick);
+      if (recordScrape(await scraper.scrape(), tick)) everScraped = true;
+      const wait = (everScraped ? cfg.intervalMs : firstScrapeRetryMs) - (Date.now() - tick);
       await sleep(Math.max(0, wait), undefined, { signal: running.signal }).catch(() => {});
     }
   })();
