@@ -1,0 +1,245 @@
+/**
+ * The sidecar end to end, nothing mocked (issue 3, "Integration tests"): real vmagent with the
+ * shipped stream-aggregation config, real Prometheus with the remote-write receiver, real sample
+ * jobs and real sidecar processes in real PID namespaces. Every assertion compares Prometheus'
+ * aggregated value with what the jobs really counted: 0 lost, 0 counted twice.
+ */
+import { expect } from 'chai';
+import { mkdtempSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
+import { pidNamespaceSupport } from '../../scripts/local-pod.ts';
+import { ensureBuilt } from '../support/build.ts';
+import { itemsCounted, startSamplePod } from '../support/pods.ts';
+
+const NS = 'it';
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** The aggregated total of the sample job's work-item counter for one workload. */
+async function aggregatedItems(stack: Stack, job: string): Promise<number> {
+  await stack.flush();
+  const r = await stack.query(`sum(demo_items_processed_total{namespace="${NS}",job="${job}"})`);
+  return r[0]?.value ?? 0;
+}
+
+function tmp(name: string): string {
+  return mkdtempSync(join(tmpdir(), `jobmetrics-it-${name}-`));
+}
+
+describe('sidecar against real vmagent and Prometheus', function () {
+  this.timeout(180_000);
+  let stack: Stack;
+  let dir: string;
+
+  before(async function () {
+    this.timeout(120_000);
+    ensureBuilt();
+    const ns = pidNamespaceSupport();
+    if (!ns.ok) throw new Error(`these tests need real PID namespaces (root and unshare): ${ns.why}`);
+    dir = tmp('main');
+    stack = await startStack({ dir });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it('one job: the aggregated total equals what the job counted', async () => {
+    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'one', pod: 'one-a', items: 137, durationMs: 1_500 });
+    const { result, truth } = await p.done;
+    expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
+    expect(result.summary?.['finalDelivered']).to.equal(true);
+    expect(await aggregatedItems(stack, 'one')).to.equal(itemsCounted(truth));
+    expect(itemsCounted(truth)).to.equal(137);
+  });
+
+  it('50 pods of one workload in parallel: one series per label set, the exact sum', async () => {
+    const pods = await Promise.all(
+      Array.from({ length: 50 }, (_, i) =>
+        startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'fifty', pod: `fifty-${i}`, items: 20 + i, durationMs: 1_000 + (i % 7) * 300 }),
+      ),
+    );
+    const done = await Promise.all(pods.map((p) => p.done));
+    expect(done.filter((d) => d.result.sidecar.code !== 0)).to.have.length(0);
+    const counted = done.reduce((s, d) => s + itemsCounted(d.truth), 0);
+    expect(counted).to.equal(Array.from({ length: 50 }, (_, i) => 20 + i).reduce((a, b) => a + b, 0));
+    expect(await aggregatedItems(stack, 'fifty')).to.equal(counted);
+    const series = await stack.query(`count(demo_items_processed_total{namespace="${NS}",job="fifty"})`);
+    expect(series[0]?.value, 'one output series per outcome, not per pod').to.be.at.most(2);
+  });
+
+  it('a job shorter than one scrape interval that counted in its first 100 ms', async () => {
+    const p = await startSamplePod({
+      dir,
+      remoteWriteUrl: stack.remoteWriteUrl,
+      namespace: NS,
+      job: 'short',
+      pod: 'short-a',
+      items: 9,
+      durationMs: 90,
+      settleMs: 400,
+      sidecar: { JOBMETRICS_INTERVAL: '1s' },
+    });
+    const { result, truth } = await p.done;
+    expect(result.sidecar.code).to.equal(0);
+    expect(await aggregatedItems(stack, 'short')).to.equal(itemsCounted(truth));
+  });
+
+  it('a job that never exposes metrics: the sidecar exits 0 right after it, delivering nothing', async () => {
+    const p = await startSamplePod({
+      dir,
+      remoteWriteUrl: stack.remoteWriteUrl,
+      namespace: NS,
+      job: 'silent',
+      pod: 'silent-a',
+      items: 3,
+      durationMs: 300,
+      scrapeUrl: 'http://127.0.0.1:1/metrics',
+    });
+    const { result } = await p.done;
+    expect(result.sidecar.code).to.equal(0);
+    expect(result.sidecar.atMs - result.main.atMs).to.be.below(2_000);
+    expect(result.summary?.['series']).to.equal(0);
+    expect(await aggregatedItems(stack, 'silent')).to.equal(0);
+  });
+
+  it('a job whose metrics endpoint hangs: scrapes time out, the sidecar still exits 0 within the deadline', async () => {
+    const hanging: Server = createServer(() => {
+      // Never answers.
+    });
+    await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+    const port = (hanging.address() as { port: number }).port;
+    try {
+      const p = await startSamplePod({
+        dir,
+        remoteWriteUrl: stack.remoteWriteUrl,
+        namespace: NS,
+        job: 'hang',
+        pod: 'hang-a',
+        items: 5,
+        durationMs: 500,
+        scrapeUrl: `http://127.0.0.1:${port}/metrics`,
+      });
+      const { result } = await p.done;
+      expect(result.sidecar.code).to.equal(0);
+      expect(result.sidecar.atMs - result.main.atMs).to.be.below(5_000 + 1_000);
+      expect(result.summary?.['scrapeFailures']).to.be.greaterThan(0);
+    } finally {
+      hanging.closeAllConnections();
+      hanging.close();
+    }
+  });
+
+  it('a counter reset inside a pod (the main process restarted its counters) is summed exactly', async () => {
+    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'reset', pod: 'reset-a', items: 120, durationMs: 2_400, restartAt: 60 });
+    const { truth } = await p.done;
+    expect(itemsCounted(truth)).to.equal(120);
+    expect(await aggregatedItems(stack, 'reset')).to.equal(120);
+  });
+
+  it('histogram buckets, _sum and _count sum exactly across pods', async () => {
+    const pods = await Promise.all(
+      [40, 70, 90].map((items, i) => startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'histo', pod: `histo-${i}`, items, durationMs: 800 })),
+    );
+    const done = await Promise.all(pods.map((p) => p.done));
+    await stack.flush();
+    const buckets = await stack.query(`demo_item_duration_seconds_bucket{namespace="${NS}",job="histo"}`);
+    const byLe = Object.fromEntries(buckets.map((b) => [b.metric['le'], b.value]));
+    const want: Record<string, number> = {};
+    for (const d of done) for (const [le, n] of Object.entries(d.truth.buckets)) want[le === '+Inf' ? '+Inf' : le] = (want[le] ?? 0) + n;
+    expect(byLe).to.deep.equal(want);
+    const count = await stack.query(`demo_item_duration_seconds_count{namespace="${NS}",job="histo"}`);
+    expect(count[0]?.value).to.equal(200);
+  });
+
+  it('the job exiting non-zero: counts delivered, sidecar exits 0', async () => {
+    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'failing', pod: 'failing-a', items: 33, durationMs: 600, exitCode: 3 });
+    const { result, truth } = await p.done;
+    expect([result.main.code, result.sidecar.code]).to.deep.equal([3, 0]);
+    expect(await aggregatedItems(stack, 'failing')).to.equal(itemsCounted(truth));
+  });
+
+  it('SIGKILL of the job: everything counted one interval before the kill is delivered', async () => {
+    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'killed', pod: 'killed-a', items: 40, durationMs: 400, settleMs: 60_000 });
+    await sleep(1_500); // counted everything by 0.4 s, then idles: the kill comes > 1 interval later
+    p.pod.signal('main', 'SIGKILL');
+    const { result, truth } = await p.done;
+    expect(result.main.signal).to.equal('SIGKILL');
+    expect(result.sidecar.code).to.equal(0);
+    expect(await aggregatedItems(stack, 'killed')).to.equal(itemsCounted(truth));
+  });
+
+  it('SIGTERM to the sidecar while the job runs: it flushes and exits 0 at once', async () => {
+    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'sigterm', pod: 'sigterm-a', items: 25, durationMs: 300, settleMs: 4_000 });
+    await sleep(1_200);
+    const sentAt = Date.now();
+    p.pod.signal('sidecar', 'SIGTERM');
+    const { result, truth } = await p.done;
+    expect(result.sidecar.code).to.equal(0);
+    expect(result.sidecar.atMs - sentAt).to.be.below(2_000);
+    expect(result.summary?.['trigger']).to.equal('signal');
+    expect(await aggregatedItems(stack, 'sigterm')).to.equal(itemsCounted(truth));
+  });
+});
+
+describe('sidecar when the aggregator is down', function () {
+  this.timeout(180_000);
+  let stack: Stack;
+  let dir: string;
+  before(async function () {
+    this.timeout(120_000);
+    ensureBuilt();
+    dir = tmp('down');
+    stack = await startStack({ dir });
+  });
+  after(async () => {
+    await stack?.stop();
+  });
+
+  it('down when the job starts, up again before the flush deadline: nothing lost', async () => {
+    await stack.stopVmagent();
+    const p = await startSamplePod({
+      dir,
+      remoteWriteUrl: stack.remoteWriteUrl,
+      namespace: NS,
+      job: 'down-up',
+      pod: 'down-up-a',
+      items: 50,
+      durationMs: 1_000,
+      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '20s' },
+    });
+    await sleep(2_500); // the job has exited; the sidecar is retrying its final delivery
+    await stack.startVmagent();
+    const { result, truth } = await p.done;
+    expect(result.sidecar.code).to.equal(0);
+    expect(result.summary?.['finalDelivered']).to.equal(true);
+    expect(await aggregatedItems(stack, 'down-up')).to.equal(itemsCounted(truth));
+  });
+
+  it('down past the deadline: the sidecar exits 0 on time and logs what it dropped', async () => {
+    await stack.stopVmagent();
+    try {
+      const p = await startSamplePod({
+        dir,
+        remoteWriteUrl: stack.remoteWriteUrl,
+        namespace: NS,
+        job: 'down',
+        pod: 'down-a',
+        items: 10,
+        durationMs: 300,
+        sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '2s' },
+      });
+      const { result } = await p.done;
+      expect(result.sidecar.code).to.equal(0);
+      const flushTook = result.sidecar.atMs - result.main.atMs;
+      expect(flushTook).to.be.below(2_000 + 1_000);
+      const summary = result.summary ?? {};
+      expect(summary['finalDelivered']).to.equal(false);
+      expect(summary['finalUndelivered']).to.be.greaterThan(0);
+      expect(summary['level']).to.equal('error');
+    } finally {
+      await stack.startVmagent();
+    }
+  });
+});
