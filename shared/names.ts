@@ -59,3 +59,14 @@ export const SIDECAR_ENV = {
 
 export type SidecarMode = 'native' | 'legacy';
 export const SIDECAR_MODES: readonly SidecarMode[] = ['native', 'legacy'];
+
+/**
+ * Labels the Job controller puts on the pods it creates: the `batch.kubernetes.io/` ones since
+ * Kubernetes 1.27, the bare ones before and still alongside them
+ * (https://kubernetes.io/docs/reference/labels-annotations-taints/#batchkubernetesiojob-name).
+ */
+export const JOB_NAME_LABELS = ['batch.kubernetes.io/job-name', 'job-name'] as const;
+export const JOB_CONTROLLER_UID_LABELS = ['batch.kubernetes.io/controller-uid', 'controller-uid'] as const;
+
+/** The prefix of a skip status, so readers can tell `skipped: …` from `injected`. */
+export const STATUS_SKIPPED_PREFIX = 'skipped: ';

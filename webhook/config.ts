@@ -1,0 +1,317 @@
+/**
+ * The webhook's settings (DESIGN.md "Webhook interface"): one YAML file (`--config FILE` or
+ * JOBMETRICS_CONFIG), each setting overridable by its environment variable, every default in the
+ * table below, all validated once at start. Nothing else in the webhook reads process.env.
+ *
+ * The defaults are the values the shipped manifests use, so the webhook starts with no file at all.
+ */
+import { parse as parseYaml } from 'yaml';
+import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
+import type { Level } from '../shared/log.ts';
+import { INTERVAL } from '../shared/names.ts';
+import { MODE_SETTINGS, type ModeSetting } from './mode.ts';
+
+export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
+
+export interface SidecarSettings {
+  readonly image: string;
+  readonly imagePullPolicy: PullPolicy;
+  readonly remoteWriteUrl: string;
+  /** Durations as the sidecar reads them (`1s`, `10s`), already validated and normalised. */
+  readonly interval: string;
+  readonly pushInterval: string;
+  readonly flushTimeout: string;
+  readonly resources: {
+    readonly requests: Readonly<Record<string, string>>;
+    readonly limits: Readonly<Record<string, string>>;
+  };
+}
+
+export interface WebhookSettings {
+  readonly listen: { readonly host: string; readonly port: number };
+  /** Serve tls.crt/tls.key from here; absent: bootstrap a certificate through the API. */
+  readonly tlsDir?: string;
+  readonly mode: ModeSetting;
+  readonly maxRequestBytes: number;
+  readonly shutdownGraceMs: number;
+  readonly logLevel: Level;
+  readonly kube: {
+    /** A kubeconfig file; absent: the in-cluster service account, when in a cluster. */
+    readonly kubeconfig?: string;
+    readonly inCluster: boolean;
+    readonly timeoutMs: number;
+  };
+  readonly bootstrap: {
+    readonly serviceName: string;
+    readonly serviceNamespace: string;
+    readonly secretName: string;
+    readonly webhookConfigurationName: string;
+  };
+  readonly workloadLookup: { readonly enabled: boolean; readonly timeoutMs: number; readonly cacheTtlMs: number };
+  readonly sidecar: SidecarSettings;
+}
+
+/** One setting: where it lives in the YAML file, its env variable, its default, how to read it. */
+export interface SettingSpec {
+  readonly key: string;
+  readonly env: string;
+  /** As written in YAML or env; `''` means "not set". */
+  readonly default: string;
+  readonly doc: string;
+  readonly parse: (raw: string) => { ok: true; value: unknown } | { ok: false; error: string };
+}
+
+type Parsed = { ok: true; value: unknown } | { ok: false; error: string };
+const ok = (value: unknown): Parsed => ({ ok: true, value });
+const bad = (error: string): Parsed => ({ ok: false, error });
+
+const text: SettingSpec['parse'] = (raw) => ok(raw);
+const nonEmpty: SettingSpec['parse'] = (raw) => (raw === '' ? bad('must not be empty') : ok(raw));
+const oneOf =
+  (values: readonly string[]): SettingSpec['parse'] =>
+  (raw) =>
+    values.includes(raw) ? ok(raw) : bad(`"${raw}" must be one of ${values.join(', ')}`);
+const duration =
+  (minMs: number, maxMs: number, as: 'ms' | 'text'): SettingSpec['parse'] =>
+  (raw) => {
+    const r = parseBoundedDuration(raw, { minMs, maxMs });
+    if (!r.ok) return bad(r.error);
+    return ok(as === 'ms' ? r.ms : formatDuration(r.ms));
+  };
+const bool: SettingSpec['parse'] = (raw) =>
+  raw === 'true' ? ok(true) : raw === 'false' ? ok(false) : bad(`"${raw}" must be true or false`);
+const dnsLabel: SettingSpec['parse'] = (raw) =>
+  /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(raw) ? ok(raw) : bad(`"${raw}" must be a DNS-1123 label`);
+const dnsSubdomain: SettingSpec['parse'] = (raw) =>
+  /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(raw)
+    ? ok(raw)
+    : bad(`"${raw}" must be a DNS-1123 subdomain`);
+const httpUrl: SettingSpec['parse'] = (raw) => {
+  try {
+    const u = new URL(raw);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') return bad(`"${raw}" must be an http or https URL`);
+    return ok(raw);
+  } catch {
+    return bad(`"${raw}" is not a URL`);
+  }
+};
+const listen: SettingSpec['parse'] = (raw) => {
+  // host:port, [v6]:port
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(raw);
+  const port = Number(m?.[3]);
+  if (!m || port > 65535) return bad(`"${raw}" must be host:port, e.g. 0.0.0.0:8443 or [::]:8443`);
+  return ok({ host: m[1] ?? m[2] ?? '', port });
+};
+const bytes: SettingSpec['parse'] = (raw) => {
+  const m = /^(\d+)(Ki|Mi)?$/.exec(raw);
+  if (!m) return bad(`"${raw}" must be a byte count like 3145728 or 3Mi`);
+  const n = Number(m[1]) * (m[2] === 'Mi' ? 1 << 20 : m[2] === 'Ki' ? 1 << 10 : 1);
+  if (n < 64 << 10 || n > 64 << 20) return bad(`"${raw}" is outside 64Ki…64Mi`);
+  return ok(n);
+};
+// A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), or '' for none.
+const quantity: SettingSpec['parse'] = (raw) =>
+  raw === '' || /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$/.test(raw)
+    ? ok(raw)
+    : bad(`"${raw}" is not a Kubernetes quantity like 10m, 0.5, 64Mi`);
+
+/**
+ * Every setting, its default and its env variable. docs/webhook.md's settings table follows this
+ * list (a unit test checks they agree).
+ */
+export const SETTINGS: readonly SettingSpec[] = [
+  { key: 'listen', env: 'JOBMETRICS_LISTEN', default: '0.0.0.0:8443', doc: 'HTTPS listen address, host:port', parse: listen },
+  { key: 'tlsDir', env: 'JOBMETRICS_TLS_DIR', default: '', doc: 'directory with tls.crt and tls.key (a mounted kubernetes.io/tls Secret); reloaded on change. Empty: bootstrap through the API', parse: text },
+  { key: 'mode', env: 'JOBMETRICS_SIDECAR_MODE', default: 'auto', doc: 'sidecar mode: auto (native on Kubernetes >= 1.29, else legacy), native, legacy', parse: oneOf(MODE_SETTINGS) },
+  { key: 'maxRequestBytes', env: 'JOBMETRICS_MAX_REQUEST_BYTES', default: '3Mi', doc: 'largest AdmissionReview body accepted; larger gets 413 (the API server itself accepts at most 3 MiB per request)', parse: bytes },
+  { key: 'shutdownGrace', env: 'JOBMETRICS_SHUTDOWN_GRACE', default: '20s', doc: 'on SIGTERM, how long in-flight reviews may take before connections are closed', parse: duration(0, 300_000, 'ms') },
+  { key: 'logLevel', env: 'JOBMETRICS_LOG_LEVEL', default: 'info', doc: 'debug, info, warn or error', parse: oneOf(['debug', 'info', 'warn', 'error']) },
+  { key: 'kube.kubeconfig', env: 'KUBECONFIG', default: '', doc: 'kubeconfig file for API calls; empty: the in-cluster service account', parse: text },
+  { key: 'kube.timeout', env: 'JOBMETRICS_API_TIMEOUT', default: '5s', doc: 'timeout of each API call at start (version, Secret, caBundle)', parse: duration(100, 60_000, 'ms') },
+  { key: 'bootstrap.serviceName', env: 'JOBMETRICS_SERVICE_NAME', default: 'jobmetrics-webhook', doc: 'the webhook Service; its DNS names go into the bootstrapped certificate', parse: dnsLabel },
+  { key: 'bootstrap.serviceNamespace', env: 'JOBMETRICS_SERVICE_NAMESPACE', default: 'jobmetrics', doc: 'namespace of the Service and the TLS Secret', parse: dnsLabel },
+  { key: 'bootstrap.secretName', env: 'JOBMETRICS_TLS_SECRET', default: 'jobmetrics-webhook-tls', doc: 'Secret holding the bootstrapped CA and serving certificate, shared by replicas', parse: dnsSubdomain },
+  { key: 'bootstrap.webhookConfigurationName', env: 'JOBMETRICS_WEBHOOK_CONFIGURATION', default: 'jobmetrics', doc: 'MutatingWebhookConfiguration whose caBundle the bootstrap writes', parse: dnsSubdomain },
+  { key: 'workloadLookup.enabled', env: 'JOBMETRICS_WORKLOAD_LOOKUP', default: 'true', doc: "GET the pod's Job to find the CronJob that owns it (needs get on jobs)", parse: bool },
+  { key: 'workloadLookup.timeout', env: 'JOBMETRICS_WORKLOAD_LOOKUP_TIMEOUT', default: '1s', doc: 'timeout of that GET; on timeout the CronJob name pattern decides', parse: duration(50, 10_000, 'ms') },
+  { key: 'workloadLookup.cacheTtl', env: 'JOBMETRICS_WORKLOAD_LOOKUP_CACHE_TTL', default: '10m', doc: 'how long a Job\'s owner is remembered', parse: duration(0, 24 * 3_600_000, 'ms') },
+  { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: 'ghcr.io/jobmetrics/jobmetrics-sidecar:0.1.0', doc: 'sidecar image', parse: nonEmpty },
+  { key: 'sidecar.imagePullPolicy', env: 'JOBMETRICS_SIDECAR_IMAGE_PULL_POLICY', default: 'IfNotPresent', doc: 'Always, IfNotPresent or Never', parse: oneOf(['Always', 'IfNotPresent', 'Never']) },
+  { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_REMOTE_WRITE_URL', default: 'http://jobmetrics-aggregator.jobmetrics.svc:8429/api/v1/write', doc: "the aggregator's remote-write URL, given to every sidecar", parse: httpUrl },
+  { key: 'sidecar.interval', env: 'JOBMETRICS_INTERVAL', default: formatDuration(INTERVAL.defaultMs), doc: 'default scrape interval (100ms … 60s); a pod can set jobmetrics.io/interval', parse: duration(INTERVAL.minMs, INTERVAL.maxMs, 'text') },
+  { key: 'sidecar.pushInterval', env: 'JOBMETRICS_PUSH_INTERVAL', default: '10s', doc: 'how often a running sidecar delivers its latest values', parse: duration(100, 300_000, 'text') },
+  { key: 'sidecar.flushTimeout', env: 'JOBMETRICS_FLUSH_TIMEOUT', default: '10s', doc: 'the most time the final delivery may take after the main container exits', parse: duration(100, 600_000, 'text') },
+  { key: 'sidecar.resources.requests.cpu', env: 'JOBMETRICS_SIDECAR_CPU_REQUEST', default: '10m', doc: 'sidecar CPU request (empty: none)', parse: quantity },
+  { key: 'sidecar.resources.requests.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_REQUEST', default: '48Mi', doc: 'sidecar memory request (empty: none)', parse: quantity },
+  { key: 'sidecar.resources.limits.cpu', env: 'JOBMETRICS_SIDECAR_CPU_LIMIT', default: '', doc: 'sidecar CPU limit (empty: none, so the final flush is never throttled)', parse: quantity },
+  { key: 'sidecar.resources.limits.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_LIMIT', default: '128Mi', doc: 'sidecar memory limit (empty: none)', parse: quantity },
+];
+
+/** The file's own location; not a setting inside the file. */
+export const CONFIG_ENV = 'JOBMETRICS_CONFIG';
+
+export interface ConfigError {
+  /** `key (ENV)`, or the file, naming what is wrong. */
+  readonly setting: string;
+  readonly message: string;
+}
+
+export type LoadResult =
+  | { readonly ok: true; readonly settings: WebhookSettings; readonly source: string }
+  | { readonly ok: false; readonly errors: readonly ConfigError[] };
+
+export interface LoadInput {
+  readonly argv: readonly string[];
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** Injected so tests need no files; main passes fs.readFileSync. */
+  readonly readFile: (path: string) => string;
+}
+
+export function formatConfigErrors(errors: readonly ConfigError[]): string {
+  return errors.map((e) => `${e.setting}: ${e.message}`).join('; ');
+}
+
+/** Reads the file (if any), applies env overrides, validates everything, reports every error. */
+export function loadSettings(input: LoadInput): LoadResult {
+  const errors: ConfigError[] = [];
+  const argPath = configPathFromArgv(input.argv);
+  if (argPath !== undefined && 'error' in argPath) return { ok: false, errors: [{ setting: '--config', message: argPath.error }] };
+  const path = argPath?.path ?? nonBlank(input.env[CONFIG_ENV]);
+
+  let fileValues = new Map<string, string>();
+  if (path !== undefined) {
+    let textContent: string;
+    try {
+      textContent = input.readFile(path);
+    } catch (cause) {
+      return { ok: false, errors: [{ setting: path, message: `cannot read the settings file: ${(cause as Error).message}` }] };
+    }
+    const flat = flattenYaml(textContent, path);
+    if ('errors' in flat) return { ok: false, errors: flat.errors };
+    fileValues = flat.values;
+  }
+
+  const values = new Map<string, unknown>();
+  for (const spec of SETTINGS) {
+    const fromEnv = input.env[spec.env];
+    const raw = fromEnv !== undefined ? fromEnv.trim() : (fileValues.get(spec.key) ?? spec.default);
+    const r = spec.parse(raw);
+    if (r.ok) values.set(spec.key, r.value);
+    else errors.push({ setting: `${spec.key} (${fromEnv !== undefined ? spec.env : (path ?? 'default')})`, message: r.error });
+  }
+  if (errors.length > 0) return { ok: false, errors };
+
+  const str = (k: string): string => values.get(k) as string;
+  const num = (k: string): number => values.get(k) as number;
+  const resources = (kind: 'requests' | 'limits'): Record<string, string> => {
+    const out: Record<string, string> = {};
+    for (const r of ['cpu', 'memory']) {
+      const v = str(`sidecar.resources.${kind}.${r}`);
+      if (v !== '') out[r] = v;
+    }
+    return out;
+  };
+  const tlsDir = str('tlsDir');
+  const kubeconfig = str('kube.kubeconfig');
+  const settings: WebhookSettings = {
+    listen: values.get('listen') as WebhookSettings['listen'],
+    ...(tlsDir !== '' && { tlsDir }),
+    mode: values.get('mode') as ModeSetting,
+    maxRequestBytes: num('maxRequestBytes'),
+    shutdownGraceMs: num('shutdownGrace'),
+    logLevel: values.get('logLevel') as Level,
+    kube: {
+      ...(kubeconfig !== '' && { kubeconfig }),
+      // The in-cluster client reads these two; without them there is no service account to use.
+      inCluster: nonBlank(input.env['KUBERNETES_SERVICE_HOST']) !== undefined && nonBlank(input.env['KUBERNETES_SERVICE_PORT']) !== undefined,
+      timeoutMs: num('kube.timeout'),
+    },
+    bootstrap: {
+      serviceName: str('bootstrap.serviceName'),
+      serviceNamespace: str('bootstrap.serviceNamespace'),
+      secretName: str('bootstrap.secretName'),
+      webhookConfigurationName: str('bootstrap.webhookConfigurationName'),
+    },
+    workloadLookup: {
+      enabled: values.get('workloadLookup.enabled') as boolean,
+      timeoutMs: num('workloadLookup.timeout'),
+      cacheTtlMs: num('workloadLookup.cacheTtl'),
+    },
+    sidecar: {
+      image: str('sidecar.image'),
+      imagePullPolicy: str('sidecar.imagePullPolicy') as PullPolicy,
+      remoteWriteUrl: str('sidecar.remoteWriteUrl'),
+      interval: str('sidecar.interval'),
+      pushInterval: str('sidecar.pushInterval'),
+      flushTimeout: str('sidecar.flushTimeout'),
+      resources: { requests: resources('requests'), limits: resources('limits') },
+    },
+  };
+  return { ok: true, settings, source: path ?? 'defaults' };
+}
+
+/** The settings with every default, as a test or a tool needs them. */
+export function defaultSettings(): WebhookSettings {
+  const r = loadSettings({ argv: [], env: {}, readFile: () => '' });
+  if (!r.ok) throw new Error(`built-in defaults are invalid: ${formatConfigErrors(r.errors)}`);
+  return r.settings;
+}
+
+function configPathFromArgv(argv: readonly string[]): { path: string } | { error: string } | undefined {
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--config') {
+      const next = argv[i + 1];
+      if (next === undefined || next === '') return { error: 'needs a file name' };
+      return { path: next };
+    }
+    if (a.startsWith('--config=')) {
+      const v = a.slice('--config='.length);
+      return v === '' ? { error: 'needs a file name' } : { path: v };
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The YAML document as `dotted.key -> string`. Unknown keys are errors: a misspelt setting that
+ * silently keeps its default is the worst kind of configuration bug.
+ */
+function flattenYaml(content: string, path: string): { values: Map<string, string> } | { errors: ConfigError[] } {
+  let doc: unknown;
+  try {
+    doc = parseYaml(content);
+  } catch (cause) {
+    return { errors: [{ setting: path, message: `not valid YAML: ${(cause as Error).message.split('\n')[0] ?? ''}` }] };
+  }
+  const values = new Map<string, string>();
+  if (doc === null || doc === undefined) return { values };
+  const known = new Set(SETTINGS.map((s) => s.key));
+  const prefixes = new Set(SETTINGS.flatMap((s) => s.key.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))));
+  const errors: ConfigError[] = [];
+  const walk = (node: unknown, prefix: string): void => {
+    if (typeof node !== 'object' || node === null || Array.isArray(node)) {
+      errors.push({ setting: `${prefix || '(top level)'} (${path})`, message: 'must be a mapping' });
+      return;
+    }
+    for (const [k, v] of Object.entries(node)) {
+      const key = prefix === '' ? k : `${prefix}.${k}`;
+      if (known.has(key)) {
+        if (v === null || v === undefined) continue; // `key:` with no value keeps the default
+        if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') values.set(key, String(v).trim());
+        else errors.push({ setting: `${key} (${path})`, message: 'must be a single value' });
+      } else if (prefixes.has(key)) {
+        if (v !== null && v !== undefined) walk(v, key);
+      } else {
+        errors.push({ setting: `${key} (${path})`, message: 'is not a known setting' });
+      }
+    }
+  };
+  walk(doc, '');
+  return errors.length > 0 ? { errors } : { values };
+}
+
+function nonBlank(v: string | undefined): string | undefined {
+  const t = v?.trim();
+  return t === undefined || t === '' ? undefined : t;
+}
