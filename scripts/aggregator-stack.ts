@@ -317,6 +317,9 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     `-streamAggr.config=${derived}`,
     // As in the manifests: a series that matched no rule must not reach the store per pod.
     '-streamAggr.dropInput',
+    // One sender keeps the outputs in order: with several queues a block delayed by a slow send
+    // can land after the next interval's block, and Prometheus rejects it as out of order (400).
+    '-remoteWrite.queues=1',
     ...(opts.extraVmagentArgs ?? []),
   ];
   const vmLog = join(opts.dir, 'vmagent.log');
@@ -338,6 +341,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   }
   const vmagentUrl = `http://127.0.0.1:${vmPort}`;
 
+  let rejectedSeen = 0;
   const vmagentMetrics = async (): Promise<Map<string, number>> => parseMetricsText(await getText(`${vmagentUrl}/metrics`, 'vmagent metrics'));
 
   const stack: Stack = {
@@ -392,7 +396,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
         const inBlocks = sumOf(cur, 'vmagent_remotewrite_block_size_rows_sum');
         const blocks = sumOf(cur, 'vmagent_remotewrite_block_size_rows_count');
         const sent = sumOf(cur, 'vmagent_remotewrite_blocks_sent_total');
-        if (inBlocks >= pushed && sent >= blocks && sumOf(cur, 'vmagent_remotewrite_pending_data_bytes') === 0) return;
+        // A block Prometheus rejects (4xx) is dropped by vmagent and never counted as sent.
+        const rejected = sumOf(cur, 'vmagent_remotewrite_packets_dropped_total');
+        if (rejected > rejectedSeen) {
+          const was = rejectedSeen;
+          rejectedSeen = rejected;
+          throw new Error(`aggregator stack: Prometheus rejected ${rejected - was} block(s) of vmagent's outputs, so results are incomplete; last lines of ${vmLog}:\n${logTail(vmLog, 5)}`);
+        }
+        if (inBlocks >= pushed && sent + rejected >= blocks && sumOf(cur, 'vmagent_remotewrite_pending_data_bytes') === 0) return;
         if (Date.now() > deadline) {
           throw new Error(`aggregator stack: vmagent did not deliver its outputs to Prometheus in time (rows ${inBlocks}/${pushed}, blocks ${sent}/${blocks}); see ${vmLog}`);
         }
@@ -415,6 +426,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       for (let i = 0; i < 20; i++) {
         try {
           vm = await startVm(vmPort);
+          rejectedSeen = 0;
           return;
         } catch (err) {
           lastErr = err;
