@@ -36,8 +36,8 @@ export interface ParseOptions {
 }
 
 export function parse(text: string, options?: ParseOptions): ParseResult {
-  const format: ExpositionFormat = options?.format === 'openmetrics' ? 'openmetrics' : 'prometheus';
   try {
+    const format: ExpositionFormat = options?.format === 'openmetrics' ? 'openmetrics' : 'prometheus';
     if (typeof text !== 'string') return failure(0, 'body is not a string');
     const limits = resolveLimits(options?.limits);
     const sizeError = checkSize(text, limits.maxBytes);
