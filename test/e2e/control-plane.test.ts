@@ -6,9 +6,10 @@
 
 import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNamespace, kubectlOk, pinnedKubernetesVersion, startControlPlane, type ControlPlane } from './control-plane.ts';
+import { createNamespace, freePort, kubectlOk, makeServingCert, pinnedKubernetesVersion, startControlPlane, type ControlPlane } from './control-plane.ts';
 
 interface ObjectMeta {
   name: string;
@@ -145,5 +146,72 @@ describe('e2e: the Kubernetes control plane (etcd, kube-apiserver, kube-controll
 
     const pods = await expectPods('nightly-manual-1', 1);
     expect(pods[0]?.metadata.ownerReferences?.[0]).to.include({ kind: 'Job', name: 'nightly-manual-1' });
+  });
+
+  it('calls a mutating webhook registered with clientConfig.url on loopback', async () => {
+    // A stand-in webhook: the real one is tested in its own suite; this proves the plumbing.
+    const tls = makeServingCert({ ips: ['127.0.0.1'] });
+    const calls: string[] = [];
+    const server: Server = createServer({ cert: tls.certPem, key: tls.keyPem }, (req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const review = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { request: { uid: string; name?: string } };
+        calls.push(review.request.name ?? '');
+        const patch = [{ op: 'add', path: '/metadata/annotations', value: { 'e2e.jobmetrics.io/mutated': 'yes' } }];
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify({
+          apiVersion: 'admission.k8s.io/v1',
+          kind: 'AdmissionReview',
+          response: { uid: review.request.uid, allowed: true, patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(patch)).toString('base64') },
+        }));
+      });
+    });
+    const port = await freePort();
+    await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+    const hookedNs = 'smoke-hooked';
+    const config = {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name: 'e2e-smoke' },
+      webhooks: [{
+        name: 'smoke.e2e.jobmetrics.io',
+        clientConfig: { url: `https://127.0.0.1:${port}/mutate`, caBundle: Buffer.from(tls.caPem).toString('base64') },
+        rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'] }],
+        namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': hookedNs } },
+        failurePolicy: 'Fail',
+        sideEffects: 'None',
+        admissionReviewVersions: ['v1'],
+        timeoutSeconds: 5,
+      }],
+    };
+    try {
+      await createNamespace(plane(), hookedNs);
+      await kubectlOk(plane(), ['apply', '-f', '-'], { input: JSON.stringify(config) });
+      const pod = {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'hooked', namespace: hookedNs },
+        spec: { containers: [{ name: 'main', image: 'registry.invalid/jobmetrics/never-pulled:0' }] },
+      };
+      // A new webhook configuration takes effect within a moment; retry the create until it does.
+      const deadline = Date.now() + 15_000;
+      let created: Pod | undefined;
+      while (!created?.metadata.annotations?.['e2e.jobmetrics.io/mutated'] && Date.now() < deadline) {
+        if (created) {
+          await kubectlOk(plane(), ['-n', hookedNs, 'delete', 'pod', 'hooked', '--wait=false']);
+          await sleep(500);
+        }
+        const out = await plane().kubectl(['create', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) });
+        if (out.code === 0) created = JSON.parse(out.stdout) as Pod;
+        else await sleep(500);
+      }
+      expect(created?.metadata.annotations?.['e2e.jobmetrics.io/mutated'], 'annotation added by the webhook').to.equal('yes');
+      expect(calls).to.include('hooked');
+    } finally {
+      await plane().kubectl(['delete', 'mutatingwebhookconfiguration', 'e2e-smoke', '--ignore-not-found']);
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    }
   });
 });

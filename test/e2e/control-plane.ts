@@ -248,6 +248,9 @@ interface Pki {
   serverKeyPem: string;
   saPublicPem: string;
   saPrivatePem: string;
+  frontProxyCaPem: string;
+  frontProxyClientCertPem: string;
+  frontProxyClientKeyPem: string;
 }
 
 function rsaKey(): { publicPem: string; privatePem: string } {
@@ -265,6 +268,7 @@ function makeCert(opts: {
   signerKeyPem: string;
   issuer?: forge.pki.Certificate;
   isCa: boolean;
+  clientOnly?: boolean;
   dnsNames?: string[];
   ips?: string[];
 }): forge.pki.Certificate {
@@ -285,12 +289,12 @@ function makeCert(opts: {
     { name: 'subjectKeyIdentifier' },
   ];
   if (!opts.isCa) {
-    extensions.push({ name: 'extKeyUsage', serverAuth: true, clientAuth: true });
+    extensions.push(opts.clientOnly ? { name: 'extKeyUsage', clientAuth: true } : { name: 'extKeyUsage', serverAuth: true, clientAuth: true });
     const altNames = [
       ...(opts.dnsNames ?? []).map((value) => ({ type: 2, value })),
       ...(opts.ips ?? []).map((ip) => ({ type: 7, ip })),
     ];
-    extensions.push({ name: 'subjectAltName', altNames });
+    if (altNames.length > 0) extensions.push({ name: 'subjectAltName', altNames });
   }
   cert.setExtensions(extensions);
   cert.sign(forge.pki.privateKeyFromPem(opts.signerKeyPem) as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
@@ -311,7 +315,22 @@ function makePki(): Pki {
     ips: ['127.0.0.1', SERVICE_IP],
   });
   const sa = rsaKey();
+  // The aggregation layer's front proxy (requestheader authentication): its own CA, as kubeadm does.
+  const proxyCa = rsaKey();
+  const proxyCaCert = makeCert({ commonName: 'jobmetrics-e2e-front-proxy-ca', publicPem: proxyCa.publicPem, signerKeyPem: proxyCa.privatePem, isCa: true });
+  const proxyClient = rsaKey();
+  const proxyClientCert = makeCert({
+    commonName: 'front-proxy-client',
+    publicPem: proxyClient.publicPem,
+    signerKeyPem: proxyCa.privatePem,
+    issuer: proxyCaCert,
+    isCa: false,
+    clientOnly: true,
+  });
   return {
+    frontProxyCaPem: forge.pki.certificateToPem(proxyCaCert),
+    frontProxyClientCertPem: forge.pki.certificateToPem(proxyClientCert),
+    frontProxyClientKeyPem: proxyClient.privatePem,
     caPem: forge.pki.certificateToPem(caCert),
     caKeyPem: ca.privatePem,
     serverCertPem: forge.pki.certificateToPem(serverCert),
@@ -319,6 +338,26 @@ function makePki(): Pki {
     saPublicPem: sa.publicPem,
     saPrivatePem: sa.privatePem,
   };
+}
+
+/**
+ * A fresh CA and a serving certificate it signed, for a local HTTPS server the API server calls
+ * (e.g. a webhook registered with `clientConfig.url`; pass `caPem` as its `caBundle`, base64).
+ */
+export function makeServingCert(opts: { dnsNames?: string[]; ips?: string[] } = {}): { caPem: string; certPem: string; keyPem: string } {
+  const ca = rsaKey();
+  const caCert = makeCert({ commonName: 'jobmetrics-e2e-serving-ca', publicPem: ca.publicPem, signerKeyPem: ca.privatePem, isCa: true });
+  const key = rsaKey();
+  const cert = makeCert({
+    commonName: opts.dnsNames?.[0] ?? opts.ips?.[0] ?? 'localhost',
+    publicPem: key.publicPem,
+    signerKeyPem: ca.privatePem,
+    issuer: caCert,
+    isCa: false,
+    dnsNames: opts.dnsNames ?? ['localhost'],
+    ips: opts.ips ?? ['127.0.0.1'],
+  });
+  return { caPem: forge.pki.certificateToPem(caCert), certPem: forge.pki.certificateToPem(cert), keyPem: key.privatePem };
 }
 
 function kubeconfig(server: string, caPath: string, user: string, token: string): string {
@@ -409,6 +448,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     saPub: join(pki, 'sa.pub'),
     saKey: join(pki, 'sa.key'),
     tokens: join(pki, 'tokens.csv'),
+    frontProxyCa: join(pki, 'front-proxy-ca.crt'),
+    frontProxyCert: join(pki, 'front-proxy-client.crt'),
+    frontProxyKey: join(pki, 'front-proxy-client.key'),
     adminKubeconfig: join(dir, 'admin.kubeconfig'),
     kcmKubeconfig: join(dir, 'controller-manager.kubeconfig'),
   };
@@ -420,6 +462,9 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await writeFile(files.serverKey, material.serverKeyPem, { mode: 0o600 });
   await writeFile(files.saPub, material.saPublicPem);
   await writeFile(files.saKey, material.saPrivatePem, { mode: 0o600 });
+  await writeFile(files.frontProxyCa, material.frontProxyCaPem);
+  await writeFile(files.frontProxyCert, material.frontProxyClientCertPem);
+  await writeFile(files.frontProxyKey, material.frontProxyClientKeyPem, { mode: 0o600 });
   // token,user,uid,"groups"
   await writeFile(
     files.tokens,
@@ -472,6 +517,13 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         `--tls-private-key-file=${files.serverKey}`,
         `--client-ca-file=${files.ca}`,
         `--token-auth-file=${files.tokens}`,
+        `--requestheader-client-ca-file=${files.frontProxyCa}`,
+        '--requestheader-allowed-names=front-proxy-client',
+        '--requestheader-username-headers=X-Remote-User',
+        '--requestheader-group-headers=X-Remote-Group',
+        '--requestheader-extra-headers-prefix=X-Remote-Extra-',
+        `--proxy-client-cert-file=${files.frontProxyCert}`,
+        `--proxy-client-key-file=${files.frontProxyKey}`,
         '--authorization-mode=Node,RBAC',
         `--enable-admission-plugins=${[...new Set(plugins)].join(',')}`,
         `--service-account-key-file=${files.saPub}`,
