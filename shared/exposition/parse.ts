@@ -344,6 +344,8 @@ class Scanner {
   private lastName = '';
   private lastLabels: Labels = EMPTY_LABELS;
   private lastFamily: FamilyBuilder | undefined;
+  /** Labels of the sample being read; copied out at their exact size (a `push`-grown array keeps spare slots). */
+  private readonly scratch: MutableLabels = [];
   private sawEof = false;
 
   constructor(
@@ -671,7 +673,7 @@ class Scanner {
     const text = this.text;
     const limits = this.limits;
     const prev = this.lastLabels;
-    let out: MutableLabels | undefined;
+    const out = this.scratch;
     let reusable = keep;
     let count = 0;
     this.pos++; // '{'
@@ -730,15 +732,14 @@ class Scanner {
         if (count >= limits.maxLabelsPerSample) {
           this.fail(`more than ${limits.maxLabelsPerSample} labels on one sample (limit maxLabelsPerSample)`);
         }
-        if (out === undefined) out = [];
-        for (let j = 0; j < out.length; j++) {
+        for (let j = 0; j < count; j++) {
           // [om] "Label names MUST be unique within a LabelSet."
           if ((out[j] as readonly [string, string])[0] === name) this.fail(`duplicate label name "${name}"`);
         }
         if (prevPair !== undefined && prevPair[0] === name && prevPair[1] === value) {
-          out.push(prevPair);
+          out[count] = prevPair;
         } else {
-          out.push([name, value]);
+          out[count] = [name, value];
           reusable = false;
         }
       }
@@ -755,9 +756,9 @@ class Scanner {
         this.unexpected('after a label value (expected "," or "}")');
       }
     }
-    if (out === undefined) return EMPTY_LABELS;
-    if (reusable && out.length === prev.length) return prev;
-    return out;
+    if (!keep || count === 0) return EMPTY_LABELS;
+    if (reusable && count === prev.length) return prev;
+    return out.slice(0, count);
   }
 
   /**
