@@ -254,8 +254,8 @@ function parseFloatToken(text: string, a: number, b: number, allowSpecial: boole
     return undefined;
   }
   let mantissa = 0;
+  // At most 15 significant digits go into `mantissa`, so it stays an exact integer (< 2^53).
   let significant = 0; // digits accumulated into mantissa, leading zeros excluded
-  let dropped = 0; // integer digits not accumulated (too many for an exact mantissa)
   let fraction = 0; // fractional digits accumulated
   let digits = 0;
   let exact = true;
@@ -266,7 +266,6 @@ function parseFloatToken(text: string, a: number, b: number, allowSpecial: boole
       mantissa = mantissa * 10 + (c - C_0);
     } else {
       exact = false;
-      dropped++;
     }
     i++;
   }
@@ -307,12 +306,12 @@ function parseFloatToken(text: string, a: number, b: number, allowSpecial: boole
   }
   if (i !== b) return undefined;
   if (exact) {
-    const e = exponent + dropped - fraction;
+    const e = exponent - fraction;
     let value: number | undefined;
     if (e === 0) value = mantissa;
     else if (e > 0 && e <= 22) value = mantissa * (POW10[e] ?? NaN);
     else if (e < 0 && e >= -22) value = mantissa / (POW10[-e] ?? NaN);
-    if (value !== undefined && mantissa <= 2 ** 53) return negative ? -value : value;
+    if (value !== undefined) return negative ? -value : value;
   }
   // Validated above; the engine's own conversion is correctly rounded for the rest.
   return Number(text.slice(a, b));
