@@ -1,0 +1,154 @@
+/** The pure pieces mutate builds on: annotation parsing, the workload rule, the mode choice. */
+import { expect } from 'chai';
+import { parseTargetAnnotations } from '../../../shared/annotations.ts';
+import { defaultSettings } from '../../../webhook/config.ts';
+import { chooseMode, parseServerVersion } from '../../../webhook/mode.ts';
+import { mutate } from '../../../webhook/mutate.ts';
+import type { RawPod } from '../../../webhook/pod.ts';
+import { cronJobFromJobName, jobOf, workloadName } from '../../../webhook/workload.ts';
+import { loadPod } from './golden.ts';
+
+const NOW = Date.UTC(2026, 0, 15);
+
+describe('shared/annotations parseTargetAnnotations', () => {
+  const table: { in: Record<string, string>; ok?: object; error?: RegExp }[] = [
+    { in: {}, ok: { path: '/metrics', scheme: 'http' } },
+    { in: { 'jobmetrics.io/port': '8080' }, ok: { port: { kind: 'number', port: 8080, from: 'jobmetrics.io/port' } } },
+    { in: { 'prometheus.io/port': ' 9102 ' }, ok: { port: { kind: 'number', port: 9102, from: 'prometheus.io/port' } } },
+    { in: { 'jobmetrics.io/port': '8080', 'prometheus.io/port': 'not valid at all' }, ok: { port: { kind: 'number', port: 8080, from: 'jobmetrics.io/port' } } },
+    { in: { 'jobmetrics.io/port': 'http-metrics' }, ok: { port: { kind: 'name', name: 'http-metrics', from: 'jobmetrics.io/port' } } },
+    { in: { 'jobmetrics.io/port': '0' }, error: /jobmetrics\.io\/port="0": must be a port number/ },
+    { in: { 'jobmetrics.io/port': 'a-very-long-port-name' }, error: /IANA_SVC_NAME/ },
+    { in: { 'jobmetrics.io/port': 'Metrics' }, error: /jobmetrics\.io\/port/ },
+    { in: { 'jobmetrics.io/path': 'metrics' }, error: /must be a URL path starting with "\/"/ },
+    { in: { 'jobmetrics.io/path': '/a b' }, error: /jobmetrics\.io\/path/ },
+    { in: { 'jobmetrics.io/path': '/m#frag' }, error: /fragment/ },
+    { in: { 'prometheus.io/path': '/stats?x=1' }, ok: { path: '/stats?x=1' } },
+    { in: { 'jobmetrics.io/scheme': 'HTTPS' }, ok: { scheme: 'https' } },
+    { in: { 'jobmetrics.io/scheme': 'grpc' }, error: /must be http or https/ },
+    { in: { 'jobmetrics.io/interval': '500ms' }, ok: { interval: '500ms' } },
+    { in: { 'jobmetrics.io/interval': '1m' }, ok: { interval: '1m' } },
+    { in: { 'jobmetrics.io/interval': '61s' }, error: /outside 100ms…1m/ },
+    { in: { 'jobmetrics.io/interval': '2' }, error: /not a duration/ },
+    { in: { 'jobmetrics.io/container': 'Main_Container' }, error: /DNS-1123/ },
+    { in: { 'jobmetrics.io/workload': '  ' }, error: /must not be empty/ },
+    { in: { 'jobmetrics.io/workload': 'a\nb' }, error: /control characters/ },
+    { in: { 'jobmetrics.io/workload': 'billing/export €' }, ok: { workload: 'billing/export €' } },
+  ];
+  for (const row of table) {
+    it(`${JSON.stringify(row.in)} → ${row.error ? `error ${row.error}` : JSON.stringify(row.ok)}`, () => {
+      const r = parseTargetAnnotations(row.in);
+      if (row.error) {
+        expect(r.ok).to.equal(false);
+        if (!r.ok) expect(`${r.error.annotation}="${r.error.value}": ${r.error.message}`).to.match(row.error);
+      } else {
+        expect(r.ok, JSON.stringify(r)).to.equal(true);
+        if (r.ok) expect(r.value).to.deep.include(row.ok);
+      }
+    });
+  }
+});
+
+describe('webhook workload name', () => {
+  it('maps CronJob run names only when the digits are a plausible schedule time', () => {
+    expect(cronJobFromJobName('nightly-report-29430720', NOW)).to.equal('nightly-report');
+    expect(cronJobFromJobName('backup-20240101', NOW), 'a date is not minutes since 2015').to.equal(undefined);
+    expect(cronJobFromJobName('shard-7', NOW)).to.equal(undefined);
+    expect(cronJobFromJobName('future-99999999', NOW), 'after tomorrow').to.equal(undefined);
+    expect(cronJobFromJobName(`${'x'.repeat(53)}-29430720`, NOW), 'prefix too long for a CronJob').to.equal(undefined);
+    expect(cronJobFromJobName('nightly-report', NOW)).to.equal(undefined);
+  });
+
+  const pod = loadPod('pod-cronjob');
+  const job = jobOf(pod);
+  it('finds the Job from the ownerReference, with its uid', () => {
+    expect(job).to.deep.equal({ name: 'nightly-report-29430720', uid: '9c1d7a52-3b1e-4f55-9a57-1f0e3f1c2a10' });
+  });
+  it('finds the Job from the labels when there is no ownerReference', () => {
+    const p = structuredClone(pod);
+    delete p.metadata!.ownerReferences;
+    delete p.metadata!.labels!['batch.kubernetes.io/job-name'];
+    expect(jobOf(p)).to.deep.equal({ name: 'nightly-report-29430720', uid: '9c1d7a52-3b1e-4f55-9a57-1f0e3f1c2a10' });
+  });
+  const rows: [string, Parameters<typeof workloadName>[0], string | undefined, string | undefined][] = [
+    ['annotation first', { pod, job, annotation: 'custom', lookup: { state: 'found', cronJob: 'nightly-report' }, nowMs: NOW }, 'custom', 'annotation'],
+    ['API: CronJob owner', { pod, job, annotation: undefined, lookup: { state: 'found', cronJob: 'other-name' }, nowMs: NOW }, 'other-name', 'cronjob'],
+    ['API: no owner beats the pattern', { pod, job, annotation: undefined, lookup: { state: 'found', cronJob: null }, nowMs: NOW }, 'nightly-report-29430720', 'job'],
+    ['lookup failed: pattern', { pod, job, annotation: undefined, lookup: { state: 'unavailable', reason: 'x' }, nowMs: NOW }, 'nightly-report', 'cronjob-name-pattern'],
+    ['no lookup: pattern', { pod, job, annotation: undefined, lookup: undefined, nowMs: NOW }, 'nightly-report', 'cronjob-name-pattern'],
+    ['bare pod: generateName stem', { pod: { metadata: { generateName: 'adhoc-' }, spec: { containers: [] } }, job: undefined, annotation: undefined, lookup: undefined, nowMs: NOW }, 'adhoc', 'pod'],
+    ['nothing to go by', { pod: { spec: { containers: [] } }, job: undefined, annotation: undefined, lookup: undefined, nowMs: NOW }, undefined, undefined],
+  ];
+  for (const [title, input, name, source] of rows) {
+    it(title, () => {
+      const w = workloadName(input);
+      expect(w?.name).to.equal(name);
+      expect(w?.source).to.equal(source);
+    });
+  }
+});
+
+describe('webhook mode choice', () => {
+  const rows: [Parameters<typeof chooseMode>, string][] = [
+    [['native', undefined], 'native'],
+    [['legacy', { ok: true, version: { major: '1', minor: '33' } }], 'legacy'],
+    [['auto', { ok: true, version: { major: '1', minor: '29' } }], 'native'],
+    [['auto', { ok: true, version: { major: '1', minor: '28' } }], 'legacy'],
+    [['auto', { ok: true, version: { major: '1', minor: '30+', gitVersion: 'v1.30.2-eks-1' } }], 'native'],
+    [['auto', { ok: true, version: { major: '', minor: '', gitVersion: 'v1.31.0-gke.100' } }], 'native'],
+    [['auto', { ok: true, version: { gitVersion: 'weird' } }], 'legacy'],
+    [['auto', { ok: false, error: 'connect ECONNREFUSED' }], 'legacy'],
+    [['auto', undefined], 'legacy'],
+    [['auto', { ok: true, version: { major: '2', minor: '0' } }], 'native'],
+  ];
+  for (const [args, mode] of rows) {
+    it(`${JSON.stringify(args)} → ${mode}`, () => {
+      const c = chooseMode(...args);
+      expect(c.mode).to.equal(mode);
+      expect(c.reason).to.be.a('string').and.not.equal('');
+    });
+  }
+  it('says why it fell back', () => {
+    expect(chooseMode('auto', { ok: false, error: 'connect ECONNREFUSED 10.0.0.1:443' }).reason).to.contain('ECONNREFUSED');
+  });
+  it('parses managed-cluster minors', () => {
+    expect(parseServerVersion({ major: '1', minor: '29+' })).to.deep.equal({ major: 1, minor: 29 });
+  });
+});
+
+describe('webhook mutate: context-driven skips', () => {
+  const ctx = { sidecar: defaultSettings().sidecar, mode: 'legacy' as const, nowMs: NOW };
+  const pod = loadPod('pod-cronjob');
+  it('skips when the caller knows the namespace is not enabled', () => {
+    const r = mutate(pod, { ...ctx, namespaceLabels: { 'kubernetes.io/metadata.name': 'reports' } });
+    expect(r.inject ? '' : r.skip.reason).to.equal('namespace-not-enabled');
+  });
+  it('injects when the namespace label is known and enabled', () => {
+    expect(mutate(pod, { ...ctx, namespaceLabels: { 'jobmetrics.io/inject': 'enabled' } }).inject).to.equal(true);
+  });
+  it('a pod opt-in works outside an enabled namespace', () => {
+    const p: RawPod = structuredClone(pod);
+    p.metadata!.labels!['jobmetrics.io/inject'] = 'enabled';
+    expect(mutate(p, { ...ctx, namespaceLabels: {} }).inject).to.equal(true);
+  });
+  it('skips Windows pods', () => {
+    const p: RawPod = structuredClone(pod);
+    p.spec.os = { name: 'windows' };
+    const r = mutate(p, ctx);
+    expect(r.inject ? '' : r.skip.reason).to.equal('windows-pod');
+  });
+  it('keeps an existing initContainers list and unknown fields', () => {
+    const p = structuredClone(pod) as RawPod & { spec: { futureField?: unknown } };
+    p.spec['futureField'] = { alpha: [1, 2] };
+    p['status'] = { phase: 'Pending' };
+    const r = mutate(p, { ...ctx, mode: 'native' });
+    expect(r.pod.spec['futureField']).to.deep.equal({ alpha: [1, 2] });
+    expect(r.pod['status']).to.deep.equal({ phase: 'Pending' });
+  });
+  it('the Istio merge rewrite with no application values falls back to named ports', () => {
+    const p = loadPod('pod-istio-native');
+    expect(p.metadata?.annotations?.['prometheus.io/port']).to.equal('15020');
+    const r = mutate(p, ctx);
+    expect(r.inject && r.injection.scrapeUrl).to.equal('http://localhost:8080/metrics');
+  });
+});
