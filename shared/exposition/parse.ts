@@ -57,6 +57,7 @@ export function parse(text: string, options?: ParseOptions): ParseResult {
 const LIMIT_KEYS = [
   'maxBytes',
   'maxSamples',
+  'maxFamilies',
   'maxLabelNameLength',
   'maxLabelValueLength',
   'maxLabelsPerSample',
@@ -511,6 +512,9 @@ class Scanner {
   }
 
   private newFamily(name: string): FamilyBuilder {
+    if (this.families.length >= this.limits.maxFamilies) {
+      this.fail(`more than ${this.limits.maxFamilies} metric families (limit maxFamilies)`);
+    }
     const type: MetricType = this.om ? 'unknown' : 'untyped';
     const family: FamilyBuilder = {
       name,

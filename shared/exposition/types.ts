@@ -43,6 +43,12 @@ export interface ParseLimits {
   readonly maxBytes: number;
   /** Most samples accepted in one body. */
   readonly maxSamples: number;
+  /**
+   * Most metric families in one body. Families declared by HELP/TYPE lines alone have no samples,
+   * so `maxSamples` does not bound them: without this a body of metadata lines could cost far
+   * more memory than its size.
+   */
+  readonly maxFamilies: number;
   readonly maxLabelNameLength: number;
   readonly maxLabelValueLength: number;
   /** Most labels on one sample. */
@@ -52,6 +58,7 @@ export interface ParseLimits {
 export const DEFAULT_PARSE_LIMITS: ParseLimits = {
   maxBytes: 16 * 1024 * 1024,
   maxSamples: 50_000,
+  maxFamilies: 50_000,
   maxLabelNameLength: 256,
   maxLabelValueLength: 4_096,
   maxLabelsPerSample: 64,

@@ -41,6 +41,14 @@ describe('exposition parse: limits against bad targets', () => {
       message: 'line 4: more than 2 samples (limit maxSamples): "c 3"',
     },
     {
+      what: 'metric families in one body, those of metadata lines alone included (maxFamilies)',
+      limits: { maxFamilies: 2 },
+      atLimit: '# HELP a x\n# TYPE b gauge\n',
+      overLimit: '# HELP a x\n# TYPE b gauge\nc 1\n',
+      line: 3,
+      message: 'line 3: more than 2 metric families (limit maxFamilies): "c 1"',
+    },
+    {
       what: 'label name length (maxLabelNameLength)',
       limits: { maxLabelNameLength: 3 },
       atLimit: 'a{abc="1"} 1\n',
