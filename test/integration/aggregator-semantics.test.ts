@@ -8,7 +8,7 @@
  * Set JOBMETRICS_SEMANTICS_REPORT=1 to print the measured numbers.
  */
 import { expect } from 'chai';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -91,8 +91,14 @@ describe('aggregator semantics: vmagent 1.112 stream aggregation, measured', fun
     await sleep((phase + offsetMs - (Date.now() % 1000) + 2000) % 1000);
   };
 
+  let dir: string;
+  let failed = false;
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+
   before(async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'jobmetrics-semantics-'));
+    dir = mkdtempSync(join(tmpdir(), 'jobmetrics-semantics-'));
     // ignore_first_sample_interval is left at vmagent's default, which is the staleness interval.
     stack = await startStack({ dir, stalenessInterval: `${STALENESS_MS / 1000}s`, aggregationInterval: '1s' });
     startedAt = Date.now();
@@ -100,6 +106,8 @@ describe('aggregator semantics: vmagent 1.112 stream aggregation, measured', fun
   after(async () => {
     await stack?.stop();
     closeIdleConnections();
+    // Logs and data stay for a failed run (the error names the folder's logs).
+    if (!failed && dir) rmSync(dir, { recursive: true, force: true });
     if (process.env['JOBMETRICS_SEMANTICS_REPORT'] === '1') process.stdout.write(report.map((l) => `    ${l}\n`).join(''));
   });
 
