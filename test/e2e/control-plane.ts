@@ -176,15 +176,19 @@ function installExitHooks(): void {
 }
 
 /** setpriv --pdeathsig makes the kernel kill a child when this process dies, even by SIGKILL. */
-const pdeathsig: string[] = (() => {
-  const r = spawnSync('setpriv', ['--help'], { encoding: 'utf8' });
-  return r.status === 0 && r.stdout.includes('--pdeathsig') ? ['setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
-})();
+let pdeathsigPrefix: string[] | undefined;
+function pdeathsig(): string[] {
+  if (!pdeathsigPrefix) {
+    const r = spawnSync('setpriv', ['--help'], { encoding: 'utf8' });
+    pdeathsigPrefix = r.status === 0 && r.stdout.includes('--pdeathsig') ? ['setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
+  }
+  return pdeathsigPrefix;
+}
 
 function startChild(name: string, command: string, args: string[], logPath: string): Child {
   installExitHooks();
   const fd = openSync(logPath, 'a');
-  const argv = [...pdeathsig, command, ...args];
+  const argv = [...pdeathsig(), command, ...args];
   let proc: ChildProcess;
   try {
     proc = spawn(argv[0] ?? command, argv.slice(1), { stdio: ['ignore', fd, fd] });
