@@ -56,7 +56,9 @@ const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) 
 const gap = items > 0 ? durationMs / items : 0;
 for (let i = 0; i < items; i++) {
   if (i === restartAt) {
-    // A process restart inside the pod: the counters start again from zero.
+    // A process restart inside the pod: the counters start again from zero. Like an exit, it
+    // comes SETTLE_MS after the last increment, so that increment has been scraped.
+    await sleep(settleMs);
     registry = new Registry();
     metrics = makeMetrics(registry);
   }

@@ -7,6 +7,14 @@
  * - Values are cumulative, so a retried or duplicated delivery cannot count twice.
  * - Before the first value of a counter-like series, an explicit 0 travels 1 ms earlier in the
  *   same request, so the aggregator counts the first increment in full.
+ * - The explicit 0 keeps one timestamp (first sight - 1 ms) until it is acknowledged. A delivery
+ *   that reached the aggregator but whose answer was lost is then resent with the same, now
+ *   older, 0, which the aggregator skips as out of order; a 0 stamped later would read as a
+ *   counter reset and count the whole value a second time.
+ * - A counter reset inside the pod (the main process restarted) is folded in here: the value
+ *   before the reset is added to a base, so what is delivered never decreases. Otherwise only the
+ *   latest value would reach the aggregator, and whatever was counted between the last delivery
+ *   and the reset would be lost.
  * - After a delivery gap that may have made the aggregator forget the pod's series, a new
  *   *generation* starts: the `pod` value gets a suffix, an explicit 0 goes first, and only what
  *   was counted since the last acknowledged value follows (an offset), so nothing counts twice.
@@ -31,14 +39,19 @@ interface SeriesState {
   /** Output labels except `pod` and `__name__`, sorted by name. */
   readonly labels: ReadonlyArray<readonly [string, string]>;
   readonly kind: SeriesKind;
+  /** The latest scraped value. */
   raw: number;
   timestampMs: number;
-  /** Subtracted from `raw` in the current generation (counters only). */
+  /** Counters: the sum of the values before each reset, so `raw + base` never decreases. */
+  base: number;
+  /** Counters: subtracted from `raw + base` in the current generation. */
   offset: number;
+  /** The timestamp of this generation's explicit 0. */
+  zeroTimestampMs: number;
   /** Whether a value of this series was acknowledged in the current generation. */
   started: boolean;
-  /** The raw value last acknowledged by the aggregator, in any generation. */
-  ackedRaw: number | undefined;
+  /** `raw + base` as last acknowledged by the aggregator, in any generation. */
+  ackedTotal: number | undefined;
 }
 
 export interface UpdateStats {
@@ -57,8 +70,8 @@ export interface PushSeries {
 export interface PushPlan {
   readonly generation: number;
   readonly series: readonly PushSeries[];
-  /** What was sent, to be marked as acknowledged once the aggregator says 2xx. */
-  readonly sent: ReadonlyArray<readonly [key: string, raw: number]>;
+  /** What was sent (`raw + base`), to be marked as acknowledged once the aggregator says 2xx. */
+  readonly sent: ReadonlyArray<readonly [key: string, total: number]>;
   readonly samples: number;
 }
 
@@ -116,14 +129,24 @@ export class SeriesStore {
             this.#droppedTotal++;
             continue;
           }
-          state = { name: sample.name, labels, kind, raw: value, timestampMs: nowMs, offset: 0, started: false, ackedRaw: undefined };
+          state = {
+            name: sample.name,
+            labels,
+            kind,
+            raw: value,
+            timestampMs: nowMs,
+            base: 0,
+            offset: 0,
+            zeroTimestampMs: nowMs - 1,
+            started: false,
+            ackedTotal: undefined,
+          };
           this.#series.set(key, state);
           newSeries++;
         } else {
           if (state.kind === 'counter' && value < state.raw) {
-            // The main process restarted its counter. The aggregator treats a decrease inside one
-            // series as a reset and adds the new value, so the offset no longer applies.
-            state.offset = 0;
+            // The main process restarted its counter: keep what it had counted before.
+            state.base += state.raw;
             resets++;
           }
           state.raw = value;
@@ -143,7 +166,8 @@ export class SeriesStore {
     this.#generation++;
     for (const s of this.#series.values()) {
       s.started = false;
-      if (s.kind === 'counter') s.offset = s.ackedRaw !== undefined && s.ackedRaw <= s.raw ? s.ackedRaw : 0;
+      s.zeroTimestampMs = s.timestampMs - 1;
+      if (s.kind === 'counter') s.offset = s.ackedTotal ?? 0;
     }
   }
 
@@ -161,17 +185,18 @@ export class SeriesStore {
     const sent: Array<readonly [string, number]> = [];
     let samples = 0;
     for (const [key, s] of this.#series) {
-      const value = s.kind === 'counter' ? s.raw - s.offset : s.raw;
+      const total = s.kind === 'counter' ? s.raw + s.base : s.raw;
+      const value = s.kind === 'counter' ? total - s.offset : s.raw;
       const labels = withPodAndName(s.name, s.labels, pod);
       const points =
         s.kind === 'counter' && !s.started
           ? [
-              { value: 0, timestampMs: s.timestampMs - 1 },
-              { value, timestampMs: s.timestampMs },
+              { value: 0, timestampMs: s.zeroTimestampMs },
+              { value, timestampMs: Math.max(s.timestampMs, s.zeroTimestampMs + 1) },
             ]
           : [{ value, timestampMs: s.timestampMs }];
       series.push({ labels, samples: points });
-      sent.push([key, s.raw]);
+      sent.push([key, total]);
       samples += points.length;
     }
     return { generation: this.#generation, series, sent, samples };
@@ -180,10 +205,10 @@ export class SeriesStore {
   /** The aggregator acknowledged `plan` (2xx). */
   acknowledge(plan: PushPlan, nowMs: number): void {
     this.#lastAckMs = nowMs;
-    for (const [key, raw] of plan.sent) {
+    for (const [key, total] of plan.sent) {
       const s = this.#series.get(key);
       if (s === undefined) continue;
-      s.ackedRaw = raw;
+      s.ackedTotal = total;
       if (plan.generation === this.#generation) s.started = true;
     }
   }

@@ -56,6 +56,17 @@ function errorCodes(error: unknown): string[] {
   return codes;
 }
 
+/**
+ * The wait before the next scrape. Until one succeeds, every 100 ms: the sidecar often starts
+ * before the main container listens. Then the pace ramps up from 100 ms, doubling, to the
+ * interval, so a job shorter than one interval is still scraped after its first increments
+ * (issue 3: "a job shorter than one scrape interval that counted in its first 100 ms").
+ */
+export function scrapeDelayMs(succeeded: number, intervalMs: number): number {
+  const ramp = 100 * 2 ** Math.max(0, Math.min(succeeded - 1, 16));
+  return Math.min(intervalMs, ramp);
+}
+
 export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): Promise<SidecarSummary> {
   const { log } = env;
   const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: DEFAULT_PARSE_LIMITS.maxSamples });
@@ -134,15 +145,12 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
 
   // The loops stop through `running`; the exit watch through `watchAbort`.
   const running = new AbortController();
-  // Until the first scrape succeeds, try every 100 ms: the sidecar often starts before the main
-  // container listens, and a job shorter than one interval must still be scraped once.
-  const firstScrapeRetryMs = Math.min(cfg.intervalMs, 100);
-  let everScraped = false;
   const scrapeLoop = (async () => {
+    let succeeded = 0;
     while (!running.signal.aborted) {
       const tick = Date.now();
-      if (recordScrape(await scraper.scrape(), tick)) everScraped = true;
-      const wait = (everScraped ? cfg.intervalMs : firstScrapeRetryMs) - (Date.now() - tick);
+      if (recordScrape(await scraper.scrape(), tick)) succeeded++;
+      const wait = scrapeDelayMs(succeeded, cfg.intervalMs) - (Date.now() - tick);
       await sleep(Math.max(0, wait), undefined, { signal: running.signal }).catch(() => {});
     }
   })();

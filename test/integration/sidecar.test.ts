@@ -55,11 +55,16 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('50 pods of one workload in parallel: one series per label set, the exact sum', async () => {
-    const pods = await Promise.all(
-      Array.from({ length: 50 }, (_, i) =>
-        startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'fifty', pod: `fifty-${i}`, items: 20 + i, durationMs: 1_000 + (i % 7) * 300 }),
-      ),
-    );
+    // 150 Node processes on a 2-core machine: starting them 100 ms apart keeps a sidecar from
+    // starting after its job has already ended (in a cluster each pod has its own CPU). Every job
+    // runs longer than the 5 s it takes to start them all, so all 50 pods run at once.
+    const pods = [];
+    for (let i = 0; i < 50; i++) {
+      pods.push(
+        await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'fifty', pod: `fifty-${i}`, items: 20 + i, durationMs: 6_000 + (i % 7) * 300 }),
+      );
+      await sleep(100);
+    }
     const done = await Promise.all(pods.map((p) => p.done));
     expect(done.filter((d) => d.result.sidecar.code !== 0)).to.have.length(0);
     const counted = done.reduce((s, d) => s + itemsCounted(d.truth), 0);

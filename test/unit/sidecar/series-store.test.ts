@@ -71,16 +71,38 @@ describe('SeriesStore (DESIGN.md "Data semantics")', () => {
     expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc/gen1}': [0, 30] });
   });
 
-  it('a counter reset inside a generation is sent as a decrease, which the aggregator adds', () => {
+  it('folds a counter reset into a base, so what is delivered never decreases', () => {
+    const store = newStore();
+    store.update([counter(28)], 1_000);
+    store.acknowledge(store.plan(), 1_100);
+    store.update([counter(54)], 1_200); // scraped, not yet delivered
+    const stats = store.update([counter(3)], 1_400); // the process restarted
+    store.update([counter(15)], 1_600);
+    expect(stats.resets).to.equal(1);
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc}': [54 + 15] });
+  });
+
+  it('keeps the explicit 0 at its first timestamp, so a resend after a lost answer is skipped as old', () => {
+    const store = newStore();
+    store.update([counter(5)], 10_000);
+    store.plan(); // reached the aggregator, the answer was lost
+    store.update([counter(8)], 11_000);
+    expect(store.plan().series[0]?.samples).to.deep.equal([
+      { value: 0, timestampMs: 9_999 },
+      { value: 8, timestampMs: 11_000 },
+    ]);
+  });
+
+  it('a new generation after a reset delivers only the increments since the last acknowledgement', () => {
     const store = newStore();
     store.update([counter(100)], 1_000);
     store.acknowledge(store.plan(), 1_100);
     store.update([counter(150)], 2_000);
-    store.startGeneration(); // offset 100
-    store.acknowledge(store.plan(), 2_100); // sent 0, 50
-    const stats = store.update([counter(3)], 3_000); // the process restarted
-    expect(stats.resets).to.equal(1);
-    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc/gen1}': [3] });
+    store.update([counter(3)], 3_000); // reset: 150 + 3 = 153 in all
+    store.startGeneration();
+    const plan = store.plan();
+    expect(view(plan)).to.deep.equal({ 'items_total{pod=nightly-abc/gen1}': [0, 53] });
+    expect(plan.series[0]?.samples.map((p) => p.timestampMs)).to.deep.equal([2_999, 3_000]);
   });
 
   it('gapExceeded once half the staleness interval passed since the last acknowledgement', () => {
