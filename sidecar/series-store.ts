@@ -15,6 +15,14 @@
  *   before the reset is added to a base, so what is delivered never decreases. Otherwise only the
  *   latest value would reach the aggregator, and whatever was counted between the last delivery
  *   and the reset would be lost.
+ * - Every delivery of a counter starts with its last acknowledged sample, at its original
+ *   timestamp. A vmagent that did not restart skips it as a repeat; one that restarted (and so
+ *   lost its state) takes it as the baseline, so what was counted between the last delivery
+ *   before the restart and the first after it is counted too (docs/semantics.md, fact h).
+ * - New counters get their explicit 0 in a delivery of its own, as soon as they are first seen
+ *   (`plan({ zerosOnly: true })`): when the 0 reaches the aggregator an aggregation interval
+ *   before the value, a newly born aggregated series starts at 0 and `increase()` counts its
+ *   first interval too (docs/semantics.md, "increase() and an output's birth").
  * - After a delivery gap that may have made the aggregator forget the pod's series, a new
  *   *generation* starts: the `pod` value gets a suffix, an explicit 0 goes first, and only what
  *   was counted since the last acknowledged value follows (an offset), so nothing counts twice.
@@ -48,9 +56,9 @@ interface SeriesState {
   offset: number;
   /** The timestamp of this generation's explicit 0. */
   zeroTimestampMs: number;
-  /** Whether a value of this series was acknowledged in the current generation. */
-  started: boolean;
-  /** `raw + base` as last acknowledged by the aggregator, in any generation. */
+  /** The sample last acknowledged in the current generation (the explicit 0 counts). */
+  acked: { value: number; timestampMs: number } | undefined;
+  /** What the aggregator has of this series in all generations: `offset + acked.value`. */
   ackedTotal: number | undefined;
 }
 
@@ -70,9 +78,15 @@ export interface PushSeries {
 export interface PushPlan {
   readonly generation: number;
   readonly series: readonly PushSeries[];
-  /** What was sent (`raw + base`), to be marked as acknowledged once the aggregator says 2xx. */
-  readonly sent: ReadonlyArray<readonly [key: string, total: number]>;
+  /** The last sample sent of each series, to be marked as acknowledged once the aggregator says 2xx. */
+  readonly sent: ReadonlyArray<SentSample>;
   readonly samples: number;
+}
+
+interface SentSample {
+  readonly key: string;
+  readonly value: number;
+  readonly timestampMs: number;
 }
 
 export class SeriesStore {
@@ -138,7 +152,7 @@ export class SeriesStore {
             base: 0,
             offset: 0,
             zeroTimestampMs: nowMs - 1,
-            started: false,
+            acked: undefined,
             ackedTotal: undefined,
           };
           this.#series.set(key, state);
@@ -165,7 +179,7 @@ export class SeriesStore {
   startGeneration(): void {
     this.#generation++;
     for (const s of this.#series.values()) {
-      s.started = false;
+      s.acked = undefined;
       s.zeroTimestampMs = s.timestampMs - 1;
       if (s.kind === 'counter') s.offset = s.ackedTotal ?? 0;
     }
@@ -178,25 +192,41 @@ export class SeriesStore {
     return this.#lastAckMs !== undefined && nowMs - this.#lastAckMs >= stalenessMs / 2;
   }
 
-  /** Everything there is to deliver now: every series' latest value, explicit zeros first. */
-  plan(): PushPlan {
+  /** Whether some counter still waits for its explicit 0 to be acknowledged. */
+  get hasUnstartedCounters(): boolean {
+    for (const s of this.#series.values()) if (s.kind === 'counter' && s.acked === undefined) return true;
+    return false;
+  }
+
+  /**
+   * What to deliver now: every series' latest value, each counter preceded by its last
+   * acknowledged sample or, before the first acknowledgement, by its explicit 0. With
+   * `zerosOnly`, just the explicit zeros of counters not yet started.
+   */
+  plan(options: { zerosOnly?: boolean } = {}): PushPlan {
     const pod = this.podLabel();
     const series: PushSeries[] = [];
-    const sent: Array<readonly [string, number]> = [];
+    const sent: SentSample[] = [];
     let samples = 0;
     for (const [key, s] of this.#series) {
-      const total = s.kind === 'counter' ? s.raw + s.base : s.raw;
-      const value = s.kind === 'counter' ? total - s.offset : s.raw;
-      const labels = withPodAndName(s.name, s.labels, pod);
-      const points =
-        s.kind === 'counter' && !s.started
-          ? [
-              { value: 0, timestampMs: s.zeroTimestampMs },
-              { value, timestampMs: Math.max(s.timestampMs, s.zeroTimestampMs + 1) },
-            ]
-          : [{ value, timestampMs: s.timestampMs }];
-      series.push({ labels, samples: points });
-      sent.push([key, total]);
+      const points: Array<{ value: number; timestampMs: number }> = [];
+      if (s.kind === 'counter') {
+        const first = s.acked ?? { value: 0, timestampMs: s.zeroTimestampMs };
+        points.push(first);
+        if (options.zerosOnly) {
+          if (s.acked !== undefined) continue;
+        } else {
+          const value = s.raw + s.base - s.offset;
+          if (s.timestampMs > first.timestampMs) points.push({ value, timestampMs: s.timestampMs });
+          else points[0] = { value, timestampMs: first.timestampMs };
+        }
+      } else {
+        if (options.zerosOnly) continue;
+        points.push({ value: s.raw, timestampMs: s.timestampMs });
+      }
+      const last = points[points.length - 1] as { value: number; timestampMs: number };
+      series.push({ labels: withPodAndName(s.name, s.labels, pod), samples: points });
+      sent.push({ key, value: last.value, timestampMs: last.timestampMs });
       samples += points.length;
     }
     return { generation: this.#generation, series, sent, samples };
@@ -205,11 +235,15 @@ export class SeriesStore {
   /** The aggregator acknowledged `plan` (2xx). */
   acknowledge(plan: PushPlan, nowMs: number): void {
     this.#lastAckMs = nowMs;
-    for (const [key, total] of plan.sent) {
+    if (plan.generation !== this.#generation) return;
+    for (const { key, value, timestampMs } of plan.sent) {
       const s = this.#series.get(key);
-      if (s === undefined) continue;
-      s.ackedTotal = total;
-      if (plan.generation === this.#generation) s.started = true;
+      if (s === undefined || s.kind !== 'counter') continue;
+      // A later acknowledgement of an older plan (never the case with one delivery at a time)
+      // must not move the baseline back.
+      if (s.acked !== undefined && s.acked.timestampMs > timestampMs) continue;
+      s.acked = { value, timestampMs };
+      s.ackedTotal = s.offset + value;
     }
   }
 

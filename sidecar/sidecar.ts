@@ -100,20 +100,21 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     if (lastScrapeError !== '') log.info('scrape recovered', { target: cfg.scrapeUrl.href });
     lastScrapeError = '';
     const u = store.update(parsed.families, atMs);
+    if (u.newSeries > 0 && store.hasUnstartedCounters) wakePush();
     if (u.newSeries > 0) log.debug('new series', { count: u.newSeries, total: store.size });
     if (u.resets > 0) log.info('counter reset in the main container', { series: u.resets });
     return true;
   };
 
   /** Delivers everything in the store once, retrying until `deadlineMs`. */
-  const deliver = async (deadlineMs: number, signal?: AbortSignal): Promise<{ plan: PushPlan; outcome: SendOutcome }> => {
+  const deliver = async (deadlineMs: number, signal?: AbortSignal, zerosOnly = false): Promise<{ plan: PushPlan; outcome: SendOutcome }> => {
     const now = Date.now();
     if (newGenerationDue || store.gapExceeded(now, cfg.stalenessMs)) {
       store.startGeneration();
       newGenerationDue = false;
       log.info('new series generation', { generation: store.generation, pod: store.podLabel() });
     }
-    const plan = store.plan();
+    const plan = store.plan({ zerosOnly });
     stats.pushes++;
     const body = encodeWriteRequest(plan.series);
     const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
@@ -145,6 +146,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
 
   // The loops stop through `running`; the exit watch through `watchAbort`.
   const running = new AbortController();
+  let wakePush: () => void = () => {};
   const scrapeLoop = (async () => {
     let succeeded = 0;
     while (!running.signal.aborted) {
@@ -156,10 +158,28 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   })();
   const pushAbort = new AbortController();
   const pushLoop = (async () => {
+    let nextRegular = Date.now() + cfg.pushIntervalMs;
     while (!running.signal.aborted) {
-      await sleep(cfg.pushIntervalMs, undefined, { signal: running.signal }).catch(() => {});
-      if (running.signal.aborted || store.size === 0) continue;
-      await deliver(Date.now() + cfg.pushIntervalMs, pushAbort.signal);
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          clearTimeout(timer);
+          running.signal.removeEventListener('abort', stop);
+          resolve();
+        };
+        const timer = setTimeout(stop, Math.max(0, nextRegular - Date.now()));
+        wakePush = stop;
+        running.signal.addEventListener('abort', stop, { once: true });
+      });
+      wakePush = () => {};
+      if (running.signal.aborted) break;
+      if (Date.now() >= nextRegular) {
+        nextRegular = Date.now() + cfg.pushIntervalMs;
+        if (store.size > 0) await deliver(nextRegular, pushAbort.signal);
+      } else if (store.hasUnstartedCounters) {
+        // New counters: their zeros go now, alone, so they reach the aggregator an aggregation
+        // interval before the values whenever the job lives that long (series-store.ts).
+        await deliver(nextRegular, pushAbort.signal, true);
+      }
     }
   })();
 

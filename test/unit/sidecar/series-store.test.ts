@@ -51,7 +51,28 @@ describe('SeriesStore (DESIGN.md "Data semantics")', () => {
     ]);
     store.acknowledge(first, 10_050);
     store.update([counter(9), gauge(2)], 11_000);
-    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc}': [9], 'queue{pod=nightly-abc}': [2] });
+    // The acknowledged 5 goes first at its own timestamp: a repeat for a vmagent that kept its
+    // state, the baseline for one that restarted.
+    expect(store.plan().series.map((s) => s.samples)).to.deep.equal([
+      [
+        { value: 5, timestampMs: 10_000 },
+        { value: 9, timestampMs: 11_000 },
+      ],
+      [{ value: 2, timestampMs: 11_000 }],
+    ]);
+  });
+
+  it('zerosOnly: just the explicit zeros of counters not yet started, in a delivery of their own', () => {
+    const store = newStore();
+    store.update([counter(5), gauge(7)], 10_000);
+    expect(store.hasUnstartedCounters).to.equal(true);
+    const zeros = store.plan({ zerosOnly: true });
+    expect(view(zeros)).to.deep.equal({ 'items_total{pod=nightly-abc}': [0] });
+    store.acknowledge(zeros, 10_010);
+    expect(store.hasUnstartedCounters).to.equal(false);
+    expect(view(store.plan({ zerosOnly: true }))).to.deep.equal({});
+    store.update([counter(6), gauge(7)], 11_000);
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc}': [0, 6], 'queue{pod=nightly-abc}': [7] });
   });
 
   it('repeats the explicit 0 until a delivery is acknowledged', () => {
@@ -79,7 +100,7 @@ describe('SeriesStore (DESIGN.md "Data semantics")', () => {
     const stats = store.update([counter(3)], 1_400); // the process restarted
     store.update([counter(15)], 1_600);
     expect(stats.resets).to.equal(1);
-    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc}': [54 + 15] });
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc}': [28, 54 + 15] });
   });
 
   it('keeps the explicit 0 at its first timestamp, so a resend after a lost answer is skipped as old', () => {
