@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
 import { pidNamespaceSupport } from '../../scripts/local-pod.ts';
 import { ensureBuilt } from '../support/build.ts';
-import { itemsCounted, startSamplePod } from '../support/pods.ts';
+import { countedByPrometheus, itemsCounted, startSamplePod } from '../support/pods.ts';
 
 const NS = 'it';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -245,6 +245,74 @@ describe('sidecar when the aggregator is down', function () {
       expect(summary['level']).to.equal('error');
     } finally {
       await stack.startVmagent();
+    }
+  });
+});
+
+describe('sidecar across aggregator restarts and delivery gaps', function () {
+  this.timeout(180_000);
+  before(() => ensureBuilt());
+
+  it('vmagent restarted while pods run: increase() counts everything exactly once', async () => {
+    const dir = tmp('restart');
+    const stack = await startStack({ dir });
+    try {
+      const pods = await Promise.all(
+        [0, 1, 2].map((i) =>
+          startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'restart', pod: `restart-${i}`, items: 150 + 10 * i, durationMs: 7_000, sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '15s' } }),
+        ),
+      );
+      await sleep(3_500);
+      await stack.restartVmagent('SIGTERM');
+      const done = await Promise.all(pods.map((p) => p.done));
+      await stack.flush();
+      const truth = done.reduce((s, d) => s + itemsCounted(d.truth), 0);
+      const counted = await countedByPrometheus(stack.prometheusUrl, `demo_items_processed_total{namespace="${NS}",job="restart"}`);
+      expect(counted.resets, `the restart shows downstream as a reset: ${JSON.stringify(counted.histories)}`).to.be.greaterThan(0);
+      expect(counted.total, JSON.stringify(counted.histories)).to.equal(truth);
+    } finally {
+      await stack.stop();
+    }
+  });
+
+  it('a delivery gap longer than the staleness interval while other pods keep the output alive: nothing counted twice', async () => {
+    const dir = tmp('gap');
+    const stack = await startStack({ dir, stalenessInterval: '6s' });
+    // A real HTTP hop in front of vmagent that can refuse this one pod's deliveries (503).
+    let blocked = false;
+    const proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        if (blocked) {
+          res.writeHead(503).end('blocked by the test');
+          return;
+        }
+        fetch(stack.remoteWriteUrl, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).then(
+          async (r) => res.writeHead(r.status).end(await r.text()),
+          () => res.writeHead(502).end(),
+        );
+      });
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/api/v1/write`;
+    try {
+      const sidecar = { JOBMETRICS_STALENESS: '6s', JOBMETRICS_FLUSH_TIMEOUT: '10s' };
+      const keeper = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'gap', pod: 'gap-keeper', items: 300, durationMs: 16_000, sidecar });
+      const gapped = await startSamplePod({ dir, remoteWriteUrl: proxyUrl, namespace: NS, job: 'gap', pod: 'gap-a', items: 200, durationMs: 14_000, sidecar });
+      await sleep(3_000);
+      blocked = true;
+      await sleep(9_000); // > 6 s staleness: vmagent forgets gap-a's series
+      blocked = false;
+      const done = await Promise.all([keeper.done, gapped.done]);
+      await stack.flush();
+      const truth = done.reduce((s, d) => s + itemsCounted(d.truth), 0);
+      expect(done[1].result.summary?.['generation'], 'the gapped pod started a new generation').to.be.greaterThan(0);
+      const counted = await countedByPrometheus(stack.prometheusUrl, `demo_items_processed_total{namespace="${NS}",job="gap"}`);
+      expect(counted.total, JSON.stringify(counted.histories)).to.equal(truth);
+    } finally {
+      proxy.close();
+      await stack.stop();
     }
   });
 });

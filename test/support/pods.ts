@@ -51,3 +51,32 @@ export async function startSamplePod(o: SamplePodOptions): Promise<SamplePod> {
 }
 
 export const itemsCounted = (t: GroundTruth): number => t.ok + t.failed;
+
+/**
+ * What Prometheus counted for a counter, the way `increase()` means it but without its
+ * extrapolation: the sum over every output series of its first value (a series is born from 0)
+ * and each later increase, a decrease being a reset that adds the new value.
+ */
+export async function countedByPrometheus(prometheusUrl: string, selector: string, window = '30m'): Promise<{ total: number; resets: number; histories: number[][] }> {
+  const url = `${prometheusUrl}/api/v1/query?query=${encodeURIComponent(`${selector}[${window}]`)}`;
+  const res = await fetch(url);
+  const body = (await res.json()) as { status: string; data?: { result: Array<{ values: Array<[number, string]> }> }; error?: string };
+  if (body.status !== 'success' || !body.data) throw new Error(`query ${selector}: ${body.error ?? res.status}`);
+  let total = 0;
+  let resets = 0;
+  const histories: number[][] = [];
+  for (const series of body.data.result) {
+    const values = series.values.map(([, v]) => Number(v));
+    histories.push(values);
+    let prev = 0;
+    for (const v of values) {
+      if (v >= prev) total += v - prev;
+      else {
+        total += v;
+        resets++;
+      }
+      prev = v;
+    }
+  }
+  return { total, resets, histories };
+}
