@@ -137,10 +137,17 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('a counter reset inside a pod (the main process restarted its counters) is summed exactly', async () => {
+    // The histogram has no labels, so the restarted process exposes it at 0 at once and the
+    // decrease shows. (A labelled child that reappears only later, at a value not below its old
+    // one, cannot be told from a running counter: neither by us nor by Prometheus.)
     const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'reset', pod: 'reset-a', items: 120, durationMs: 2_400, restartAt: 60 });
-    const { truth } = await p.done;
-    expect(itemsCounted(truth)).to.equal(120);
-    expect(await aggregatedItems(stack, 'reset')).to.equal(120);
+    const { result, truth } = await p.done;
+    expect(truth.observations).to.equal(120);
+    await stack.flush();
+    const count = await stack.query(`demo_item_duration_seconds_count{namespace="${NS}",job="reset"}`);
+    expect(count[0]?.value).to.equal(120);
+    const resets = result.sidecarLog.filter((l) => l['msg'] === 'counter reset in the main container');
+    expect(resets.length, 'the sidecar saw the reset').to.be.greaterThan(0);
   });
 
   it('histogram buckets, _sum and _count sum exactly across pods', async () => {
