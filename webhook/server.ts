@@ -1,0 +1,174 @@
+/**
+ * The HTTPS edge: express 5 over node:https. `POST /mutate` (AdmissionReview v1), `/healthz`,
+ * `/readyz`, `/metrics`. Everything that decides lives in webhook/review.ts and webhook/mutate.ts;
+ * this file reads bodies (with a limit), counts, logs, answers, reloads certificates and shuts
+ * down gracefully.
+ */
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Socket } from 'node:net';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Logger } from '../shared/log.ts';
+import type { WebhookMetrics } from './metrics.ts';
+import { errorAnswer, review, type ReviewAnswer, type ReviewDeps } from './review.ts';
+import type { TlsMaterial } from './tls.ts';
+
+export interface ServerOptions {
+  readonly listen: { readonly host: string; readonly port: number };
+  readonly maxRequestBytes: number;
+  readonly tls: TlsMaterial;
+  readonly review: ReviewDeps;
+  readonly metrics: WebhookMetrics;
+  readonly log: Logger;
+  /** Extra readiness, e.g. "a trusted certificate is being served". Default: always ready. */
+  readonly ready?: () => boolean;
+}
+
+export interface WebhookServer {
+  readonly server: Server;
+  listen(): Promise<AddressInfo>;
+  /** Serves a new certificate to new connections; existing ones keep theirs. */
+  setTls(m: TlsMaterial): void;
+  /** Stops accepting, lets in-flight reviews finish, closes idle keep-alive connections; forces after graceMs. */
+  shutdown(graceMs: number): Promise<{ forced: boolean }>;
+  inFlight(): number;
+}
+
+export function createWebhookServer(o: ServerOptions): WebhookServer {
+  let shuttingDown = false;
+  let inFlight = 0;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    inFlight++;
+    let done = false;
+    const end = (): void => {
+      if (!done) {
+        done = true;
+        inFlight--;
+      }
+    };
+    res.on('finish', end);
+    res.on('close', end);
+    // Tell keep-alive clients to go elsewhere once we are draining.
+    if (shuttingDown) res.setHeader('Connection', 'close');
+    next();
+  });
+
+  const send = (res: Response, a: ReviewAnswer, started: bigint): void => {
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    o.metrics.observe(a.outcome, seconds);
+    const d = a.detail;
+    const ms = Math.round(seconds * 1e6) / 1e3;
+    if (a.outcome === 'injected' && d.injection) {
+      o.metrics.injections.inc({ mode: d.injection.mode, workload_source: d.injection.workload.source });
+      o.log.info('injected', {
+        uid: d.uid, namespace: d.namespace, pod: d.pod, dryRun: d.dryRun, mode: d.injection.mode,
+        workload: d.injection.workload.name, workloadSource: d.injection.workload.source,
+        scrapeUrl: d.injection.scrapeUrl, container: d.injection.container, ms,
+        ...(d.jobOwner?.state === 'unavailable' && { jobOwnerLookup: d.jobOwner.reason }),
+      });
+    } else if (a.outcome === 'skipped' && d.skip) {
+      o.metrics.skips.inc({ reason: d.skip.reason });
+      o.log.info('skipped', { uid: d.uid, namespace: d.namespace, pod: d.pod, dryRun: d.dryRun, reason: d.skip.reason, why: d.skip.message, ms });
+    } else if (a.outcome === 'ignored') {
+      o.log.debug('ignored', { uid: d.uid, why: d.message, ms });
+    } else {
+      o.log.warn('review not handled', { outcome: a.outcome, status: a.httpStatus, uid: d.uid, why: d.message, ms });
+    }
+    res.status(a.httpStatus).type('application/json').send(JSON.stringify(a.body));
+  };
+
+  app.post(
+    '/mutate',
+    (req: Request, _res: Response, next: NextFunction) => {
+      (req as Request & { started?: bigint }).started = process.hrtime.bigint();
+      next();
+    },
+    // Raw bytes for any content type: a wrong Content-Type still gets an AdmissionReview answer.
+    express.raw({ type: () => true, limit: o.maxRequestBytes }),
+    async (req: Request, res: Response) => {
+      const started = (req as Request & { started?: bigint }).started ?? process.hrtime.bigint();
+      const body = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
+      send(res, await review(body, o.review), started);
+    },
+  );
+  app.all('/mutate', (_req: Request, res: Response) => {
+    res.status(405).set('Allow', 'POST').json({ error: 'POST an AdmissionReview (admission.k8s.io/v1) to /mutate' });
+  });
+  app.get('/healthz', (_req: Request, res: Response) => {
+    res.type('text/plain').send('ok\n');
+  });
+  app.get('/readyz', (_req: Request, res: Response) => {
+    const ready = !shuttingDown && (o.ready?.() ?? true);
+    res.status(ready ? 200 : 503).type('text/plain').send(ready ? 'ready\n' : shuttingDown ? 'shutting down\n' : 'not ready\n');
+  });
+  app.get('/metrics', async (_req: Request, res: Response) => {
+    res.type(o.metrics.registry.contentType).send(await o.metrics.registry.metrics());
+  });
+  app.use((_req: Request, res: Response) => {
+    res.status(404).json({ error: 'not found; the webhook serves POST /mutate, /healthz, /readyz, /metrics' });
+  });
+  // Body-parser errors: too large (413), aborted or badly encoded (400). Answered in the shape of
+  // an AdmissionReview; the uid is unknown because the body was never read.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    const e = err as { type?: string; status?: number; message?: string; limit?: number; length?: number };
+    const started = (req as Request & { started?: bigint }).started ?? process.hrtime.bigint();
+    if (e.type === 'entity.too.large') {
+      send(res, errorAnswer(413, 'too_large', '', `request body of ${e.length ?? '?'} bytes exceeds the limit of ${o.maxRequestBytes} bytes`), started);
+      return;
+    }
+    const status = typeof e.status === 'number' && e.status >= 400 && e.status < 500 ? e.status : 500;
+    send(res, errorAnswer(status, status === 500 ? 'error' : 'bad_request', '', `cannot read the request: ${e.message ?? String(err)}`), started);
+  });
+
+  const server = createServer({ cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2' }, app);
+  // The API server reuses connections; closing an idle one just as it sends a review makes that
+  // call fail (and the pod go without the sidecar, failurePolicy: Ignore). Keep idle connections
+  // longer than the client does (Go's http.Transport: 90 s) so the client closes first.
+  server.keepAliveTimeout = 120_000;
+  server.headersTimeout = 125_000;
+  server.requestTimeout = 30_000;
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('tlsClientError', (err) => o.log.debug('TLS handshake failed', { error: err }));
+
+  return {
+    server,
+    listen: () =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(o.listen.port, o.listen.host, () => {
+          server.off('error', reject);
+          resolve(server.address() as AddressInfo);
+        });
+      }),
+    setTls(m) {
+      server.setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
+    },
+    inFlight: () => inFlight,
+    shutdown(graceMs) {
+      shuttingDown = true;
+      return new Promise((resolve) => {
+        let forced = false;
+        const idle = setInterval(() => server.closeIdleConnections(), 50);
+        const deadline = setTimeout(() => {
+          forced = true;
+          o.log.warn('shutdown grace period over; closing remaining connections', { inFlight, connections: sockets.size });
+          server.closeAllConnections();
+        }, graceMs);
+        server.close(() => {
+          clearInterval(idle);
+          clearTimeout(deadline);
+          resolve({ forced });
+        });
+        server.closeIdleConnections();
+      });
+    },
+  };
+}
