@@ -1,0 +1,357 @@
+/**
+ * The real `jobmetrics-webhook` process on loopback: TLS from a directory (certificates made by
+ * webhook/cert.ts), a real TLS client that verifies the CA, a fake API server (plain HTTP, with a
+ * kubeconfig) for the version probe and the Job owner lookup through @kubernetes/client-node.
+ * Checks answers, bad inputs, the body limit, /metrics, certificate reload when the files change
+ * the way a Secret volume changes them, and graceful shutdown with a review in flight.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, mkdirSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { request } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { expect } from 'chai';
+import jsonPatch, { type Operation } from 'fast-json-patch';
+import { parse } from 'yaml';
+import { generateCa, issueServingCert, type CertPair } from '../../webhook/cert.ts';
+import type { RawPod } from '../../webhook/pod.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const MAIN = join(ROOT, 'webhook/main.ts');
+const NOW = new Date();
+
+function makeCerts(cn: string): { ca: CertPair; serving: CertPair } {
+  const ca = generateCa({ commonName: cn, now: NOW, validityDays: 2 });
+  const serving = issueServingCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], now: NOW, validityDays: 1 });
+  return { ca, serving };
+}
+
+/** Lays files out as the kubelet does for a Secret volume: timestamped dir, `..data` symlink, file symlinks. */
+function writeSecretVolume(dir: string, pair: CertPair, generation: number): void {
+  const ts = join(dir, `..gen_${generation}`);
+  mkdirSync(ts);
+  writeFileSync(join(ts, 'tls.crt'), pair.certPem);
+  writeFileSync(join(ts, 'tls.key'), pair.keyPem);
+  const tmpLink = join(dir, '..data_tmp');
+  symlinkSync(`..gen_${generation}`, tmpLink);
+  renameSync(tmpLink, join(dir, '..data')); // atomic swap
+  for (const f of ['tls.crt', 'tls.key']) {
+    try {
+      symlinkSync(`..data/${f}`, join(dir, f));
+    } catch {
+      // already links through ..data
+    }
+  }
+}
+
+interface Answer {
+  status: number;
+  body: string;
+  json: () => { response: { uid: string; allowed: boolean; patch?: string; patchType?: string; status?: { code: number; message: string } } };
+  peerCert?: X509Certificate;
+}
+
+function call(port: number, ca: string, method: string, path: string, body?: string | Buffer, headers: Record<string, string> = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', port, method, path, ca, servername: 'localhost', agent: false, headers: { 'content-type': 'application/json', ...headers } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        const peer = res.socket && 'getPeerX509Certificate' in res.socket ? (res.socket as import('node:tls').TLSSocket).getPeerX509Certificate() : undefined;
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, body: text, json: () => JSON.parse(text), ...(peer && { peerCert: peer }) });
+        });
+      },
+    );
+    req.on('error', reject);
+    if (body !== undefined) req.end(body);
+    else req.end();
+  });
+}
+
+function review(object: unknown, extra: Record<string, unknown> = {}, uid = 'e911857d-c318-11e8-bbad-025000000001'): string {
+  return JSON.stringify({
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid,
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      namespace: 'reports',
+      operation: 'CREATE',
+      object,
+      dryRun: false,
+      ...extra,
+    },
+  });
+}
+
+function podOfJob(job: string): RawPod {
+  const pod = parse(readFileSync(join(ROOT, 'test/fixtures/pod-cronjob.yaml'), 'utf8')) as RawPod;
+  pod.metadata!.generateName = `${job}-`;
+  pod.metadata!.ownerReferences![0]!.name = job;
+  for (const l of ['batch.kubernetes.io/job-name', 'job-name']) pod.metadata!.labels![l] = job;
+  return pod;
+}
+
+/** A fake API server: /version, and Jobs with an optional delay. */
+function fakeApi(): { server: Server; jobDelayMs: Map<string, number>; requests: string[] } {
+  const jobDelayMs = new Map<string, number>();
+  const requests: string[] = [];
+  const jobs: Record<string, string | null> = { 'manual-run': 'nightly-report', 'slow-job': 'slow-cron', 'plain-job': null };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    requests.push(`${req.method} ${req.url}`);
+    const json = (status: number, body: unknown): void => {
+      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    };
+    if (req.url === '/version' || req.url === '/version/') {
+      json(200, { major: '1', minor: '31', gitVersion: 'v1.31.4', gitCommit: 'x', gitTreeState: 'clean', buildDate: '2025-01-01T00:00:00Z', goVersion: 'go1.23', compiler: 'gc', platform: 'linux/amd64' });
+      return;
+    }
+    const m = /^\/apis\/batch\/v1\/namespaces\/([^/]+)\/jobs\/([^/?]+)/.exec(req.url ?? '');
+    if (m && m[2] !== undefined && m[2] in jobs) {
+      const name = m[2];
+      const cron = jobs[name];
+      setTimeout(() => {
+        json(200, {
+          apiVersion: 'batch/v1',
+          kind: 'Job',
+          metadata: {
+            name,
+            namespace: m[1],
+            uid: '9c1d7a52-3b1e-4f55-9a57-1f0e3f1c2a10',
+            ...(cron && { ownerReferences: [{ apiVersion: 'batch/v1', kind: 'CronJob', name: cron, uid: 'c0', controller: true, blockOwnerDeletion: true }] }),
+          },
+          spec: { template: { spec: { containers: [] } } },
+        });
+      }, jobDelayMs.get(name) ?? 0);
+      return;
+    }
+    json(404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: `${req.url} not found`, reason: 'NotFound', code: 404 });
+  });
+  return { server, jobDelayMs, requests };
+}
+
+interface Webhook {
+  proc: ChildProcess;
+  port: number;
+  logs: string[];
+  exited: Promise<number | null>;
+}
+
+function startWebhook(env: Record<string, string>): Promise<Webhook> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', MAIN], {
+      cwd: ROOT,
+      env: { PATH: process.env['PATH'] ?? '', HOME: process.env['HOME'] ?? '', JOBMETRICS_LISTEN: '127.0.0.1:0', ...env },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    const logs: string[] = [];
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
+    let buf = '';
+    const timer = setTimeout(() => reject(new Error(`webhook did not start:\n${logs.join('\n')}`)), 20_000);
+    proc.stderr!.on('data', (chunk: Buffer) => {
+      buf += chunk.toString('utf8');
+      let nl;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        logs.push(line);
+        try {
+          const rec = JSON.parse(line) as { msg?: string; address?: string };
+          if (rec.msg === 'listening' && rec.address) {
+            clearTimeout(timer);
+            resolve({ proc, port: Number(rec.address.split(':').at(-1)), logs, exited });
+          }
+        } catch {
+          // not a log line
+        }
+      }
+    });
+    void exited.then((code) => reject(new Error(`webhook exited with ${code}:\n${logs.join('\n')}`)));
+  });
+}
+
+const decode = (patch: string | undefined): Operation[] => JSON.parse(Buffer.from(patch ?? '', 'base64').toString('utf8')) as Operation[];
+
+describe('webhook over HTTPS (real process, real TLS, fake API server)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  let first: { ca: CertPair; serving: CertPair };
+  let api: ReturnType<typeof fakeApi>;
+  let wh: Webhook;
+  /** The certificates being served; the reload test swaps them. */
+  let current: { ca: CertPair; serving: CertPair };
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'jobmetrics-webhook-'));
+    const tlsDir = join(dir, 'tls');
+    mkdirSync(tlsDir);
+    first = makeCerts('test-ca-1');
+    current = first;
+    writeSecretVolume(tlsDir, first.serving, 1);
+    api = fakeApi();
+    await new Promise<void>((r) => api.server.listen(0, '127.0.0.1', r));
+    const apiPort = (api.server.address() as AddressInfo).port;
+    const kubeconfig = join(dir, 'kubeconfig');
+    writeFileSync(
+      kubeconfig,
+      [
+        'apiVersion: v1',
+        'kind: Config',
+        // client-node refuses plain http unless TLS verification is off explicitly.
+        'clusters: [{name: fake, cluster: {server: "http://127.0.0.1:' + apiPort + '", insecure-skip-tls-verify: true}}]',
+        'users: [{name: u, user: {token: test-token}}]',
+        'contexts: [{name: c, context: {cluster: fake, user: u}}]',
+        'current-context: c',
+      ].join('\n'),
+    );
+    wh = await startWebhook({ JOBMETRICS_TLS_DIR: tlsDir, KUBECONFIG: kubeconfig, JOBMETRICS_SHUTDOWN_GRACE: '10s', JOBMETRICS_LOG_LEVEL: 'debug' });
+  });
+
+  after(() => {
+    if (wh && wh.proc.exitCode === null) wh.proc.kill('SIGKILL');
+    api?.server.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('chose native mode from the API server version', () => {
+    expect(wh.logs.join('\n')).to.match(/"msg":"sidecar mode chosen","mode":"native".*v1\.31\.4/);
+  });
+
+  it('injects a Job pod, naming the workload after the CronJob the API reports', async () => {
+    const pod = podOfJob('manual-run');
+    const a = await call(wh.port, first.ca.certPem, 'POST', '/mutate', review(pod));
+    expect(a.status).to.equal(200);
+    const r = a.json().response;
+    expect(r.uid).to.equal('e911857d-c318-11e8-bbad-025000000001');
+    expect(r.allowed).to.equal(true);
+    expect(r.patchType).to.equal('JSONPatch');
+    const out = jsonPatch.applyPatch(structuredClone(pod), decode(r.patch), true, false).newDocument;
+    const sidecar = out.spec.initContainers?.at(-1);
+    expect(sidecar?.name).to.equal('jobmetrics-sidecar');
+    expect(sidecar?.restartPolicy).to.equal('Always');
+    const env = sidecar?.['env'] as { name: string; value?: string }[];
+    expect(env.find((e) => e.name === 'JOBMETRICS_JOB')?.value).to.equal('nightly-report');
+    expect(api.requests).to.include('GET /apis/batch/v1/namespaces/reports/jobs/manual-run');
+  });
+
+  it('a client that does not trust the CA cannot talk to it', async () => {
+    const other = makeCerts('stranger');
+    let error: unknown;
+    try {
+      await call(wh.port, other.ca.certPem, 'GET', '/healthz');
+    } catch (e) {
+      error = e;
+    }
+    expect((error as { code?: string } | undefined)?.code).to.match(/UNABLE_TO_VERIFY|SELF_SIGNED|CERT/);
+  });
+
+  const bad: [string, string, number, RegExp, string][] = [
+    ['non-JSON', 'not json {', 400, /body is not JSON/, ''],
+    ['the wrong kind', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'ConfigMap', request: { uid: 'abc' } }), 400, /expected kind AdmissionReview/, 'abc'],
+    ['a missing request', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), 400, /has no request/, ''],
+    ['an empty body', '', 400, /body is not JSON/, ''],
+  ];
+  for (const [title, body, status, message, uid] of bad) {
+    it(`answers ${title} with ${status} and an AdmissionReview-shaped error`, async () => {
+      const a = await call(wh.port, first.ca.certPem, 'POST', '/mutate', body);
+      expect(a.status).to.equal(status);
+      const r = a.json().response;
+      expect(r.uid).to.equal(uid);
+      expect(r.status?.message).to.match(message);
+    });
+  }
+
+  it('allows UPDATE and non-Pod objects unchanged, echoing the uid', async () => {
+    const u = await call(wh.port, first.ca.certPem, 'POST', '/mutate', review(podOfJob('plain-job'), { operation: 'UPDATE' }, 'u-1'));
+    expect(u.status).to.equal(200);
+    expect(u.json().response).to.deep.include({ uid: 'u-1', allowed: true });
+    expect(u.json().response.patch).to.equal(undefined);
+    const j = await call(wh.port, first.ca.certPem, 'POST', '/mutate', review({ spec: {} }, { kind: { group: 'batch', version: 'v1', kind: 'Job' } }, 'u-2'));
+    expect(j.json().response).to.deep.include({ uid: 'u-2', allowed: true });
+  });
+
+  it('dryRun gets the same answer', async () => {
+    const pod = podOfJob('plain-job');
+    const wet = await call(wh.port, first.ca.certPem, 'POST', '/mutate', review(pod, {}, 'same'));
+    const dry = await call(wh.port, first.ca.certPem, 'POST', '/mutate', review(pod, { dryRun: true }, 'same'));
+    expect(dry.json()).to.deep.equal(wet.json());
+  });
+
+  it('GET /mutate is 405', async () => {
+    expect((await call(wh.port, first.ca.certPem, 'GET', '/mutate')).status).to.equal(405);
+  });
+
+  it('a 10 MB body gets 413 with an AdmissionReview-shaped answer, and the server keeps serving', async () => {
+    const big = review({ metadata: { annotations: { junk: 'x'.repeat(10 * 1024 * 1024) } }, spec: { containers: [] } });
+    const a = await call(wh.port, first.ca.certPem, 'POST', '/mutate', big);
+    expect(a.status).to.equal(413);
+    expect(a.json().response.status?.message).to.match(/exceeds the limit of 3145728 bytes/);
+    expect((await call(wh.port, first.ca.certPem, 'GET', '/healthz')).status).to.equal(200);
+  });
+
+  it('serves /healthz, /readyz and /metrics with counts by outcome and reason', async () => {
+    expect((await call(wh.port, first.ca.certPem, 'GET', '/readyz')).status).to.equal(200);
+    await call(wh.port, first.ca.certPem, 'POST', '/mutate', review(parse(readFileSync(join(ROOT, 'test/fixtures/pod-host-pid.yaml'), 'utf8'))));
+    const m = (await call(wh.port, first.ca.certPem, 'GET', '/metrics')).body;
+    expect(m).to.match(/jobmetrics_webhook_requests_total\{outcome="injected"\} [1-9]/);
+    expect(m).to.match(/jobmetrics_webhook_requests_total\{outcome="bad_request"\} [1-9]/);
+    expect(m).to.match(/jobmetrics_webhook_requests_total\{outcome="too_large"\} 1/);
+    expect(m).to.match(/jobmetrics_webhook_skips_total\{reason="host-pid"\} 1/);
+    expect(m).to.match(/jobmetrics_webhook_injections_total\{mode="native",workload_source="cronjob"\} 1/);
+    expect(m).to.match(/jobmetrics_webhook_request_duration_seconds_bucket\{le="0\.005",outcome="injected"\}/);
+    expect(m).to.match(/jobmetrics_webhook_job_lookups_total\{result="found"\}/);
+  });
+
+  it('reloads the certificate when the Secret volume changes', async () => {
+    const second = makeCerts('test-ca-2');
+    writeSecretVolume(join(dir, 'tls'), second.serving, 2);
+    const want = new X509Certificate(second.serving.certPem).fingerprint256;
+    const deadline = Date.now() + 15_000;
+    let seen = '';
+    while (Date.now() < deadline) {
+      try {
+        const a = await call(wh.port, second.ca.certPem, 'GET', '/healthz');
+        seen = a.peerCert?.fingerprint256 ?? '';
+        if (seen === want) break;
+      } catch {
+        // still the old certificate: the new CA does not verify it yet
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(seen).to.equal(want);
+    expect(wh.logs.join('\n')).to.contain('serving a new certificate');
+    current = second;
+  });
+
+  it('on SIGTERM finishes the review in flight, then stops accepting and exits 0', async () => {
+    const ca = current.ca.certPem;
+    api.jobDelayMs.set('slow-job', 800); // under the 1 s lookup timeout
+    const inFlight = call(wh.port, ca, 'POST', '/mutate', review(podOfJob('slow-job'), {}, 'in-flight'));
+    await new Promise((r) => setTimeout(r, 250));
+    wh.proc.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 150));
+    let refused: unknown;
+    try {
+      await call(wh.port, ca, 'GET', '/healthz');
+    } catch (e) {
+      refused = e;
+    }
+    expect((refused as { code?: string } | undefined)?.code).to.equal('ECONNREFUSED');
+    const a = await inFlight;
+    expect(a.status).to.equal(200);
+    expect(a.json().response.uid).to.equal('in-flight');
+    const out = jsonPatch.applyPatch(podOfJob('slow-job'), decode(a.json().response.patch), true, false).newDocument;
+    const env = out.spec.initContainers?.at(-1)?.['env'] as { name: string; value?: string }[];
+    expect(env.find((e) => e.name === 'JOBMETRICS_JOB')?.value).to.equal('slow-cron');
+    expect(await wh.exited).to.equal(0);
+    expect(wh.logs.join('\n')).to.match(/"msg":"stopped","forced":false/);
+  });
+});
