@@ -11,7 +11,7 @@ import { parse } from '../shared/exposition/parse.ts';
 import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
 import type { SidecarConfig } from './config.ts';
 import { waitForMainExit, type ExitEvent } from './exit-watch.ts';
-import { deliverWithRetry, encodeWriteRequest, type SendOutcome } from './remote-write.ts';
+import { deliverWithRetry, encodeWriteRequest, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { SeriesStore, type PushPlan } from './series-store.ts';
 import { VERSION } from './version.ts';
@@ -71,7 +71,9 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   const { log } = env;
   const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: DEFAULT_PARSE_LIMITS.maxSamples });
   const scraper = createScraper(cfg.scrapeUrl, {
-    timeoutMs: cfg.intervalMs,
+    // At least 1 s even at a 100 ms interval: a busy node must not turn slow scrapes into lost
+    // ones (scrapes never overlap, a slow one only delays the next); at most 10 s, as Prometheus.
+    timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),
     maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
     accept: ACCEPT_HEADER,
     userAgent: `jobmetrics-sidecar/${VERSION}`,
@@ -117,6 +119,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     const plan = store.plan({ zerosOnly });
     stats.pushes++;
     const body = encodeWriteRequest(plan.series);
+    // deliverWithRetry reports failures as values; an abort may still surface as a rejection.
     const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
       deadlineMs,
       timeoutMs: Math.min(5_000, cfg.flushTimeoutMs),
@@ -125,7 +128,14 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
         stats.retries++;
         log.debug('delivery retry', { attempt, delayMs, error: o.ok ? undefined : o.error.message });
       },
-    });
+    }).catch(
+      (error: unknown): DeliveryOutcome => ({
+        ok: false,
+        retryable: false,
+        error: error instanceof Error ? error : new Error(String(error)),
+        attempts: 0,
+      }),
+    );
     if (outcome.ok) {
       store.acknowledge(plan, Date.now());
       stats.samplesDelivered += plan.samples;
@@ -159,19 +169,21 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   const pushAbort = new AbortController();
   const pushLoop = (async () => {
     let nextRegular = Date.now() + cfg.pushIntervalMs;
-    while (!running.signal.aborted) {
+    while (!running.signal.aborted && !pushAbort.signal.aborted) {
       await new Promise<void>((resolve) => {
         const stop = (): void => {
           clearTimeout(timer);
           running.signal.removeEventListener('abort', stop);
+          pushAbort.signal.removeEventListener('abort', stop);
           resolve();
         };
         const timer = setTimeout(stop, Math.max(0, nextRegular - Date.now()));
         wakePush = stop;
         running.signal.addEventListener('abort', stop, { once: true });
+        pushAbort.signal.addEventListener('abort', stop, { once: true });
       });
       wakePush = () => {};
-      if (running.signal.aborted) break;
+      if (running.signal.aborted || pushAbort.signal.aborted) break;
       if (Date.now() >= nextRegular) {
         nextRegular = Date.now() + cfg.pushIntervalMs;
         if (store.size > 0) await deliver(nextRegular, pushAbort.signal);
@@ -216,7 +228,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
 
   const first = await Promise.race([exitWatch, terminated]);
   const exitAt = Date.now();
-  watchAbort.abort();
+  const deadline = exitAt + cfg.flushTimeoutMs;
   const trigger: SidecarSummary['trigger'] =
     first === 'signal' || first === undefined
       ? 'signal'
@@ -226,22 +238,40 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   if (trigger === 'no-shared-pid-namespace') {
     log.error('the pod does not share its process namespace (shareProcessNamespace: true is missing); cannot see the main container exit');
   }
-  log.info('final flush', { trigger, deadlineMs: cfg.flushTimeoutMs });
-
-  // Final flush: stop the loops (an in-flight periodic push is superseded by this one: values are
-  // cumulative), scrape once more if the endpoint still answers, deliver until the deadline.
-  const deadline = exitAt + cfg.flushTimeoutMs;
-  running.abort();
+  // The periodic push stops here: an in-flight one is superseded (values are cumulative).
   pushAbort.abort();
+
+  if (trigger === 'signal') {
+    // A pod deletion sends SIGTERM to every container at once, and the main container may still
+    // count while it shuts down. Deliver what we have now (a SIGKILL may follow), then keep
+    // scraping until the main container exits, keeping a third of the budget for the last delivery.
+    log.info('signal: delivering now, then waiting for the main container to exit', { deadlineMs: cfg.flushTimeoutMs });
+    const reserveMs = Math.max(200, cfg.flushTimeoutMs / 3);
+    if (store.size > 0) await deliver(deadline - reserveMs);
+    const waitMs = deadline - reserveMs - Date.now();
+    if (waitMs > 0) {
+      const until = sleep(waitMs, 'deadline' as const, { signal: watchAbort.signal }).catch(() => 'deadline' as const);
+      const outcome = await Promise.race([exitWatch, until]);
+      log.info(outcome === 'deadline' ? 'main container still running at the flush deadline' : 'main container exited');
+    }
+  }
+  watchAbort.abort();
+  log.info('final flush', { trigger, deadlineMs: deadline - Date.now() });
+
+  // Final flush: stop scraping, scrape once more if the endpoint still answers, deliver until
+  // the deadline.
+  running.abort();
   await Promise.all([scrapeLoop, pushLoop]);
-  const lastScrape = await createScraper(cfg.scrapeUrl, {
-    timeoutMs: Math.max(50, Math.min(cfg.intervalMs, cfg.flushTimeoutMs / 4)),
+  scraper.close();
+  const lastScraper = createScraper(cfg.scrapeUrl, {
+    timeoutMs: Math.max(50, Math.min(cfg.intervalMs, (deadline - Date.now()) / 4)),
     maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
     accept: ACCEPT_HEADER,
     userAgent: `jobmetrics-sidecar/${VERSION}`,
-  }).scrape();
+  });
+  const lastScrape = await lastScraper.scrape();
+  lastScraper.close();
   if (lastScrape.ok) recordScrape(lastScrape, Date.now());
-  scraper.close();
 
   let finalDelivered = store.size === 0;
   let deliveredAt: number | undefined;

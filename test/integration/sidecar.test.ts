@@ -61,7 +61,17 @@ describe('sidecar against real vmagent and Prometheus', function () {
     const pods = [];
     for (let i = 0; i < 50; i++) {
       pods.push(
-        await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'fifty', pod: `fifty-${i}`, items: 20 + i, durationMs: 6_000 + (i % 7) * 300 }),
+        await startSamplePod({
+          dir,
+          remoteWriteUrl: stack.remoteWriteUrl,
+          namespace: NS,
+          job: 'fifty',
+          pod: `fifty-${i}`,
+          items: 20 + i,
+          durationMs: 6_000 + (i % 7) * 300,
+          settleMs: 2_500,
+          sidecar: { JOBMETRICS_INTERVAL: '500ms' },
+        }),
       );
       await sleep(100);
     }
@@ -182,16 +192,40 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(await aggregatedItems(stack, 'killed')).to.equal(itemsCounted(truth));
   });
 
-  it('SIGTERM to the sidecar while the job runs: it flushes and exits 0 at once', async () => {
-    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'sigterm', pod: 'sigterm-a', items: 25, durationMs: 300, settleMs: 4_000 });
-    await sleep(1_200);
+  it('SIGTERM to the sidecar while the job runs: it delivers at once, then follows the job to its exit', async () => {
+    const p = await startSamplePod({
+      dir,
+      remoteWriteUrl: stack.remoteWriteUrl,
+      namespace: NS,
+      job: 'sigterm',
+      pod: 'sigterm-a',
+      items: 60,
+      durationMs: 3_000,
+      settleMs: 400,
+      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '8s' },
+    });
+    await sleep(1_500); // the job is half-way through its counting
     const sentAt = Date.now();
     p.pod.signal('sidecar', 'SIGTERM');
     const { result, truth } = await p.done;
     expect(result.sidecar.code).to.equal(0);
-    expect(result.sidecar.atMs - sentAt).to.be.below(2_000);
     expect(result.summary?.['trigger']).to.equal('signal');
+    const messages = result.sidecarLog.map((l) => l['msg']);
+    expect(messages).to.include('main container exited');
+    // It delivered right after the signal, and again after the job's exit, well within the budget.
+    expect(result.summary?.['pushes']).to.be.at.least(2);
+    expect(result.sidecar.atMs - sentAt).to.be.below(8_000);
+    expect(result.sidecar.atMs).to.be.at.least(result.main.atMs);
     expect(await aggregatedItems(stack, 'sigterm')).to.equal(itemsCounted(truth));
+  });
+
+  it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {
+    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
+    await sleep(1_500);
+    p.pod.signal('*', 'SIGTERM');
+    const { result, truth } = await p.done;
+    expect([result.main.signal, result.sidecar.code]).to.deep.equal(['SIGTERM', 0]);
+    expect(await aggregatedItems(stack, 'deleted')).to.equal(itemsCounted(truth));
   });
 });
 
