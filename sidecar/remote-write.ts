@@ -18,10 +18,8 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs/minimal.js';
+import { VERSION } from './version.ts';
 import { compressSync } from 'snappy';
 
 export interface RwSample {
@@ -88,23 +86,8 @@ export function encodeWriteRequest(series: readonly RwSeries[]): Buffer {
   return compressSync(encodeWriteRequestProto(series));
 }
 
-/** `jobmetrics-sidecar/<package version>`; read once from the project's package.json. */
-export const USER_AGENT = `jobmetrics-sidecar/${packageVersion()}`;
-
-function packageVersion(): string {
-  // Works both from the sources (sidecar/) and from the build (dist/sidecar/): walk upwards.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    try {
-      const pkg = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
-      if (pkg.name === 'jobmetrics' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // not here; keep walking
-    }
-    dir = dirname(dir);
-  }
-  return '0.0.0';
-}
+/** `jobmetrics-sidecar/<package version>`. */
+export const USER_AGENT = `jobmetrics-sidecar/${VERSION}`;
 
 // Free sockets time out after 30 s; shorter than typical server idle timeouts would be better but
 // the push interval is 10 s, so 30 s keeps the connection warm between pushes.

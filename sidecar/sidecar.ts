@@ -11,7 +11,7 @@ import { parse } from '../shared/exposition/parse.ts';
 import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
 import type { SidecarConfig } from './config.ts';
 import { waitForMainExit, type ExitEvent } from './exit-watch.ts';
-import { deliverWithRetry, encodeWriteRequest, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
+import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { SeriesStore, type PushPlan } from './series-store.ts';
 import { VERSION } from './version.ts';
@@ -76,7 +76,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),
     maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
     accept: ACCEPT_HEADER,
-    userAgent: `jobmetrics-sidecar/${VERSION}`,
+    userAgent: USER_AGENT,
   });
   const stats = { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, retries: 0, deliveryFailures: 0 };
   let newGenerationDue = false;
@@ -267,7 +267,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     timeoutMs: Math.max(50, Math.min(cfg.intervalMs, (deadline - Date.now()) / 4)),
     maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
     accept: ACCEPT_HEADER,
-    userAgent: `jobmetrics-sidecar/${VERSION}`,
+    userAgent: USER_AGENT,
   });
   const lastScrape = await lastScraper.scrape();
   lastScraper.close();
