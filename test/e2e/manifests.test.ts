@@ -1,0 +1,346 @@
+/**
+ * The shipped manifests against a real API server (issue 5, scenarios 1 and 7):
+ * install.yaml is what the kustomization renders; the API server accepts every object of it
+ * (server-side dry run) and of the overlays; the webhook's ServiceAccount can do exactly what the
+ * webhook calls and nothing more (`kubectl auth can-i --as`, both ways).
+ */
+
+import { expect } from 'chai';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createNamespace, kubectlOk, startControlPlane, type ControlPlane } from './control-plane.ts';
+import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, type K8sObject } from './webhook-harness.ts';
+
+const INSTALL = join(MANIFESTS, 'install.yaml');
+
+/** `kind.group/name` as kubectl prints it, in install.yaml's order. */
+const INSTALL_OBJECTS = [
+  'namespace/jobmetrics',
+  'serviceaccount/jobmetrics-webhook',
+  'role.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook',
+  'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'rolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-webhook',
+  'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'configmap/jobmetrics-aggregator-config',
+  'configmap/jobmetrics-aggregator-remote-write',
+  'configmap/jobmetrics-prometheus-config',
+  'configmap/jobmetrics-webhook-settings',
+  'service/jobmetrics-aggregator',
+  'service/jobmetrics-prometheus',
+  'service/jobmetrics-webhook',
+  'deployment.apps/jobmetrics-aggregator',
+  'deployment.apps/jobmetrics-prometheus',
+  'deployment.apps/jobmetrics-webhook',
+  'poddisruptionbudget.policy/jobmetrics-webhook',
+  'mutatingwebhookconfiguration.admissionregistration.k8s.io/jobmetrics',
+];
+
+/** kubectl's "<kind>/<name> serverside-applied (server dry run)" lines, generated ConfigMap hashes removed. */
+function dryRunApplied(stdout: string): string[] {
+  return stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const m = /^(\S+) serverside-applied \(server dry run\)$/.exec(l.trim());
+      if (!m?.[1]) throw new Error(`unexpected kubectl output line: ${l}`);
+      return m[1].replace(/^(configmap\/.+)-[a-z0-9]{10}$/, '$1');
+    });
+}
+
+function stripHeader(text: string): string {
+  return text.replace(/^(#.*\n)+/, '');
+}
+
+describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API server', function () {
+  this.timeout(120_000);
+  let cp: ControlPlane | undefined;
+  let dir = '';
+  let failed = false;
+  const plane = (): ControlPlane => {
+    if (!cp) throw new Error('control plane not started');
+    return cp;
+  };
+
+  before(async function () {
+    this.timeout(150_000);
+    dir = await mkdtemp(join(tmpdir(), 'jobmetrics-e2e-manifests-'));
+    cp = await startControlPlane({ dir });
+  });
+  afterEach(function () {
+    if (this.currentTest?.state === 'failed') failed = true;
+  });
+  after(async function () {
+    this.timeout(60_000);
+    await cp?.stop();
+    if (failed) console.log(`    control plane logs kept in ${dir}`);
+    else if (dir) await rm(dir, { recursive: true, force: true });
+  });
+
+  describe('install.yaml', () => {
+    it('is manifests/base rendered by kustomize, under its header (regenerate as the header says)', async () => {
+      const installed = await readFile(INSTALL, 'utf8');
+      const header = await readFile(join(MANIFESTS, 'install-header.txt'), 'utf8');
+      expect(installed.startsWith(header), 'install.yaml starts with install-header.txt').to.equal(true);
+      expect(installed.slice(header.length), 'install.yaml is out of date').to.equal(kustomize(join(MANIFESTS, 'base')));
+    });
+
+    it('`kubectl apply -k manifests/` renders the same objects as install.yaml', async () => {
+      expect(kustomize(MANIFESTS)).to.equal(stripHeader(await readFile(INSTALL, 'utf8')));
+    });
+
+    it('puts every namespaced object into namespace jobmetrics, the Namespace first', async () => {
+      const docs = parseManifests(await readFile(INSTALL, 'utf8'));
+      expect(docs[0]?.kind).to.equal('Namespace');
+      const clusterScoped = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration']);
+      for (const d of docs) {
+        expect(d.metadata.namespace, `${d.kind}/${d.metadata.name}`).to.equal(clusterScoped.has(d.kind) ? undefined : WEBHOOK_NAMESPACE);
+      }
+    });
+
+    it('server-side dry run in a fresh cluster: only the Namespace passes, since the namespace is not created by a dry run', async () => {
+      // A dry run persists nothing, so the namespaced objects are checked against a namespace that
+      // does not exist yet and fail with NotFound. That is the API server's rule, not a defect of
+      // the file; a real `kubectl apply -f` creates the Namespace first (the next tests).
+      const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
+      expect(r.code, r.stderr).to.equal(1);
+      const clusterScoped = INSTALL_OBJECTS.filter((o) => /^(namespace|clusterrole\.|clusterrolebinding\.|mutatingwebhookconfiguration\.)/.test(o));
+      expect(clusterScoped).to.have.length(6);
+      expect(dryRunApplied(r.stdout)).to.deep.equal(clusterScoped);
+      const errors = r.stderr.split('\n').filter((l) => l.trim() !== '');
+      expect(errors).to.deep.equal(Array(INSTALL_OBJECTS.length - clusterScoped.length).fill('Error from server (NotFound): namespaces "jobmetrics" not found'));
+    });
+
+    it('server-side dry run with the namespace present: the API server accepts all 20 objects', async () => {
+      await kubectlOk(plane(), ['create', 'namespace', WEBHOOK_NAMESPACE]);
+      const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stderr).to.equal('');
+      expect(dryRunApplied(r.stdout)).to.deep.equal(INSTALL_OBJECTS);
+    });
+
+    it('`kubectl apply --server-side -f install.yaml` creates all of it (and a second apply changes nothing)', async () => {
+      await kubectlOk(plane(), ['delete', 'namespace', WEBHOOK_NAMESPACE, '--wait=true', '--timeout=60s']);
+      const first = await kubectlOk(plane(), ['apply', '--server-side', '-f', INSTALL]);
+      expect(first.split('\n').filter((l) => l !== '').map((l) => l.replace(/^(configmap\/.+)-[a-z0-9]{10} /, '$1 '))).to.deep.equal(
+        INSTALL_OBJECTS.map((o) => `${o} serverside-applied`),
+      );
+      const second = await kubectlOk(plane(), ['apply', '--server-side', '-f', INSTALL]);
+      expect(second).to.equal(first);
+      const config = JSON.parse(await kubectlOk(plane(), ['get', 'mutatingwebhookconfiguration', 'jobmetrics', '-o', 'json'])) as {
+        webhooks: Array<{ name: string }>;
+      };
+      expect(config.webhooks.map((w) => w.name)).to.deep.equal(['job-pods.jobmetrics.io', 'legacy-job-pods.jobmetrics.io', 'opted-in-pods.jobmetrics.io']);
+    });
+  });
+
+  describe('the MutatingWebhookConfiguration as the API server stored it', () => {
+    interface Stored {
+      webhooks: Array<Record<string, unknown> & { name: string }>;
+    }
+    it('has, on every entry, the policies DESIGN.md requires', async () => {
+      const stored = JSON.parse(await kubectlOk(plane(), ['get', 'mutatingwebhookconfiguration', 'jobmetrics', '-o', 'json'])) as Stored;
+      for (const w of stored.webhooks) {
+        expect(w, w.name).to.deep.include({
+          clientConfig: { service: { name: 'jobmetrics-webhook', namespace: 'jobmetrics', path: '/mutate', port: 443 } },
+          rules: [{ operations: ['CREATE'], apiGroups: [''], apiVersions: ['v1'], resources: ['pods'], scope: 'Namespaced' }],
+          failurePolicy: 'Ignore',
+          matchPolicy: 'Equivalent',
+          timeoutSeconds: 5,
+          sideEffects: 'None',
+          reinvocationPolicy: 'IfNeeded',
+          admissionReviewVersions: ['v1'],
+        });
+      }
+    });
+
+    it('selects Job pods in labelled namespaces and opted-in pods anywhere, with mutually exclusive entries', async () => {
+      const stored = JSON.parse(await kubectlOk(plane(), ['get', 'mutatingwebhookconfiguration', 'jobmetrics', '-o', 'json'])) as Stored;
+      const selectors = stored.webhooks.map((w) => ({ name: w.name, namespaceSelector: w['namespaceSelector'], objectSelector: w['objectSelector'] }));
+      expect(selectors).to.deep.equal([
+        {
+          name: 'job-pods.jobmetrics.io',
+          namespaceSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' } },
+          objectSelector: {
+            matchExpressions: [
+              { key: 'batch.kubernetes.io/job-name', operator: 'Exists' },
+              { key: 'jobmetrics.io/inject', operator: 'NotIn', values: ['disabled', 'enabled'] },
+            ],
+          },
+        },
+        {
+          name: 'legacy-job-pods.jobmetrics.io',
+          namespaceSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' } },
+          objectSelector: {
+            matchExpressions: [
+              { key: 'job-name', operator: 'Exists' },
+              { key: 'batch.kubernetes.io/job-name', operator: 'DoesNotExist' },
+              { key: 'jobmetrics.io/inject', operator: 'NotIn', values: ['disabled', 'enabled'] },
+            ],
+          },
+        },
+        { name: 'opted-in-pods.jobmetrics.io', namespaceSelector: {}, objectSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' } } },
+      ]);
+      // Which pods reach the webhook is proven in injection.test.ts, where the API server calls it.
+    });
+  });
+
+  describe('RBAC: the webhook ServiceAccount can do what the webhook calls, and nothing more', () => {
+    const canI = async (args: string[]): Promise<string> => {
+      const r = await plane().kubectl(['auth', 'can-i', ...args], { as: WEBHOOK_SA_USER });
+      // can-i exits 1 for "no"; anything else on stderr is a real failure.
+      if (r.code !== 0 && r.stdout.trim() !== 'no') throw new Error(`kubectl auth can-i ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout.trim();
+    };
+
+    before(async () => {
+      await createNamespace(plane(), 'tenant', { 'jobmetrics.io/inject': 'enabled' });
+    });
+
+    const allowed: string[][] = [
+      // The CronJob owner lookup: a single Job by name, in any namespace.
+      ['get', 'jobs.batch', '-n', 'tenant'],
+      ['get', 'jobs.batch/nightly-28000000', '-n', 'tenant'],
+      ['get', 'jobs.batch', '--all-namespaces'],
+      // The TLS bootstrap's Secret, by name, in its own namespace; create of any name only there.
+      ['get', 'secrets/jobmetrics-webhook-tls', '-n', 'jobmetrics'],
+      ['update', 'secrets/jobmetrics-webhook-tls', '-n', 'jobmetrics'],
+      ['create', 'secrets', '-n', 'jobmetrics'],
+      // The caBundle of its own MutatingWebhookConfiguration.
+      ['get', 'mutatingwebhookconfigurations.admissionregistration.k8s.io/jobmetrics'],
+      ['patch', 'mutatingwebhookconfigurations.admissionregistration.k8s.io/jobmetrics'],
+      // Server version (mode auto): the default system:public-info-viewer role.
+      ['get', '/version'],
+    ];
+    const denied: string[][] = [
+      ['list', 'jobs.batch', '-n', 'tenant'],
+      ['watch', 'jobs.batch', '-n', 'tenant'],
+      ['create', 'jobs.batch', '-n', 'tenant'],
+      ['update', 'jobs.batch', '-n', 'tenant'],
+      ['patch', 'jobs.batch', '-n', 'tenant'],
+      ['delete', 'jobs.batch', '-n', 'tenant'],
+      ['get', 'cronjobs.batch', '-n', 'tenant'],
+      ['get', 'pods', '-n', 'tenant'],
+      ['create', 'pods', '-n', 'tenant'],
+      ['get', 'namespaces/tenant'],
+      // Secrets: no other name, no unnamed get (that is list-like), no list/watch/delete/patch.
+      ['get', 'secrets', '-n', 'jobmetrics'],
+      ['get', 'secrets/other', '-n', 'jobmetrics'],
+      ['list', 'secrets', '-n', 'jobmetrics'],
+      ['watch', 'secrets', '-n', 'jobmetrics'],
+      ['delete', 'secrets/jobmetrics-webhook-tls', '-n', 'jobmetrics'],
+      ['patch', 'secrets/jobmetrics-webhook-tls', '-n', 'jobmetrics'],
+      ['get', 'secrets/jobmetrics-webhook-tls', '-n', 'tenant'],
+      ['create', 'secrets', '-n', 'tenant'],
+      ['create', 'secrets', '-n', 'default'],
+      ['update', 'secrets/jobmetrics-webhook-tls', '-n', 'default'],
+      // Webhook configurations: only its own, only get and patch.
+      ['get', 'mutatingwebhookconfigurations.admissionregistration.k8s.io/other'],
+      ['list', 'mutatingwebhookconfigurations.admissionregistration.k8s.io'],
+      ['update', 'mutatingwebhookconfigurations.admissionregistration.k8s.io/jobmetrics'],
+      ['delete', 'mutatingwebhookconfigurations.admissionregistration.k8s.io/jobmetrics'],
+      ['create', 'mutatingwebhookconfigurations.admissionregistration.k8s.io'],
+      ['patch', 'validatingwebhookconfigurations.admissionregistration.k8s.io/jobmetrics'],
+      ['get', 'configmaps', '-n', 'jobmetrics'],
+      ['*', '*'],
+    ];
+
+    for (const args of allowed) {
+      it(`yes: ${args.join(' ')}`, async () => {
+        expect(await canI(args)).to.equal('yes');
+      });
+    }
+    for (const args of denied) {
+      it(`no: ${args.join(' ')}`, async () => {
+        expect(await canI(args)).to.equal('no');
+      });
+    }
+
+    it('the rules granted are exactly those (nothing beyond the defaults every ServiceAccount gets)', async () => {
+      type Rule = { verbs: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[] };
+      // SelfSubjectRulesReview, asked as the account itself (what `kubectl auth can-i --list` shows).
+      const rulesOf = async (user: string): Promise<Rule[]> => {
+        const review = { apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace: 'jobmetrics' } };
+        const out = await kubectlOk(plane(), ['create', '--validate=false', '-o', 'json', '-f', '-'], { as: user, input: JSON.stringify(review) });
+        return (JSON.parse(out) as { status: { resourceRules: Rule[] } }).status.resourceRules;
+      };
+      const key = (x: Rule): string => JSON.stringify([x.apiGroups ?? [], x.resources ?? [], x.resourceNames ?? [], [...x.verbs].sort()]);
+      const baseline = new Set((await rulesOf('system:serviceaccount:jobmetrics:default')).map(key));
+      const extra = (await rulesOf(WEBHOOK_SA_USER)).filter((x) => !baseline.has(key(x))).map(key).sort();
+      expect(extra).to.deep.equal(
+        [
+          [['admissionregistration.k8s.io'], ['mutatingwebhookconfigurations'], ['jobmetrics'], ['get', 'patch']],
+          [['batch'], ['jobs'], [], ['get']],
+          [[''], ['secrets'], ['jobmetrics-webhook-tls'], ['get', 'update']],
+          [[''], ['secrets'], [], ['create']],
+        ]
+          .map((x) => JSON.stringify(x))
+          .sort(),
+      );
+    });
+  });
+
+  describe('overlays', () => {
+    const build = (name: string): K8sObject[] => parseManifests(kustomize(join(MANIFESTS, 'overlays', name)));
+    const find = (docs: K8sObject[], kind: string, name: string): K8sObject => {
+      const d = docs.find((x) => x.kind === kind && x.metadata.name === name);
+      if (!d) throw new Error(`${kind}/${name} not in the overlay`);
+      return d;
+    };
+
+    it('sharded-aggregator: the API server accepts all of it', async () => {
+      const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-k', join(MANIFESTS, 'overlays', 'sharded-aggregator')]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(dryRunApplied(r.stdout)).to.include.members(['statefulset.apps/jobmetrics-aggregator-shard', 'service/jobmetrics-aggregator-shard', 'deployment.apps/jobmetrics-aggregator']);
+    });
+
+    it('sharded-aggregator: the routers shard by every label but pod (and jobmetrics_kind) over one URL per shard', () => {
+      const docs = build('sharded-aggregator');
+      type Workload = { spec: { replicas: number; template: { spec: { containers: Array<{ args: string[]; env?: unknown }> } } } };
+      const router = find(docs, 'Deployment', 'jobmetrics-aggregator') as unknown as Workload;
+      const shards = find(docs, 'StatefulSet', 'jobmetrics-aggregator-shard') as unknown as Workload;
+      const args = router.spec.template.spec.containers[0]?.args ?? [];
+      const urls = args.filter((a) => a.startsWith('-remoteWrite.url='));
+      expect(urls).to.deep.equal(
+        Array.from({ length: shards.spec.replicas }, (_, i) => `-remoteWrite.url=http://jobmetrics-aggregator-shard-${i}.jobmetrics-aggregator-shard.jobmetrics.svc:8429/api/v1/write`),
+      );
+      expect(args).to.include.members(['-remoteWrite.shardByURL', '-remoteWrite.shardByURL.ignoreLabels=pod,jobmetrics_kind', '-sortLabels']);
+      expect(args.some((a) => a.startsWith('-streamAggr.')), 'routers do not aggregate').to.equal(false);
+      const shardArgs = shards.spec.template.spec.containers[0]?.args ?? [];
+      const baseArgs = ((find(build('e2e-local'), 'Deployment', 'jobmetrics-aggregator') as unknown as Workload).spec.template.spec.containers[0]?.args) ?? [];
+      expect(shardArgs, 'each shard aggregates exactly as the single aggregator').to.deep.equal(baseArgs);
+    });
+
+    it('cert-manager: everything but the cert-manager objects is accepted; those need cert-manager\'s CRDs, not installed here', async () => {
+      const docs = build('cert-manager');
+      const certManager = docs.filter((d) => d.apiVersion.startsWith('cert-manager.io/'));
+      expect(certManager.map((d) => `${d.kind}/${d.metadata.name}`).sort()).to.deep.equal([
+        'Certificate/jobmetrics-webhook',
+        'Certificate/jobmetrics-webhook-ca',
+        'Issuer/jobmetrics-ca',
+        'Issuer/jobmetrics-selfsigned',
+      ]);
+      const rest = docs.filter((d) => !d.apiVersion.startsWith('cert-manager.io/'));
+      const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', '-'], { input: manifestsText(rest) });
+      expect(r.code, r.stderr).to.equal(0);
+      expect(dryRunApplied(r.stdout)).to.have.length(rest.length);
+    });
+
+    it('cert-manager: the webhook serves the Certificate\'s Secret, the CA injector fills the caBundle, no bootstrap RBAC remains', () => {
+      const docs = build('cert-manager');
+      const mwc = find(docs, 'MutatingWebhookConfiguration', 'jobmetrics');
+      expect(mwc.metadata.annotations?.['cert-manager.io/inject-ca-from']).to.equal('jobmetrics/jobmetrics-webhook');
+      const cert = find(docs, 'Certificate', 'jobmetrics-webhook') as unknown as { spec: { secretName: string; dnsNames: string[]; issuerRef: { name: string } } };
+      expect(cert.spec.dnsNames).to.deep.equal(['jobmetrics-webhook.jobmetrics.svc', 'jobmetrics-webhook.jobmetrics.svc.cluster.local']);
+      type Spec = { containers: Array<{ env: Array<{ name: string; value?: string }>; volumeMounts: Array<{ name: string; mountPath: string }> }>; volumes: Array<{ name: string; secret?: { secretName: string } }> };
+      const pod = (find(docs, 'Deployment', 'jobmetrics-webhook') as unknown as { spec: { template: { spec: Spec } } }).spec.template.spec;
+      const env = pod.containers[0]?.env ?? [];
+      expect(env.find((e) => e.name === 'JOBMETRICS_TLS_DIR')?.value).to.equal('/etc/jobmetrics-tls');
+      expect(pod.containers[0]?.volumeMounts.find((m) => m.name === 'tls')?.mountPath).to.equal('/etc/jobmetrics-tls');
+      expect(pod.volumes.find((v) => v.name === 'tls')?.secret?.secretName).to.equal(cert.spec.secretName);
+      expect(docs.filter((d) => d.metadata.name === 'jobmetrics-webhook-bootstrap')).to.deep.equal([]);
+    });
+  });
+});
