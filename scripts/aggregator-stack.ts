@@ -13,12 +13,12 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { parseDuration } from '../shared/duration.ts';
+import { freePort } from './ports.ts';
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const DEFAULT_AGGR_CONFIG = join(PROJECT_ROOT, 'manifests/aggregator/stream-aggr.yaml');
@@ -141,18 +141,6 @@ async function stopChild(r: Running, signal: 'SIGTERM' | 'SIGKILL', graceMs = 10
   const timer = setTimeout(() => r.child.kill('SIGKILL'), graceMs);
   await r.exited;
   clearTimeout(timer);
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((ok, fail) => {
-    srv.once('error', fail);
-    srv.listen(0, '127.0.0.1', ok);
-  });
-  const addr = srv.address();
-  await new Promise<void>((ok) => srv.close(() => ok()));
-  if (addr === null || typeof addr === 'string') throw new Error('aggregator stack: could not find a free port');
-  return addr.port;
 }
 
 class StartError extends Error {

@@ -11,6 +11,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ContainerSpec, PodSpec } from './pod-init.ts';
 
+export { freePort } from './ports.ts';
+
 export const PROJECT_ROOT = fileURLToPath(new URL('..', import.meta.url));
 /** The compiled programs (npm ci builds them through `prepare`). */
 export const PROGRAMS = {
@@ -138,20 +140,6 @@ function readJsonLines(file: string): Array<Record<string, unknown>> {
     }
   }
   return out;
-}
-
-/** A free TCP port on loopback (listen on 0, read it, close). */
-export async function freePort(): Promise<number> {
-  const { createServer } = await import('node:net');
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
 }
 
 /** What a sample job really counted (scripts/sample-job.ts writes it). */

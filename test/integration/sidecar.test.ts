@@ -76,7 +76,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
       await sleep(100);
     }
     const done = await Promise.all(pods.map((p) => p.done));
-    expect(done.filter((d) => d.result.sidecar.code !== 0)).to.have.length(0);
+    expect(done.filter((d) => d.result.main.code !== 0 || d.result.sidecar.code !== 0), 'every job and sidecar exited 0').to.have.length(0);
     const counted = done.reduce((s, d) => s + itemsCounted(d.truth), 0);
     expect(counted).to.equal(Array.from({ length: 50 }, (_, i) => 20 + i).reduce((a, b) => a + b, 0));
     expect(await aggregatedItems(stack, 'fifty')).to.equal(counted);
