@@ -164,8 +164,11 @@ export interface WebhookProcess {
   log(): string;
   /** GET path over HTTPS (certificate not verified unless `ca` is given). */
   get(path: string, ca?: string): Promise<{ status: number; body: string; peerCertPem: string }>;
-  /** Sum of jobmetrics_webhook_requests_total over every outcome, from its /metrics. */
-  reviews(): Promise<number>;
+  /**
+   * Its review counters from /metrics: `injected`, `skipped:<reason>`, and the other outcomes
+   * (`ignored`, `bad_request`, …) by name; absent keys are 0.
+   */
+  reviews(): Promise<Record<string, number>>;
   /** SIGTERM, then wait for the exit (SIGKILL after 10 s). Idempotent. */
   stop(): Promise<void>;
 }
@@ -283,9 +286,14 @@ export async function startWebhook(opts: StartWebhookOptions): Promise<WebhookPr
     stop,
     async reviews() {
       const r = await get('/metrics');
-      let sum = 0;
-      for (const m of r.body.matchAll(/^jobmetrics_webhook_requests_total\{[^}]*\} (\d+)$/gm)) sum += Number(m[1]);
-      return sum;
+      const out: Record<string, number> = {};
+      for (const m of r.body.matchAll(/^jobmetrics_webhook_requests_total\{outcome="([^"]+)"\} (\d+)$/gm)) {
+        if (m[1] !== 'skipped' && Number(m[2]) > 0) out[m[1] ?? ''] = Number(m[2]);
+      }
+      for (const m of r.body.matchAll(/^jobmetrics_webhook_skips_total\{reason="([^"]+)"\} (\d+)$/gm)) {
+        if (Number(m[2]) > 0) out[`skipped:${m[1] ?? ''}`] = Number(m[2]);
+      }
+      return out;
     },
   };
   try {
@@ -319,6 +327,7 @@ export interface Container {
   resources?: unknown;
   securityContext?: unknown;
   ports?: Array<{ name?: string; containerPort: number }>;
+  volumeMounts?: Array<{ name: string; mountPath: string; readOnly?: boolean }>;
 }
 export interface Pod {
   metadata: {
@@ -344,6 +353,16 @@ export async function jobPods(cp: ControlPlane, namespace: string, job: string, 
     if (pods.length > want) throw new Error(`Job ${namespace}/${job} has ${pods.length} pods, expected ${want}`);
     return pods.length === want ? pods : undefined;
   });
+}
+
+/** What changed between two `reviews()` readings (keys with a difference only). */
+export function reviewDelta(before: Record<string, number>, after: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const k of new Set([...Object.keys(before), ...Object.keys(after)])) {
+    const d = (after[k] ?? 0) - (before[k] ?? 0);
+    if (d !== 0) out[k] = d;
+  }
+  return out;
 }
 
 export async function getJson<T>(cp: ControlPlane, args: string[]): Promise<T> {
