@@ -60,6 +60,12 @@ interface SeriesState {
   acked: { value: number; timestampMs: number } | undefined;
   /** What the aggregator has of this series in all generations: `offset + acked.value`. */
   ackedTotal: number | undefined;
+  /**
+   * The highest total sent in a delivery that failed ambiguously (a timeout after sending): it may
+   * have been counted. A new generation starts above it, so nothing is ever counted twice; at
+   * worst, when that delivery was in fact lost, the increments in it are.
+   */
+  maybeTotal: number | undefined;
 }
 
 export interface UpdateStats {
@@ -154,6 +160,7 @@ export class SeriesStore {
             zeroTimestampMs: nowMs - 1,
             acked: undefined,
             ackedTotal: undefined,
+            maybeTotal: undefined,
           };
           this.#series.set(key, state);
           newSeries++;
@@ -181,7 +188,7 @@ export class SeriesStore {
     for (const s of this.#series.values()) {
       s.acked = undefined;
       s.zeroTimestampMs = s.timestampMs - 1;
-      if (s.kind === 'counter') s.offset = s.ackedTotal ?? 0;
+      if (s.kind === 'counter') s.offset = Math.max(s.ackedTotal ?? 0, s.maybeTotal ?? 0);
     }
   }
 
@@ -230,6 +237,16 @@ export class SeriesStore {
       samples += points.length;
     }
     return { generation: this.#generation, series, sent, samples };
+  }
+
+  /** A delivery of `plan` failed, but may have been counted (see `maybeTotal`). */
+  mayHaveArrived(plan: PushPlan): void {
+    if (plan.generation !== this.#generation) return;
+    for (const { key, value } of plan.sent) {
+      const s = this.#series.get(key);
+      if (s === undefined || s.kind !== 'counter') continue;
+      s.maybeTotal = Math.max(s.maybeTotal ?? 0, s.offset + value);
+    }
   }
 
   /** The aggregator acknowledged `plan` (2xx). */

@@ -47,6 +47,16 @@ export interface SidecarSummary {
 /** Network errors that prove the request never reached the aggregator (it was down). */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
+/**
+ * Whether a failed attempt may still have been counted: a timeout or a connection lost after the
+ * request went out. An HTTP error status, or a connection that was never made, proves it was not.
+ */
+export function mayHaveArrived(outcome: SendOutcome): boolean {
+  if (outcome.ok) return true;
+  if (outcome.status !== undefined) return false;
+  return !errorCodes(outcome.error).some((c) => UNREACHABLE.has(c)) && !/deadline passed before attempt/.test(outcome.error.message);
+}
+
 function errorCodes(error: unknown): string[] {
   const codes: string[] = [];
   for (let e = error, depth = 0; e instanceof Error && depth < 6; e = e.cause, depth++) {
@@ -79,7 +89,6 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     userAgent: USER_AGENT,
   });
   const stats = { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, retries: 0, deliveryFailures: 0 };
-  let newGenerationDue = false;
   let lastScrapeError = '';
 
   const recordScrape = (r: ScrapeResult, atMs: number): boolean => {
@@ -111,14 +120,14 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   /** Delivers everything in the store once, retrying until `deadlineMs`. */
   const deliver = async (deadlineMs: number, signal?: AbortSignal, zerosOnly = false): Promise<{ plan: PushPlan; outcome: SendOutcome }> => {
     const now = Date.now();
-    if (newGenerationDue || store.gapExceeded(now, cfg.stalenessMs)) {
+    if (store.gapExceeded(now, cfg.stalenessMs)) {
       store.startGeneration();
-      newGenerationDue = false;
       log.info('new series generation', { generation: store.generation, pod: store.podLabel() });
     }
     const plan = store.plan({ zerosOnly });
     stats.pushes++;
     const body = encodeWriteRequest(plan.series);
+    let maybeArrived = false;
     // deliverWithRetry reports failures as values; an abort may still surface as a rejection.
     const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
       deadlineMs,
@@ -126,6 +135,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
       ...(signal ? { signal } : {}),
       onRetry: (attempt, o, delayMs) => {
         stats.retries++;
+        if (mayHaveArrived(o)) maybeArrived = true;
         log.debug('delivery retry', { attempt, delayMs, error: o.ok ? undefined : o.error.message });
       },
     }).catch(
@@ -141,7 +151,8 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
       stats.samplesDelivered += plan.samples;
     } else {
       stats.deliveryFailures++;
-      if (errorCodes(outcome.error).some((c) => UNREACHABLE.has(c))) newGenerationDue = true;
+      // Unknown whether it was counted: a later generation must start above it, never below.
+      if (maybeArrived || mayHaveArrived(outcome)) store.mayHaveArrived(plan);
       log.warn('delivery failed', {
         target: cfg.remoteWriteUrl.href,
         attempts: outcome.attempts,

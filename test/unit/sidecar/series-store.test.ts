@@ -126,6 +126,17 @@ describe('SeriesStore (DESIGN.md "Data semantics")', () => {
     expect(plan.series[0]?.samples.map((p) => p.timestampMs)).to.deep.equal([2_999, 3_000]);
   });
 
+  it('a new generation starts above a delivery that may have arrived, so nothing counts twice', () => {
+    const store = newStore();
+    store.update([counter(10)], 1_000);
+    store.acknowledge(store.plan(), 1_100);
+    store.update([counter(25)], 2_000);
+    store.mayHaveArrived(store.plan()); // timed out after sending: 25 may have been counted
+    store.update([counter(40)], 3_000);
+    store.startGeneration();
+    expect(view(store.plan())).to.deep.equal({ 'items_total{pod=nightly-abc/gen1}': [0, 15] });
+  });
+
   it('gapExceeded once half the staleness interval passed since the last acknowledgement', () => {
     const store = newStore();
     expect(store.gapExceeded(1e12, 1_000)).to.equal(false); // never delivered: nothing to forget
