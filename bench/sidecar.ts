@@ -44,6 +44,10 @@ export interface SidecarBenchOptions {
   readonly series?: readonly number[];
   /** Run the sidecar under `node --cpu-prof` and summarise the profile per configuration. */
   readonly profile?: boolean;
+  /** Extra sidecar environment, for experiments (e.g. JOBMETRICS_EXIT_POLL). */
+  readonly sidecarEnv?: Readonly<Record<string, string>>;
+  /** Node flags for the sidecar, for experiments (e.g. --max-semi-space-size=1). */
+  readonly sidecarNodeFlags?: readonly string[];
   /** Progress lines; default stderr. */
   readonly progress?: (line: string) => void;
 }
@@ -223,7 +227,7 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
 async function benchOne(
   interval: string,
   series: number,
-  o: { windowMs: number; warmupMs: number; dir: string; receiver: Receiver; profile: boolean },
+  o: { windowMs: number; warmupMs: number; dir: string; receiver: Receiver; profile: boolean; env: Readonly<Record<string, string>>; nodeFlags: readonly string[] },
 ): Promise<SidecarBenchRow> {
   const port = await freePort();
   const name = `bench-sidecar-${interval}-${series}`;
@@ -238,11 +242,13 @@ async function benchOne(
       namespace: 'bench',
       job: 'sidecar-footprint',
       pod: name,
-      extra: { JOBMETRICS_INTERVAL: interval },
+      extra: { JOBMETRICS_INTERVAL: interval, ...o.env },
     }),
     // The target needs a moment (tsx, 10 000 series); the sidecar's own retries cover the rest.
-    sidecarDelayMs: 200,
-    ...(o.profile ? { sidecarCommand: { command: process.execPath, args: ['--cpu-prof', '--cpu-prof-dir', profDir, PROGRAMS.sidecar] } } : {}),
+    sidecarDelayMs: 1_000,
+    ...(o.profile || o.nodeFlags.length > 0
+      ? { sidecarCommand: { command: process.execPath, args: [...o.nodeFlags, ...(o.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), PROGRAMS.sidecar] } }
+      : {}),
   });
   const floor = startFloor();
   try {
@@ -325,7 +331,7 @@ export async function benchSidecar(opts: SidecarBenchOptions = {}): Promise<Side
     for (const interval of intervals) {
       for (const series of seriesList) {
         progress(`sidecar bench ${rows.length + 1}/${total}: interval ${interval}, ${series} series, ${warmupMs / 1000} s warm-up + ${windowMs / 1000} s window …`);
-        const row = await benchOne(interval, series, { windowMs, warmupMs, dir, receiver, profile: opts.profile ?? false });
+        const row = await benchOne(interval, series, { windowMs, warmupMs, dir, receiver, profile: opts.profile ?? false, env: opts.sidecarEnv ?? {}, nodeFlags: opts.sidecarNodeFlags ?? [] });
         progress(
           `  sidecar ${row.sidecar.cpuPercent.toFixed(2)} % CPU, ${mb(row.sidecar.rssMeanKb)} MB RSS; floor ${row.floor.cpuPercent.toFixed(2)} %, ${mb(row.floor.rssMeanKb)} MB`,
         );
@@ -336,7 +342,8 @@ export async function benchSidecar(opts: SidecarBenchOptions = {}): Promise<Side
   } finally {
     receiver.server.close();
     receiver.server.closeAllConnections();
-    rmSync(dir, { recursive: true, force: true });
+    if (process.env['BENCH_KEEP'] === '1') progress(`sidecar bench: logs kept in ${dir}`);
+    else rmSync(dir, { recursive: true, force: true });
   }
   return rows;
 }

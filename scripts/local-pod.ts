@@ -54,6 +54,8 @@ export interface LocalPod {
   readonly result: Promise<PodResult>;
   /** Sends a signal to one container, or to all (`*`, a pod deletion). */
   signal(container: 'main' | 'sidecar' | '*', signal: NodeJS.Signals): void;
+  /** The containers that have exited so far. */
+  exited(): string[];
 }
 
 export interface LocalPodOptions {
@@ -66,22 +68,33 @@ export interface LocalPodOptions {
   readonly pidNamespace?: boolean;
   /** Start the sidecar this long after the main container (legacy mode's order). */
   readonly sidecarDelayMs?: number;
+  /**
+   * Start the sidecar first, and the main container this long after it: native mode, where the
+   * sidecar is an init container with `restartPolicy: Always` and the kubelet starts it first.
+   */
+  readonly sidecarFirstMs?: number;
   /** Run the sidecar from this command instead of the compiled bin. */
   readonly sidecarCommand?: { readonly command: string; readonly args: readonly string[] };
 }
 
 export function startLocalPod(opts: LocalPodOptions): LocalPod {
-  const containers: ContainerSpec[] = [
-    { name: 'main', command: opts.main.command, args: opts.main.args, env: opts.main.env, logFile: join(opts.dir, `${opts.name}.main.log`) },
-    {
-      name: 'sidecar',
-      command: opts.sidecarCommand?.command ?? process.execPath,
-      args: opts.sidecarCommand?.args ?? [PROGRAMS.sidecar],
-      env: opts.sidecarEnv,
-      logFile: join(opts.dir, `${opts.name}.sidecar.log`),
-      ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),
-    },
-  ];
+  const main: ContainerSpec = {
+    name: 'main',
+    command: opts.main.command,
+    args: opts.main.args,
+    env: opts.main.env,
+    logFile: join(opts.dir, `${opts.name}.main.log`),
+    ...(opts.sidecarFirstMs !== undefined ? { startDelayMs: opts.sidecarFirstMs } : {}),
+  };
+  const sidecar: ContainerSpec = {
+    name: 'sidecar',
+    command: opts.sidecarCommand?.command ?? process.execPath,
+    args: opts.sidecarCommand?.args ?? [PROGRAMS.sidecar],
+    env: opts.sidecarEnv,
+    logFile: join(opts.dir, `${opts.name}.sidecar.log`),
+    ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),
+  };
+  const containers = opts.sidecarFirstMs !== undefined ? [sidecar, main] : [main, sidecar];
   const spec: PodSpec = { containers };
   const useNs = opts.pidNamespace ?? pidNamespaceSupport().ok;
   const argv = useNs
@@ -120,6 +133,7 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
     signal(container, signal) {
       child.stdin?.write(JSON.stringify({ container, signal }) + '\n');
     },
+    exited: () => [...exits.keys()],
   };
 }
 

@@ -34,7 +34,10 @@ if (!parsed.ok) {
   for (const e of parsed.errors) log.error(`invalid setting ${e.setting}: ${e.message}; the sidecar does nothing`, { setting: e.setting });
   if (parsed.mode === 'native') {
     // An exit would only make the kubelet restart us; idle until SIGTERM.
+    // The timer keeps the event loop alive: a pending promise alone would end Node with code 13.
+    const keepAlive = setInterval(() => {}, 3_600_000);
     await new Promise<void>((resolve) => terminate.signal.addEventListener('abort', () => resolve(), { once: true }));
+    clearInterval(keepAlive);
   }
   process.exit(0);
 }

@@ -313,6 +313,12 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   else log.error('summary: final values NOT delivered before the flush deadline; they are dropped', { ...summary });
 
   // Native mode: exiting now would make the kubelet restart us; wait for its SIGTERM.
-  if (cfg.mode === 'native' && trigger !== 'signal') await terminated;
+  // A pending promise alone does not keep Node's event loop alive (it would exit with code 13),
+  // so hold a timer until the signal arrives.
+  if (cfg.mode === 'native' && trigger !== 'signal') {
+    const keepAlive = setInterval(() => {}, 3_600_000);
+    await terminated;
+    clearInterval(keepAlive);
+  }
   return summary;
 }

@@ -5,7 +5,7 @@
  * aggregated value with what the jobs really counted: 0 lost, 0 counted twice.
  */
 import { expect } from 'chai';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -217,6 +217,32 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(result.sidecar.atMs - sentAt).to.be.below(8_000);
     expect(result.sidecar.atMs).to.be.at.least(result.main.atMs);
     expect(await aggregatedItems(stack, 'sigterm')).to.equal(itemsCounted(truth));
+  });
+
+  it('native mode: started before the job, it delivers at the job’s exit, then idles until SIGTERM', async () => {
+    const p = await startSamplePod({
+      dir,
+      remoteWriteUrl: stack.remoteWriteUrl,
+      namespace: NS,
+      job: 'native',
+      pod: 'native-a',
+      items: 44,
+      durationMs: 800,
+      sidecarFirstMs: 700,
+      sidecar: { JOBMETRICS_MODE: 'native' },
+    });
+    const deadline = Date.now() + 20_000;
+    while (!p.pod.exited().includes('main') && Date.now() < deadline) await sleep(100);
+    await sleep(1_500);
+    expect(p.pod.exited(), 'an exit now would make the kubelet restart it').to.deep.equal(['main']);
+    const truth = JSON.parse(readFileSync(p.truthFile, 'utf8')) as { ok: number; failed: number };
+    expect(await aggregatedItems(stack, 'native'), 'delivered at the exit, before any SIGTERM').to.equal(truth.ok + truth.failed);
+    const sentAt = Date.now();
+    p.pod.signal('sidecar', 'SIGTERM');
+    const { result } = await p.done;
+    expect(result.sidecar.code).to.equal(0);
+    expect(result.sidecar.atMs - sentAt).to.be.below(2_000);
+    expect(result.summary?.['trigger']).to.equal('main-exited');
   });
 
   it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {

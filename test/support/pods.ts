@@ -18,6 +18,8 @@ export interface SamplePodOptions {
   readonly sidecar?: Readonly<Record<string, string>>;
   /** Point the sidecar at this URL instead of the job's own endpoint. */
   readonly scrapeUrl?: string;
+  /** Native mode's order: the sidecar starts first, the job this long after. */
+  readonly sidecarFirstMs?: number;
 }
 
 export interface SamplePod {
@@ -45,7 +47,13 @@ export async function startSamplePod(o: SamplePodOptions): Promise<SamplePod> {
   };
   const env = sidecarEnv({ port, remoteWriteUrl: o.remoteWriteUrl, namespace: o.namespace, job: o.job, pod: o.pod, extra: { ...FAST_SIDECAR, ...o.sidecar } });
   if (o.scrapeUrl) env['JOBMETRICS_SCRAPE_URL'] = o.scrapeUrl;
-  const pod = startLocalPod({ name: o.pod, dir: o.dir, main: sampleJob(job), sidecarEnv: env });
+  const pod = startLocalPod({
+    name: o.pod,
+    dir: o.dir,
+    main: sampleJob(job),
+    sidecarEnv: env,
+    ...(o.sidecarFirstMs !== undefined ? { sidecarFirstMs: o.sidecarFirstMs } : {}),
+  });
   const done = pod.result.then((result) => ({ result, truth: readTruth(truthFile) }));
   return { pod, truthFile, done };
 }

@@ -3,7 +3,7 @@ import { mayHaveArrived, scrapeDelayMs } from '../../../sidecar/sidecar.ts';
 
 describe('scrapeDelayMs: fast first scrapes, then the interval', () => {
   it('retries every 100 ms until a scrape succeeds, then doubles up to the interval', () => {
-        expect([0, 1, 2, 3, 4, 5, 6, 50].map((n) => scrapeDelayMs(n, 1_000))).to.deep.equal([100, 100, 200, 400, 800, 1_000, 1_000, 1_000]);
+    expect([0, 1, 2, 3, 4, 5, 6, 50].map((n) => scrapeDelayMs(n, 1_000))).to.deep.equal([100, 100, 200, 400, 800, 1_000, 1_000, 1_000]);
     expect([0, 1, 2].map((n) => scrapeDelayMs(n, 150))).to.deep.equal([100, 100, 150]);
   });
 });
