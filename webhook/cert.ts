@@ -59,7 +59,16 @@ export function generateCa(opts: { commonName: string; now: Date; validityDays: 
     { name: 'subjectKeyIdentifier' },
   ]);
   cert.sign(keys.privateKey, forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+  return pemPair(cert, keys.privateKey);
+}
+
+/**
+ * forge writes PEM with CRLF line ends (RFC 7468 allows both); Kubernetes, kubectl and OpenSSL
+ * write LF, and a Secret or caBundle that reads the same as theirs is easier to diff and inspect.
+ */
+function pemPair(cert: forge.pki.Certificate, key: forge.pki.PrivateKey): CertPair {
+  const lf = (pem: string): string => pem.replace(/\r\n/g, '\n');
+  return { certPem: lf(forge.pki.certificateToPem(cert)), keyPem: lf(forge.pki.privateKeyToPem(key)) };
 }
 
 export function issueServingCert(
@@ -92,7 +101,7 @@ export function issueServingCert(
     { name: 'authorityKeyIdentifier', keyIdentifier: caCert.generateSubjectKeyIdentifier().getBytes() },
   ]);
   cert.sign(caKey, forge.md.sha256.create());
-  return { certPem: forge.pki.certificateToPem(cert), keyPem: forge.pki.privateKeyToPem(keys.privateKey) };
+  return pemPair(cert, keys.privateKey);
 }
 
 /** What a PEM certificate says, read with node:crypto (an independent parser from forge). */
