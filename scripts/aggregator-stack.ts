@@ -3,21 +3,20 @@
  * manifests/aggregator/stream-aggr.yaml) writing to a real Prometheus (remote-write receiver), both
  * on loopback, data and logs in one folder (DESIGN.md "Aggregator", "Local demo").
  *
- * - Ports: found by listening on port 0 and closing; a bind race (EADDRINUSE) is retried with a
- *   new port. vmagent is restarted on the SAME port, since sidecars keep its URL.
- * - No orphans: children are started under `setpriv --pdeathsig KILL` where available (the kernel
- *   kills them if this process dies, even by SIGKILL) and killed on `exit` as well.
+ * - Ports: from scripts/ports.ts; a bind race (EADDRINUSE) is retried with a new port. vmagent is
+ *   restarted on the SAME port, since sidecars keep its URL.
+ * - No orphans: children are started by scripts/child-processes.ts.
  * - The stream-aggregation file is the one the manifests use; only `interval`,
  *   `staleness_interval` and `ignore_first_sample_interval` are overridden, in a copy in `dir`, so
  *   tests can run with short intervals.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, closeSync, constants, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { parseDuration } from '../shared/duration.ts';
+import { describeExit, logTail, startChild, stopChild, type Child } from './child-processes.ts';
 import { freePort } from './ports.ts';
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -87,62 +86,6 @@ export function aggregatorBinaries(): { vmagent: string; prometheus: string } {
 
 // ---- children ------------------------------------------------------------------------------
 
-const live = new Set<ChildProcess>();
-let exitHookInstalled = false;
-const SETPRIV = ['/usr/bin/setpriv', '/bin/setpriv'].find((p) => existsSync(p));
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.on('exit', () => {
-    for (const child of live) child.kill('SIGKILL');
-  });
-}
-
-interface Running {
-  child: ChildProcess;
-  logPath: string;
-  exited: Promise<number | null>;
-}
-
-function launch(bin: string, args: string[], logPath: string): Running {
-  installExitHook();
-  const fd = openSync(logPath, 'a');
-  writeFileSync(fd, `\n--- ${new Date().toISOString()} ${bin} ${args.join(' ')}\n`);
-  const [cmd, argv] = SETPRIV ? [SETPRIV, ['--pdeathsig', 'KILL', '--', bin, ...args]] : [bin, args];
-  const child = spawn(cmd, argv, { stdio: ['ignore', fd, fd] });
-  closeSync(fd);
-  live.add(child);
-  const exited = new Promise<number | null>((resolveExit) => {
-    child.once('exit', (code, signal) => {
-      live.delete(child);
-      resolveExit(code ?? (signal ? -1 : null));
-    });
-    child.once('error', () => {
-      live.delete(child);
-      resolveExit(-1);
-    });
-  });
-  return { child, logPath, exited };
-}
-
-function logTail(path: string, lines = 25): string {
-  try {
-    const all = readFileSync(path, 'utf8').trimEnd().split('\n');
-    return all.slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-async function stopChild(r: Running, signal: 'SIGTERM' | 'SIGKILL', graceMs = 10_000): Promise<void> {
-  if (r.child.exitCode !== null || r.child.signalCode !== null) return;
-  r.child.kill(signal);
-  const timer = setTimeout(() => r.child.kill('SIGKILL'), graceMs);
-  await r.exited;
-  clearTimeout(timer);
-}
-
 class StartError extends Error {
   constructor(
     message: string,
@@ -154,15 +97,13 @@ class StartError extends Error {
 }
 
 /** Polls `url` until it answers 200; fails early, with the log's tail, if the process exits. */
-async function waitReady(name: string, r: Running, url: string, timeoutMs: number): Promise<void> {
+async function waitReady(name: string, r: Child, url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let exitCode: number | null | undefined;
-  void r.exited.then((c) => (exitCode = c));
   let last: unknown;
   while (Date.now() < deadline) {
-    if (exitCode !== undefined) {
-      const tail = logTail(r.logPath);
-      throw new StartError(`aggregator stack: ${name} exited with ${exitCode} while starting; last lines of ${r.logPath}:\n${tail}`, /address already in use/i.test(tail));
+    if (r.exitInfo) {
+      const tail = logTail(r.logPath, 25);
+      throw new StartError(`aggregator stack: ${name} ${describeExit(r.exitInfo)} while starting; last lines of ${r.logPath}:\n${tail}`, /address already in use/i.test(tail));
     }
     try {
       const res = await fetch(url, { signal: AbortSignal.timeout(1_000) });
@@ -174,12 +115,12 @@ async function waitReady(name: string, r: Running, url: string, timeoutMs: numbe
     }
     await delay(50);
   }
-  await stopChild(r, 'SIGKILL');
-  throw new Error(`aggregator stack: ${name} not ready at ${url} within ${timeoutMs} ms; last lines of ${r.logPath}:\n${logTail(r.logPath)}`, { cause: last });
+  await stopChild(r, { signal: 'SIGKILL' });
+  throw new Error(`aggregator stack: ${name} not ready at ${url} within ${timeoutMs} ms; last lines of ${r.logPath}:\n${logTail(r.logPath, 25)}`, { cause: last });
 }
 
 /** Starts a child on a port, retrying with a new free port when the bind raced (EADDRINUSE). */
-async function startOnFreePort(name: string, start: (port: number) => Promise<Running>, attempts = 5): Promise<{ port: number; running: Running }> {
+async function startOnFreePort(name: string, start: (port: number) => Promise<Child>, attempts = 5): Promise<{ port: number; running: Child }> {
   for (let i = 1; ; i++) {
     const port = await freePort();
     try {
@@ -289,7 +230,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       '--web.enable-remote-write-receiver',
     ];
     if (opts.lookbackDelta !== undefined) args.push(`--query.lookback-delta=${opts.lookbackDelta}`);
-    const r = launch(bins.prometheus, args, join(opts.dir, 'prometheus.log'));
+    const r = startChild('prometheus', bins.prometheus, args, join(opts.dir, 'prometheus.log'));
     await waitReady('prometheus', r, `http://127.0.0.1:${port}/-/ready`, readyMs);
     return r;
   });
@@ -311,20 +252,20 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     ...(opts.extraVmagentArgs ?? []),
   ];
   const vmLog = join(opts.dir, 'vmagent.log');
-  const startVm = async (port: number): Promise<Running> => {
-    const r = launch(bins.vmagent, vmagentArgs(port), vmLog);
+  const startVm = async (port: number): Promise<Child> => {
+    const r = startChild('vmagent', bins.vmagent, vmagentArgs(port), vmLog);
     await waitReady('vmagent', r, `http://127.0.0.1:${port}/health`, readyMs);
     return r;
   };
 
-  let vm: Running | undefined;
+  let vm: Child | undefined;
   let vmPort: number;
   try {
     const started = await startOnFreePort('vmagent', startVm);
     vm = started.running;
     vmPort = started.port;
   } catch (err) {
-    await stopChild(prom, 'SIGKILL');
+    await stopChild(prom, { signal: 'SIGKILL' });
     throw err;
   }
   const vmagentUrl = `http://127.0.0.1:${vmPort}`;
@@ -403,7 +344,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       if (vm === undefined) return;
       const r = vm;
       vm = undefined;
-      await stopChild(r, signal);
+      await stopChild(r, { signal });
     },
 
     async startVmagent() {
@@ -434,7 +375,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
 
     async stop() {
       await stack.stopVmagent();
-      await stopChild(prom, 'SIGTERM');
+      await stopChild(prom);
     },
   };
   return stack;

@@ -103,7 +103,6 @@ const EXCERPT_MAX = 80;
 // Character classes
 
 const C_TAB = 9;
-const C_LF = 10;
 const C_CR = 13;
 const C_SPACE = 32;
 const C_QUOTE = 34;
@@ -151,7 +150,7 @@ function isClass(c: number, flag: number): boolean {
  * [prom] "histogram and summary" conventions). Counters accept the bare name too, because text
  * 0.0.4 exposers (prom-client, Python) name the family `x_total` and the sample `x_total`.
  */
-const SUFFIXES: Readonly<Record<MetricType, readonly string[]>> = {
+export const SUFFIXES: Readonly<Record<MetricType, readonly string[]>> = {
   counter: ['', '_total', '_created'],
   gauge: [''],
   histogram: ['_bucket', '_sum', '_count', '_created'],

@@ -8,16 +8,17 @@
  * k8s.io/kubernetes release pinned in test/e2e/go.mod and caches them outside git.
  */
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { openSync, closeSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
-import { createServer } from 'node:net';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { describeChild, startChild, stopChild, type Child } from '../../scripts/child-processes.ts';
+import { freePort } from '../../scripts/ports.ts';
 import forge from 'node-forge';
 
 export interface ControlPlaneOptions {
@@ -129,119 +130,10 @@ function isExecutable(path: string): boolean {
   }
 }
 
-/** A TCP port that was free on 127.0.0.1 a moment ago (listen on 0, close). */
-export async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port > 0 ? resolvePort(port) : reject(new Error('could not get a free port'))));
-    });
-  });
-}
+/** Ports from below the ephemeral range (scripts/ports.ts says why listen-on-0 races). */
+export { freePort };
 
 // ---------------------------------------------------------------------------------------------
-// Child processes: killed on stop() and, as a last resort, when this process exits.
-
-interface Child {
-  name: string;
-  proc: ChildProcess;
-  logPath: string;
-  exited: Promise<number | null>;
-  exitInfo: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-}
-
-const live = new Set<Child>();
-let exitHooksInstalled = false;
-
-function installExitHooks(): void {
-  if (exitHooksInstalled) return;
-  exitHooksInstalled = true;
-  process.on('exit', () => {
-    for (const child of live) child.proc.kill('SIGKILL');
-  });
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    const onSignal = (): void => {
-      for (const child of live) child.proc.kill('SIGKILL');
-      live.clear();
-      // Keep the default behaviour (terminate by the signal) unless someone else handles it.
-      process.off(signal, onSignal);
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    };
-    process.on(signal, onSignal);
-  }
-}
-
-/** setpriv --pdeathsig makes the kernel kill a child when this process dies, even by SIGKILL. */
-let pdeathsigPrefix: string[] | undefined;
-function pdeathsig(): string[] {
-  if (!pdeathsigPrefix) {
-    const r = spawnSync('setpriv', ['--help'], { encoding: 'utf8' });
-    pdeathsigPrefix = r.status === 0 && r.stdout.includes('--pdeathsig') ? ['setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
-  }
-  return pdeathsigPrefix;
-}
-
-function startChild(name: string, command: string, args: string[], logPath: string): Child {
-  installExitHooks();
-  const fd = openSync(logPath, 'a');
-  const argv = [...pdeathsig(), command, ...args];
-  let proc: ChildProcess;
-  try {
-    proc = spawn(argv[0] ?? command, argv.slice(1), { stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd);
-  }
-  const child: Child = {
-    name,
-    proc,
-    logPath,
-    exitInfo: undefined,
-    exited: new Promise((resolveExit) => {
-      proc.once('exit', (code, signal) => {
-        child.exitInfo = { code, signal };
-        live.delete(child);
-        resolveExit(code);
-      });
-      proc.once('error', (err) => {
-        child.exitInfo = { code: null, signal: null };
-        live.delete(child);
-        void writeFile(logPath, `\n[harness] cannot start ${command}: ${err.message}\n`, { flag: 'a' }).catch(() => undefined);
-        resolveExit(null);
-      });
-    }),
-  };
-  live.add(child);
-  return child;
-}
-
-async function stopChild(child: Child, graceMs = 10_000): Promise<void> {
-  if (child.exitInfo) return;
-  child.proc.kill('SIGTERM');
-  const timer = setTimeout(() => child.proc.kill('SIGKILL'), graceMs);
-  await child.exited;
-  clearTimeout(timer);
-}
-
-function logTail(path: string, lines = 40): string {
-  try {
-    const text = readFileSync(path, 'utf8').trimEnd().split('\n');
-    return text.slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-function describeChild(child: Child): string {
-  const state = child.exitInfo
-    ? `exited (code ${child.exitInfo.code ?? 'none'}${child.exitInfo.signal ? `, signal ${child.exitInfo.signal}` : ''})`
-    : 'running';
-  return `--- ${child.name}: ${state}, log ${child.logPath}, last lines:\n${logTail(child.logPath)}`;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Certificates and credentials
 
@@ -592,7 +484,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     };
     return plane;
   } catch (err) {
-    const report = children.map(describeChild).join('\n');
+    const report = children.map((c) => describeChild(c)).join('\n');
     await stopAll();
     const reason = err instanceof Error ? err.message : String(err);
     throw new Error(`control plane did not start in ${dir}: ${reason}\n${report}`, { cause: err });

@@ -10,13 +10,15 @@
  * name the scenario asks for.
  */
 
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
+import { describeExit, startChild, stopChild } from '../../scripts/child-processes.ts';
+import { ensureBuilt } from '../support/build.ts';
 import { controlPlaneBinaries, freePort, kubectlOk, type ControlPlane } from './control-plane.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -49,27 +51,8 @@ export async function eventually<T>(what: string, deadlineMs: number, probe: () 
 // ---------------------------------------------------------------------------------------------
 // Build
 
-let built: Promise<void> | undefined;
-
-/**
- * `tsc -p tsconfig.build.json` once per test process, so dist/ is the code under test. Throws
- * with the compiler's output when it fails.
- */
-export function ensureBuilt(): Promise<void> {
-  built ??= new Promise<void>((resolveBuild, reject) => {
-    const tsc = join(REPO, 'node_modules', 'typescript', 'bin', 'tsc');
-    const proc = spawn(process.execPath, [tsc, '-p', 'tsconfig.build.json'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    proc.stdout.on('data', (c: Buffer) => out.push(c));
-    proc.stderr.on('data', (c: Buffer) => out.push(c));
-    proc.on('error', (e) => reject(new Error(`cannot run tsc: ${e.message}`, { cause: e })));
-    proc.on('close', (code) => {
-      if (code === 0) resolveBuild();
-      else reject(new Error(`tsc -p tsconfig.build.json exited ${code}:\n${Buffer.concat(out).toString('utf8')}`));
-    });
-  });
-  return built;
-}
+/** dist/ is the code under test; the first suite that needs it compiles it once (test/support/build.ts). */
+export { ensureBuilt };
 
 // ---------------------------------------------------------------------------------------------
 // Manifests
@@ -173,25 +156,6 @@ export interface WebhookProcess {
   stop(): Promise<void>;
 }
 
-const live = new Set<ChildProcess>();
-let hooksInstalled = false;
-function installExitHook(): void {
-  if (hooksInstalled) return;
-  hooksInstalled = true;
-  process.on('exit', () => {
-    for (const p of live) p.kill('SIGKILL');
-  });
-}
-
-let pdeathsigPrefix: string[] | undefined;
-function pdeathsig(): string[] {
-  if (!pdeathsigPrefix) {
-    const r = spawnSync('setpriv', ['--help'], { encoding: 'utf8' });
-    pdeathsigPrefix = r.status === 0 && r.stdout.includes('--pdeathsig') ? ['setpriv', '--pdeathsig', 'SIGKILL', '--'] : [];
-  }
-  return pdeathsigPrefix;
-}
-
 export interface StartWebhookOptions {
   /** Folder for the log file. */
   dir: string;
@@ -209,8 +173,7 @@ export interface StartWebhookOptions {
 }
 
 export async function startWebhook(opts: StartWebhookOptions): Promise<WebhookProcess> {
-  await ensureBuilt();
-  installExitHook();
+  ensureBuilt();
   const port = opts.port ?? (await freePort());
   const logPath = join(opts.dir, opts.name ?? `webhook-${port}.log`);
   const env: Record<string, string> = {
@@ -220,24 +183,8 @@ export async function startWebhook(opts: StartWebhookOptions): Promise<WebhookPr
     ...(opts.tlsDir !== undefined && { JOBMETRICS_TLS_DIR: opts.tlsDir }),
     ...opts.env,
   };
-  const fd = openSync(logPath, 'a');
-  const argv = [...pdeathsig(), process.execPath, join(REPO, 'dist', 'webhook', 'main.js'), '--config', SETTINGS_FILE];
-  let proc: ChildProcess;
-  try {
-    // A clean environment: nothing of the test process (no KUBERNETES_SERVICE_HOST) leaks in.
-    proc = spawn(argv[0] ?? process.execPath, argv.slice(1), { cwd: opts.dir, env, stdio: ['ignore', fd, fd] });
-  } finally {
-    closeSync(fd);
-  }
-  live.add(proc);
-  let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;
-  const exited = new Promise<void>((r) =>
-    proc.on('exit', (code, signal) => {
-      exit = { code, signal };
-      live.delete(proc);
-      r();
-    }),
-  );
+  // A clean environment: nothing of the test process (no KUBERNETES_SERVICE_HOST) leaks in.
+  const child = startChild('webhook', process.execPath, [join(REPO, 'dist', 'webhook', 'main.js'), '--config', SETTINGS_FILE], logPath, { cwd: opts.dir, env });
   const log = (): string => {
     try {
       return readFileSync(logPath, 'utf8');
@@ -270,13 +217,7 @@ export async function startWebhook(opts: StartWebhookOptions): Promise<WebhookPr
       req.on('error', reject);
       req.end();
     });
-  const stop = async (): Promise<void> => {
-    if (exit) return;
-    proc.kill('SIGTERM');
-    const timer = setTimeout(() => proc.kill('SIGKILL'), 10_000);
-    await exited;
-    clearTimeout(timer);
-  };
+  const stop = (): Promise<void> => stopChild(child);
   const wp: WebhookProcess = {
     port,
     url: `https://localhost:${port}/mutate`,
@@ -299,7 +240,7 @@ export async function startWebhook(opts: StartWebhookOptions): Promise<WebhookPr
   try {
     const path = opts.waitReady === false ? '/healthz' : '/readyz';
     await eventually(`the webhook on port ${port} to answer ${path} with 200`, 30_000, async () => {
-      if (exit) throw new Error(`the webhook exited (${exit.code ?? exit.signal}); log ${logPath}:\n${log().slice(-3000)}`);
+      if (child.exitInfo) throw new Error(`the webhook ${describeExit(child.exitInfo)}; log ${logPath}:\n${log().slice(-3000)}`);
       const r = await get(path);
       return r.status === 200 ? true : undefined;
     });

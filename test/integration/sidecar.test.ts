@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
 import { pidNamespaceSupport } from '../../scripts/local-pod.ts';
 import { ensureBuilt } from '../support/build.ts';
-import { countedByPrometheus, itemsCounted, startSamplePod } from '../support/pods.ts';
+import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePodOptions } from '../support/pods.ts';
 
 const NS = 'it';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -22,6 +22,11 @@ async function aggregatedItems(stack: Stack, job: string): Promise<number> {
   await stack.flush();
   const r = await stack.query(`sum(demo_items_processed_total{namespace="${NS}",job="${job}"})`);
   return r[0]?.value ?? 0;
+}
+
+/** A sample pod in namespace NS whose sidecar delivers to the stack's vmagent. */
+function startPod(stack: Stack, dir: string, o: Omit<SamplePodOptions, 'dir' | 'remoteWriteUrl' | 'namespace'>) {
+  return startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, ...o });
 }
 
 function tmp(name: string): string {
@@ -46,7 +51,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('one job: the aggregated total equals what the job counted', async () => {
-    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'one', pod: 'one-a', items: 137, durationMs: 1_500 });
+    const p = await startPod(stack, dir, { job: 'one', pod: 'one-a', items: 137, durationMs: 1_500 });
     const { result, truth } = await p.done;
     expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
     expect(result.summary?.['finalDelivered']).to.equal(true);
@@ -61,10 +66,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
     const pods = [];
     for (let i = 0; i < 50; i++) {
       pods.push(
-        await startSamplePod({
-          dir,
-          remoteWriteUrl: stack.remoteWriteUrl,
-          namespace: NS,
+        await startPod(stack, dir, {
           job: 'fifty',
           pod: `fifty-${i}`,
           items: 20 + i,
@@ -85,10 +87,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('a job shorter than one scrape interval that counted in its first 100 ms', async () => {
-    const p = await startSamplePod({
-      dir,
-      remoteWriteUrl: stack.remoteWriteUrl,
-      namespace: NS,
+    const p = await startPod(stack, dir, {
       job: 'short',
       pod: 'short-a',
       items: 9,
@@ -102,10 +101,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('a job that never exposes metrics: the sidecar exits 0 right after it, delivering nothing', async () => {
-    const p = await startSamplePod({
-      dir,
-      remoteWriteUrl: stack.remoteWriteUrl,
-      namespace: NS,
+    const p = await startPod(stack, dir, {
       job: 'silent',
       pod: 'silent-a',
       items: 3,
@@ -126,10 +122,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
     await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
     const port = (hanging.address() as { port: number }).port;
     try {
-      const p = await startSamplePod({
-        dir,
-        remoteWriteUrl: stack.remoteWriteUrl,
-        namespace: NS,
+      const p = await startPod(stack, dir, {
         job: 'hang',
         pod: 'hang-a',
         items: 5,
@@ -150,7 +143,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
     // The histogram has no labels, so the restarted process exposes it at 0 at once and the
     // decrease shows. (A labelled child that reappears only later, at a value not below its old
     // one, cannot be told from a running counter: neither by us nor by Prometheus.)
-    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'reset', pod: 'reset-a', items: 120, durationMs: 2_400, restartAt: 60 });
+    const p = await startPod(stack, dir, { job: 'reset', pod: 'reset-a', items: 120, durationMs: 2_400, restartAt: 60 });
     const { result, truth } = await p.done;
     expect(truth.observations).to.equal(120);
     await stack.flush();
@@ -162,7 +155,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
 
   it('histogram buckets, _sum and _count sum exactly across pods', async () => {
     const pods = await Promise.all(
-      [40, 70, 90].map((items, i) => startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'histo', pod: `histo-${i}`, items, durationMs: 800 })),
+      [40, 70, 90].map((items, i) => startPod(stack, dir, { job: 'histo', pod: `histo-${i}`, items, durationMs: 800 })),
     );
     const done = await Promise.all(pods.map((p) => p.done));
     await stack.flush();
@@ -176,14 +169,14 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('the job exiting non-zero: counts delivered, sidecar exits 0', async () => {
-    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'failing', pod: 'failing-a', items: 33, durationMs: 600, exitCode: 3 });
+    const p = await startPod(stack, dir, { job: 'failing', pod: 'failing-a', items: 33, durationMs: 600, exitCode: 3 });
     const { result, truth } = await p.done;
     expect([result.main.code, result.sidecar.code]).to.deep.equal([3, 0]);
     expect(await aggregatedItems(stack, 'failing')).to.equal(itemsCounted(truth));
   });
 
   it('SIGKILL of the job: everything counted one interval before the kill is delivered', async () => {
-    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'killed', pod: 'killed-a', items: 40, durationMs: 400, settleMs: 60_000 });
+    const p = await startPod(stack, dir, { job: 'killed', pod: 'killed-a', items: 40, durationMs: 400, settleMs: 60_000 });
     await sleep(1_500); // counted everything by 0.4 s, then idles: the kill comes > 1 interval later
     p.pod.signal('main', 'SIGKILL');
     const { result, truth } = await p.done;
@@ -193,10 +186,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('SIGTERM to the sidecar while the job runs: it delivers at once, then follows the job to its exit', async () => {
-    const p = await startSamplePod({
-      dir,
-      remoteWriteUrl: stack.remoteWriteUrl,
-      namespace: NS,
+    const p = await startPod(stack, dir, {
       job: 'sigterm',
       pod: 'sigterm-a',
       items: 60,
@@ -220,10 +210,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('native mode: started before the job, it delivers at the job’s exit, then idles until SIGTERM', async () => {
-    const p = await startSamplePod({
-      dir,
-      remoteWriteUrl: stack.remoteWriteUrl,
-      namespace: NS,
+    const p = await startPod(stack, dir, {
       job: 'native',
       pod: 'native-a',
       items: 44,
@@ -246,7 +233,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {
-    const p = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
+    const p = await startPod(stack, dir, { job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
     await sleep(1_500);
     p.pod.signal('*', 'SIGTERM');
     const { result, truth } = await p.done;
@@ -271,10 +258,7 @@ describe('sidecar when the aggregator is down', function () {
 
   it('down when the job starts, up again before the flush deadline: nothing lost', async () => {
     await stack.stopVmagent();
-    const p = await startSamplePod({
-      dir,
-      remoteWriteUrl: stack.remoteWriteUrl,
-      namespace: NS,
+    const p = await startPod(stack, dir, {
       job: 'down-up',
       pod: 'down-up-a',
       items: 50,
@@ -292,10 +276,7 @@ describe('sidecar when the aggregator is down', function () {
   it('down past the deadline: the sidecar exits 0 on time and logs what it dropped', async () => {
     await stack.stopVmagent();
     try {
-      const p = await startSamplePod({
-        dir,
-        remoteWriteUrl: stack.remoteWriteUrl,
-        namespace: NS,
+      const p = await startPod(stack, dir, {
         job: 'down',
         pod: 'down-a',
         items: 10,
@@ -326,7 +307,7 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
     try {
       const pods = await Promise.all(
         [0, 1, 2].map((i) =>
-          startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'restart', pod: `restart-${i}`, items: 150 + 10 * i, durationMs: 7_000, sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '15s' } }),
+          startPod(stack, dir, { job: 'restart', pod: `restart-${i}`, items: 150 + 10 * i, durationMs: 7_000, sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '15s' } }),
         ),
       );
       await sleep(3_500);
@@ -365,7 +346,7 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
     const proxyUrl = `http://127.0.0.1:${(proxy.address() as { port: number }).port}/api/v1/write`;
     try {
       const sidecar = { JOBMETRICS_STALENESS: '6s', JOBMETRICS_FLUSH_TIMEOUT: '10s' };
-      const keeper = await startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, job: 'gap', pod: 'gap-keeper', items: 300, durationMs: 16_000, sidecar });
+      const keeper = await startPod(stack, dir, { job: 'gap', pod: 'gap-keeper', items: 300, durationMs: 16_000, sidecar });
       const gapped = await startSamplePod({ dir, remoteWriteUrl: proxyUrl, namespace: NS, job: 'gap', pod: 'gap-a', items: 200, durationMs: 14_000, sidecar });
       await sleep(3_000);
       blocked = true;

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { parse } from '../../../shared/exposition/parse.ts';
+import { parse, SUFFIXES } from '../../../shared/exposition/parse.ts';
 import { print } from '../../../shared/exposition/print.ts';
 import type { ExpositionFormat, MetricFamily, MetricType, ParseResult, Sample } from '../../../shared/exposition/types.ts';
 import { fixture } from './helpers.ts';
@@ -8,19 +8,6 @@ import { fixture } from './helpers.ts';
 const TYPES: Record<ExpositionFormat, readonly MetricType[]> = {
   prometheus: ['counter', 'gauge', 'histogram', 'summary', 'untyped'],
   openmetrics: ['counter', 'gauge', 'histogram', 'gaugehistogram', 'summary', 'info', 'stateset', 'unknown'],
-};
-
-/** The sample-name suffixes each type allows (the parser's grouping rule). */
-const SUFFIXES: Record<MetricType, readonly string[]> = {
-  counter: ['', '_total', '_created'],
-  gauge: [''],
-  histogram: ['_bucket', '_sum', '_count', '_created'],
-  gaugehistogram: ['_bucket', '_gsum', '_gcount'],
-  summary: ['', '_sum', '_count', '_created'],
-  info: ['_info'],
-  stateset: [''],
-  untyped: [''],
-  unknown: [''],
 };
 
 const labelName = fc.stringMatching(/^[a-zA-Z_][a-zA-Z0-9_]{0,8}$/);
