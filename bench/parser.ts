@@ -3,17 +3,24 @@
  * 10 000 and 1 000 series, next to prom-client's own serializer (`register.metrics()`) for the same
  * data as the reference for size and speed.
  *
- * No third-party JavaScript parser is measured: the only one found on npm,
- * `parse-prometheus-text-format` (1.1.1), reads text 0.0.4 only and is no longer maintained, so
- * it was not added as a dependency.
+ * No maintained third-party JavaScript parser was found. The most used one on npm,
+ * `parse-prometheus-text-format` 1.1.1 (last built 2019, text 0.0.4 only, values left as
+ * strings), is not a dependency of the project; when it can be resolved from BENCH_EXTRA_MODULES
+ * (a folder holding a node_modules, or the project itself) it is measured on the text bodies as
+ * a reference:
+ *
+ *   npm install --prefix /tmp/jobmetrics-bench-extra parse-prometheus-text-format@1.1.1
+ *   BENCH_EXTRA_MODULES=/tmp/jobmetrics-bench-extra node --import tsx bench/parser.ts
  *
  *   node --import tsx bench/parser.ts        prints the table
  *   import { run } from './parser.ts'        returns the same table as text (for bench/run.ts)
  */
 import { Buffer } from 'node:buffer';
+import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import client, { type Registry, type RegistryContentType } from 'prom-client';
 import { formatFromContentType } from '../shared/exposition/negotiate.ts';
 import { parse } from '../shared/exposition/parse.ts';
@@ -64,6 +71,40 @@ function benchRegistry(counterSeries: number, om: boolean): Registry<RegistryCon
   return registry;
 }
 
+type ThirdPartyParse = (
+  text: string,
+) => Array<{ metrics: Array<{ value?: string; buckets?: Record<string, string>; quantiles?: Record<string, string>; sum?: string; count?: string }> }>;
+
+/** parse-prometheus-text-format, when it can be resolved (see the header); undefined otherwise. */
+function thirdPartyParser(): { name: string; parse: ThirdPartyParse } | undefined {
+  const roots = [process.env['BENCH_EXTRA_MODULES'], fileURLToPath(new URL('..', import.meta.url))].filter((r): r is string => !!r);
+  for (const root of roots) {
+    try {
+      const req = createRequire(join(root, 'package.json'));
+      const parse = req('parse-prometheus-text-format') as ThirdPartyParse;
+      const version = (req('parse-prometheus-text-format/package.json') as { version: string }).version;
+      return { name: `parse-prometheus-text-format ${version}`, parse };
+    } catch {
+      // not installed there
+    }
+  }
+  return undefined;
+}
+
+/** Samples in parse-prometheus-text-format's output: histograms and summaries are folded into one object. */
+function thirdPartySamples(families: ReturnType<ThirdPartyParse>): number {
+  let n = 0;
+  for (const f of families) {
+    for (const m of f.metrics) {
+      if (m.value !== undefined) n += 1;
+      n += Object.keys(m.buckets ?? {}).length + Object.keys(m.quantiles ?? {}).length;
+      if (m.sum !== undefined) n += 1;
+      if (m.count !== undefined) n += 1;
+    }
+  }
+  return n;
+}
+
 /** Median milliseconds of `fn`, after warming up, over at least MIN_RUNS runs and MIN_TIME_MS. */
 async function time(fn: () => unknown | Promise<unknown>): Promise<number> {
   for (let i = 0; i < 5; i++) await fn();
@@ -91,8 +132,13 @@ function row(subject: string, format: ExpositionFormat, series: number, bytes: n
   };
 }
 
+/** What parse-prometheus-text-format read of each body it was given, for the note in run(). */
+const thirdRead: string[] = [];
+
 export async function benchParser(): Promise<ParserBenchRow[]> {
   const rows: ParserBenchRow[] = [];
+  const third = thirdPartyParser();
+  thirdRead.length = 0;
   for (const counterSeries of [10_000, 1_000]) {
     for (const om of [false, true]) {
       const registry = benchRegistry(counterSeries, om);
@@ -104,6 +150,11 @@ export async function benchParser(): Promise<ParserBenchRow[]> {
       const bytes = Buffer.byteLength(body);
       rows.push(row('jobmetrics parse()', format, series, bytes, await time(() => parse(body, { format }))));
       rows.push(row('prom-client register.metrics()', format, series, bytes, await time(() => registry.metrics())));
+      if (third && format === 'prometheus') {
+        // Timed on the same body; it may read fewer samples than there are (see the note in run()).
+        thirdRead.push(`${series} in the body, ${thirdPartySamples(third.parse(body))} read`);
+        rows.push(row(third.name, format, series, bytes, await time(() => third.parse(body))));
+      }
     }
   }
   return rows;
@@ -137,7 +188,10 @@ export async function run(): Promise<string> {
     formatTable(rows),
     '',
     '"series" counts samples (one per series). prom-client\'s serializer writes the same body: the reference for its size and speed.',
-    'No third-party JS parser is listed: parse-prometheus-text-format (npm 1.1.1), the only one found, is unmaintained and reads text 0.0.4 only.',
+    thirdPartyParser()
+      ? 'parse-prometheus-text-format (npm 1.1.1, unmaintained since 2019, text 0.0.4 only, values kept as strings) is the most used JS parser; no maintained one was found. ' +
+        `It is not a correct reference: of prom-client's labelled histogram it keeps only one label set's buckets, without _sum and _count (samples: ${thirdRead.join('; ')}).`
+      : 'No maintained third-party JS parser was found; parse-prometheus-text-format 1.1.1 (unmaintained) is measured when BENCH_EXTRA_MODULES points at an install of it (see bench/parser.ts).',
   ].join('\n');
 }
 
