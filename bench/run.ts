@@ -1,0 +1,161 @@
+/**
+ * `npm run bench`: every benchmark of the project, one after the other, each printing its table
+ * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
+ *
+ *   npm run bench                            parser, sidecar, exit-latency, webhook (~25 min)
+ *   npm run bench -- sidecar exit-latency    a subset, in the order given
+ *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
+ *                                            exit-latency 20 runs per receiver, webhook 3 s runs
+ *   npm run bench -- exit-latency --runs 50 --no-vmagent
+ *   npm run bench -- sidecar --profile       also a CPU profile of the sidecar per configuration
+ *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
+ *                                            Parser and Exit sections of docs/benchmarks.md
+ *                                            (the Webhook section is bench/webhook.ts's own)
+ *
+ * The machine has few cores and is shared: run measurements under the benchmark lock, so they
+ * never overlap with each other or with CI, e.g. `flock /tmp/jobmetrics-bench.lock npm run bench`.
+ * BENCH_EXTRA_MODULES: see bench/parser.ts (a third-party parser for comparison).
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, totalmem } from 'node:os';
+import { fileURLToPath } from 'node:url';
+
+const NAMES = ['parser', 'sidecar', 'exit-latency', 'webhook'] as const;
+type Name = (typeof NAMES)[number];
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar' };
+
+interface Args {
+  readonly names: Name[];
+  readonly quick: boolean;
+  readonly profile: boolean;
+  readonly writeDocs: boolean;
+  readonly runs: number | undefined;
+  readonly noVmagent: boolean;
+}
+
+function usage(): string {
+  return [
+    `usage: npm run bench -- [${NAMES.join('|')} …] [--quick] [--profile] [--runs N] [--no-vmagent] [--write-docs]`,
+    '  no names: all of them, in this order. --quick: shorter windows. --profile: CPU profile of the sidecar.',
+    '  --runs N / --no-vmagent: exit-latency runs per receiver / only the local receiver. --write-docs: update docs/benchmarks.md.',
+  ].join('\n');
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  const names: Name[] = [];
+  let quick = false;
+  let profile = false;
+  let writeDocs = false;
+  let runs: number | undefined;
+  let noVmagent = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] ?? '';
+    if (a === '--quick') quick = true;
+    else if (a === '--profile') profile = true;
+    else if (a === '--write-docs') writeDocs = true;
+    else if (a === '--no-vmagent') noVmagent = true;
+    else if (a === '--runs') {
+      runs = Number(argv[++i]);
+      if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs needs a positive integer\n${usage()}`);
+    } else if (a === '--help' || a === '-h') {
+      console.log(usage());
+      process.exit(0);
+    } else {
+      const name = (NAMES as readonly string[]).includes(a) ? (a as Name) : ALIASES[a];
+      if (name === undefined) throw new Error(`unknown benchmark or option "${a}"\n${usage()}`);
+      if (!names.includes(name)) names.push(name);
+    }
+  }
+  return { names: names.length > 0 ? names : [...NAMES], quick, profile, writeDocs, runs, noVmagent };
+}
+
+const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+
+export function machine(): string {
+  const c = cpus();
+  return `${c[0]?.model ?? 'unknown CPU'}, ${c.length} cores, ${(totalmem() / 2 ** 30).toFixed(1)} GiB, Node ${process.version}, ${process.platform}/${process.arch}`;
+}
+
+async function runOne(name: Name, a: Args): Promise<string> {
+  switch (name) {
+    case 'parser':
+      return (await import('./parser.ts')).run();
+    case 'sidecar':
+      return (await import('./sidecar.ts')).run({ quick: a.quick, profile: a.profile });
+    case 'exit-latency':
+      return (await import('./exit-latency.ts')).run({
+        quick: a.quick,
+        ...(a.runs !== undefined ? { runs: a.runs } : {}),
+        ...(a.noVmagent ? { receivers: ['receiver'] as const } : {}),
+      });
+    case 'webhook':
+      // bench/webhook.ts's own defaults (10 s runs after a 3 s warm-up) unless --quick.
+      return (await import('./webhook.ts')).run(a.quick ? { durationS: 3, warmupS: 1 } : {});
+  }
+}
+
+const TITLES: Record<Name, string> = {
+  parser: 'Parser',
+  sidecar: 'Sidecar footprint',
+  'exit-latency': 'Exit-to-delivered latency',
+  webhook: 'Webhook',
+};
+
+/** Replaces `<!-- bench:NAME -->` … `<!-- /bench:NAME -->` in docs/benchmarks.md; false when the markers are missing. */
+export function writeDocsBlock(name: Name, text: string): boolean {
+  const path = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
+  const doc = readFileSync(path, 'utf8');
+  const open = `<!-- bench:${name} -->`;
+  const close = `<!-- /bench:${name} -->`;
+  const start = doc.indexOf(open);
+  const end = doc.indexOf(close);
+  if (start < 0 || end < start) return false;
+  writeFileSync(path, `${doc.slice(0, start + open.length)}\n${text}\n${doc.slice(end)}`);
+  return true;
+}
+
+async function main(): Promise<number> {
+  const a = parseArgs(process.argv.slice(2));
+  const progress = (line: string): void => void process.stderr.write(`${line}\n`);
+  const startedAt = new Date();
+  console.log(`# jobmetrics benchmarks${a.quick ? ' (quick)' : ''}: ${a.names.join(', ')}`);
+  console.log(`Machine: ${machine()}; load average at the start ${load()}; ${startedAt.toISOString()}`);
+  const verdicts: string[] = [];
+  let failed = 0;
+  for (const name of a.names) {
+    const before = load();
+    const t0 = performance.now();
+    progress(`bench: ${name} … (load average ${before})`);
+    let text: string;
+    try {
+      text = await runOne(name, a);
+    } catch (error) {
+      failed++;
+      const message = error instanceof Error ? (error.stack ?? error.message) : String(error);
+      progress(`bench: ${name} FAILED: ${message}`);
+      console.log(`\n## ${TITLES[name]}\n\nFAILED: ${message}`);
+      verdicts.push(`${name}: FAILED`);
+      continue;
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const footer = `Load average before ${before}, after ${load()}; ${seconds.toFixed(0)} s; ${machine()}.`;
+    console.log(`\n## ${TITLES[name]}\n\n${text}\n\n${footer}`);
+    for (const line of text.split('\n')) if (/: (NOT MET|MET)\b/.test(line)) verdicts.push(`${name}: ${line.trim()}`);
+    if (a.writeDocs && name !== 'webhook') {
+      const block = ['```', text, '```', '', footer].join('\n');
+      if (writeDocsBlock(name, block)) progress(`bench: ${name}: docs/benchmarks.md updated`);
+      else progress(`bench: ${name}: no <!-- bench:${name} --> block in docs/benchmarks.md; not written`);
+    }
+    progress(`bench: ${name} done in ${seconds.toFixed(0)} s`);
+  }
+  console.log(`\n## Targets\n\n${verdicts.length ? verdicts.map((v) => `- ${v}`).join('\n') : '(no targets judged)'}`);
+  console.log(`\nLoad average at the end ${load()}; ${((Date.now() - startedAt.getTime()) / 1000).toFixed(0)} s in all.`);
+  return failed > 0 ? 1 : 0;
+}
+
+const code = await main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  return 2;
+});
+// A benchmark's leftover keep-alive socket or timer must not hold the run open.
+process.exit(code);
