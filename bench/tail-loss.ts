@@ -45,7 +45,12 @@ export interface TailLossRow {
 }
 
 const STEP_MS = 10;
-const ITEMS = 300; // 3 s of work at one item per 10 ms
+/**
+ * 2.5–3.5 s of work at one item per 10 ms, spread evenly over the runs (golden-ratio steps): with
+ * one fixed duration every run would exit at the same phase of the scrape schedule, and the table
+ * would show that one phase instead of the spread a real fleet sees.
+ */
+const itemsOfRun = (i: number): number => 250 + Math.floor(100 * ((i * 0.6180339887) % 1));
 
 const quantile = (sorted: readonly number[], q: number): number => sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))] ?? NaN;
 
@@ -74,8 +79,8 @@ export async function benchTailLoss(opts: TailLossOptions = {}): Promise<TailLos
           namespace: 'bench',
           job,
           pod: `${job}-a`,
-          items: ITEMS,
-          durationMs: ITEMS * STEP_MS,
+          items: itemsOfRun(i),
+          durationMs: itemsOfRun(i) * STEP_MS,
           settleMs: 0,
           sidecar: { JOBMETRICS_INTERVAL: interval, JOBMETRICS_PUSH_INTERVAL: '10s' },
         });
@@ -131,7 +136,7 @@ export function formatTable(rows: readonly TailLossRow[]): string {
 export async function run(opts: TailLossOptions = {}): Promise<string> {
   const rows = await benchTailLoss(opts);
   return [
-    `Tail loss: a job counting one item every ${STEP_MS} ms right up to its exit (no pause after the last increment), real sidecar, vmagent and Prometheus; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`,
+    `Tail loss: jobs of 2.5–3.5 s counting one item every ${STEP_MS} ms right up to their exit (no pause after the last increment), real sidecar, vmagent and Prometheus; load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`,
     '',
     formatTable(rows),
     '',
