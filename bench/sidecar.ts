@@ -48,6 +48,8 @@ export interface SidecarBenchOptions {
   readonly sidecarEnv?: Readonly<Record<string, string>>;
   /** Node flags for the sidecar, for experiments (e.g. --max-semi-space-size=1). */
   readonly sidecarNodeFlags?: readonly string[];
+  /** Another build of the sidecar's main.js, for experiments; default dist/sidecar/main.js. */
+  readonly sidecarProgram?: string;
   /** Progress lines; default stderr. */
   readonly progress?: (line: string) => void;
 }
@@ -124,7 +126,7 @@ async function findSidecarPid(pod: string, timeoutMs: number): Promise<number> {
     for (const name of readdirSync('/proc')) {
       if (!/^\d+$/.test(name)) continue;
       try {
-        if (!readFileSync(`/proc/${name}/cmdline`, 'utf8').includes(PROGRAMS.sidecar)) continue;
+        if (!/sidecar\/main\.js\0/.test(readFileSync(`/proc/${name}/cmdline`, 'utf8'))) continue;
         if (readFileSync(`/proc/${name}/environ`, 'utf8').includes(wantEnv)) return Number(name);
       } catch {
         // gone, or not ours to read
@@ -227,7 +229,16 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
 async function benchOne(
   interval: string,
   series: number,
-  o: { windowMs: number; warmupMs: number; dir: string; receiver: Receiver; profile: boolean; env: Readonly<Record<string, string>>; nodeFlags: readonly string[] },
+  o: {
+    windowMs: number;
+    warmupMs: number;
+    dir: string;
+    receiver: Receiver;
+    profile: boolean;
+    env: Readonly<Record<string, string>>;
+    nodeFlags: readonly string[];
+    program: string | undefined;
+  },
 ): Promise<SidecarBenchRow> {
   const port = await freePort();
   const name = `bench-sidecar-${interval}-${series}`;
@@ -246,8 +257,8 @@ async function benchOne(
     }),
     // The target needs a moment (tsx, 10 000 series); the sidecar's own retries cover the rest.
     sidecarDelayMs: 1_000,
-    ...(o.profile || o.nodeFlags.length > 0
-      ? { sidecarCommand: { command: process.execPath, args: [...o.nodeFlags, ...(o.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), PROGRAMS.sidecar] } }
+    ...(o.profile || o.nodeFlags.length > 0 || o.program !== undefined
+      ? { sidecarCommand: { command: process.execPath, args: [...o.nodeFlags, ...(o.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), o.program ?? PROGRAMS.sidecar] } }
       : {}),
   });
   const floor = startFloor();
@@ -331,7 +342,7 @@ export async function benchSidecar(opts: SidecarBenchOptions = {}): Promise<Side
     for (const interval of intervals) {
       for (const series of seriesList) {
         progress(`sidecar bench ${rows.length + 1}/${total}: interval ${interval}, ${series} series, ${warmupMs / 1000} s warm-up + ${windowMs / 1000} s window …`);
-        const row = await benchOne(interval, series, { windowMs, warmupMs, dir, receiver, profile: opts.profile ?? false, env: opts.sidecarEnv ?? {}, nodeFlags: opts.sidecarNodeFlags ?? [] });
+        const row = await benchOne(interval, series, { windowMs, warmupMs, dir, receiver, profile: opts.profile ?? false, env: opts.sidecarEnv ?? {}, nodeFlags: opts.sidecarNodeFlags ?? [], program: opts.sidecarProgram });
         progress(
           `  sidecar ${row.sidecar.cpuPercent.toFixed(2)} % CPU, ${mb(row.sidecar.rssMeanKb)} MB RSS; floor ${row.floor.cpuPercent.toFixed(2)} %, ${mb(row.floor.rssMeanKb)} MB`,
         );
