@@ -101,6 +101,18 @@ const TITLES: Record<Name, string> = {
   webhook: 'Webhook',
 };
 
+/** The benchmark's text as Markdown: its tables stay tables, every other line its own paragraph. */
+function asMarkdown(text: string): string {
+  const out: string[] = [];
+  for (const line of text.split('\n')) {
+    const prev = out.at(-1);
+    const plain = (l: string | undefined): boolean => l !== undefined && l !== '' && !l.startsWith('|');
+    if (plain(line) && plain(prev)) out.push('');
+    out.push(line);
+  }
+  return out.join('\n');
+}
+
 /** Replaces `<!-- bench:NAME -->` … `<!-- /bench:NAME -->` in docs/benchmarks.md; false when the markers are missing. */
 export function writeDocsBlock(name: Name, text: string): boolean {
   const path = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
@@ -142,7 +154,7 @@ async function main(): Promise<number> {
     console.log(`\n## ${TITLES[name]}\n\n${text}\n\n${footer}`);
     for (const line of text.split('\n')) if (/: (NOT MET|MET)\b/.test(line)) verdicts.push(`${name}: ${line.trim()}`);
     if (a.writeDocs && name !== 'webhook') {
-      const block = ['```', text, '```', '', footer].join('\n');
+      const block = [asMarkdown(text), '', footer].join('\n');
       if (writeDocsBlock(name, block)) progress(`bench: ${name}: docs/benchmarks.md updated`);
       else progress(`bench: ${name}: no <!-- bench:${name} --> block in docs/benchmarks.md; not written`);
     }
