@@ -41,7 +41,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookM
   });
   const duration = new Histogram({
     name: 'jobmetrics_webhook_request_duration_seconds',
-    help: 'Time from the request body read to the answer, by outcome.',
+    help: 'Time from the arrival of a review to its answer being written, by outcome.',
     labelNames: ['outcome'] as const,
     // The API server's timeout for this webhook is a few seconds; most answers take well under 1 ms.
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
