@@ -2,8 +2,8 @@
  * TLS bootstrap without cert-manager: a CA and a serving certificate kept in one Secret, so every
  * replica serves the same certificate, and the CA written into the MutatingWebhookConfiguration's
  * caBundle. The decisions are pure functions (`planSecret`, `caBundlePatch`); `ensureCertificates`
- * runs them against a small API interface, which webhook/kube-api.ts implements with
- * @kubernetes/client-node and tests implement with a fake.
+ * runs them against a small API interface, which webhook/kube-api.ts implements over node:https
+ * and tests implement with a fake.
  *
  * Replicas race at first start: each tries to create the Secret, the API server lets exactly one
  * win (409 AlreadyExists for the others), and the losers read and use the winner's.

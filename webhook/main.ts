@@ -42,11 +42,10 @@ async function main(): Promise<void> {
     timers.push(t);
   };
 
-  // @kubernetes/client-node loads ~2 500 generated modules (about 70 MB of RSS): only when there is
-  // an API to talk to.
+  // Only when there is an API to talk to.
   const kube: KubeApi | { unavailable: string } =
     settings.kube.kubeconfig !== undefined || settings.kube.inCluster
-      ? (await import('./kube-api.ts')).createKubeApi(settings.kube)
+      ? await (await import('./kube-api.ts')).createKubeApi(settings.kube)
       : { unavailable: 'no kubeconfig set and not running in a cluster (KUBERNETES_SERVICE_HOST unset)' };
   const api: KubeApi | undefined = 'unavailable' in kube ? undefined : kube;
   if (!api) log.warn('no API access', { reason: 'unavailable' in kube ? kube.unavailable : '' });
@@ -58,7 +57,7 @@ async function main(): Promise<void> {
       const v = await api.serverVersion();
       mode = chooseMode('auto', v);
       if (v.ok) {
-        log.info('sidecar mode chosen', { mode: mode.mode, reason: mode.reason, server: api.server });
+        log.info('sidecar mode chosen', { mode: mode.mode, reason: mode.reason, server: api.server, client: api.client });
       } else {
         log.warn('sidecar mode: API server unreachable, injecting legacy sidecars meanwhile', { mode: mode.mode, reason: mode.reason, retryInMs: delay });
         later(() => void probe(Math.min(delay * 2, RETRY_MAX_MS)), delay);
