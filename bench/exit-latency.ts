@@ -19,7 +19,7 @@
  *   Both timestamps come from Date.now() of processes on the same machine (same clock, 1 ms grain).
  *
  * Each run is one pod with the shipped sidecar defaults (1 s scrapes, 10 s pushes,
- * JOBMETRICS_EXIT_POLL 20ms): the job counts 20 items over 0.3 s, stays up 1.5 s so its last
+ * JOBMETRICS_EXIT_POLL from sidecar/config.ts): the job counts 20 items over 0.3 s, stays up 1.5 s so its last
  * values are scraped, and exits 0. With a 10 s push interval nothing but the explicit zeros is
  * delivered before the exit, so the final values travel in the final flush.
  * Also reported: detection (exit → the sidecar's "final flush" log line, its own clock) and the
@@ -39,6 +39,7 @@ import protobuf from 'protobufjs/minimal.js';
 import { uncompressSync } from 'snappy';
 import { aggregatorBinaries, startStack, type Stack } from '../scripts/aggregator-stack.ts';
 import { freePort, pidNamespaceSupport, readTruth, sampleJob, sidecarEnv, startLocalPod, type GroundTruth } from '../scripts/local-pod.ts';
+import { SIDECAR_DEFAULTS } from '../sidecar/config.ts';
 
 export type ReceiverKind = 'receiver' | 'vmagent';
 
@@ -50,7 +51,7 @@ export interface ExitLatencyOptions {
   /** Which receivers; default both when vmagent is installed, else the local receiver only. */
   readonly receivers?: readonly ReceiverKind[];
   readonly quick?: boolean;
-  /** JOBMETRICS_EXIT_POLL for the sidecar; default the sidecar's own (20ms). */
+  /** JOBMETRICS_EXIT_POLL for the sidecar; default the sidecar's own (sidecar/config.ts). */
   readonly exitPoll?: string;
   /** Progress lines (one every 10 runs); default stderr. */
   readonly progress?: (line: string) => void;
@@ -333,7 +334,7 @@ export async function benchExitLatency(opts: ExitLatencyOptions = {}): Promise<E
         await receiver.close();
         await stack?.stop();
       }
-      results.push({ receiver: kind, runs: records, concurrency, exitPoll: opts.exitPoll ?? '20ms (default)' });
+      results.push({ receiver: kind, runs: records, concurrency, exitPoll: opts.exitPoll ?? `${SIDECAR_DEFAULTS.exitPoll} (default)` });
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -391,7 +392,7 @@ export async function run(opts: ExitLatencyOptions = {}): Promise<string> {
   return [
     `Exit-to-delivered latency: main process exit (reaped by the pod's PID 1) → the remote-write request carrying every final value ` +
       `arrived at a local receiver, or was accepted by real vmagent. Local pods (${ns.ok ? 'own PID namespace' : `plain child processes: ${ns.why}`}), ` +
-      `shipped sidecar defaults (1 s scrapes, 10 s pushes, exit poll ${first?.exitPoll ?? '20ms (default)'}), ${first?.concurrency ?? 1} pod(s) at a time.`,
+      `shipped sidecar defaults (1 s scrapes, 10 s pushes, exit poll ${first?.exitPoll ?? `${SIDECAR_DEFAULTS.exitPoll} (default)`}), ${first?.concurrency ?? 1} pod(s) at a time.`,
     '',
     formatTable(results),
     '',

@@ -41,7 +41,7 @@ export const SIDECAR_DEFAULTS = {
   flushTimeout: '10s',
   mode: 'legacy' as SidecarMode,
   staleness: '15m',
-  exitPoll: '20ms',
+  exitPoll: '100ms',
   procRoot: '/proc',
   logLevel: 'info',
 } as const;

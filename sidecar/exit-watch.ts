@@ -6,7 +6,61 @@
  * empty. Zombies count as exited: their parent may not have reaped them yet.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { hasExited, listProcesses, readProcess, type ProcEntry } from './proc.ts';
+import { hasExited, listProcesses, readStatSync, type ProcEntry } from './proc.ts';
+
+/**
+ * Early signs that the main container may have exited (the scrape connection closing), which cut
+ * the exit watch's wait short. Polling /proc fast enough to notice an exit within milliseconds
+ * costs real CPU — on the benchmark machine every wake-up of a 20 ms timer costs ~0.16 ms, 0.8 %
+ * of a core before any work (docs/benchmarks.md) — so the watch polls slowly and looks at once,
+ * then fast for a short while, when a hint comes.
+ */
+export class ExitHints {
+  readonly #waiters = new Set<() => void>();
+  #lastAt = Number.NEGATIVE_INFINITY;
+
+  /** Something suggests the main container may be gone. */
+  hint(): void {
+    this.#lastAt = Date.now();
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  /** How many waits are pending (for tests: finished waits must not pile up). */
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+
+  /** When the last hint came (ms since the epoch; -Infinity before the first). */
+  get lastAt(): number {
+    return this.#lastAt;
+  }
+
+  /** Waits `ms`, less when a hint comes or `signal` aborts (then it rejects with the reason). */
+  wait(ms: number, signal?: AbortSignal): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason);
+        return;
+      }
+      const settle = (): void => {
+        clearTimeout(timer);
+        this.#waiters.delete(finish);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const finish = (): void => {
+        settle();
+        resolve();
+      };
+      const onAbort = (): void => {
+        settle();
+        reject(signal?.reason);
+      };
+      const timer = setTimeout(finish, ms);
+      this.#waiters.add(finish);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+}
 
 /** The main container's live PIDs among `entries`, as seen from `selfPid`. Pure. */
 export function mainProcesses(entries: readonly ProcEntry[], selfPid: number): Set<number> {
@@ -55,8 +109,13 @@ export interface ExitEvent {
 export interface ExitWatchOptions {
   readonly procRoot: string;
   readonly selfPid: number;
-  /** How often the known PIDs are checked (cheap: one small file each). */
+  /** How often the known PIDs are checked when nothing hints at an exit (one small file each). */
   readonly pollMs: number;
+  /** Early signs of an exit; each makes the watch look at once, then every `fastPollMs`. */
+  readonly hints?: ExitHints;
+  /** The poll interval for `fastWindowMs` after a hint (default 5 ms for 1 s). */
+  readonly fastPollMs?: number;
+  readonly fastWindowMs?: number;
   /** How often all of /proc is listed, to learn new processes (forks) of the main container. */
   readonly rescanMs: number;
   /** Resolve with `never-seen` when nothing was seen this long; undefined waits forever. */
@@ -90,14 +149,18 @@ export async function waitForMainExit(opts: ExitWatchOptions): Promise<ExitEvent
 
   // Phase 2: poll the known PIDs; list /proc now and then, and always before declaring the exit,
   // so that a child forked just before its parent exited is not missed.
+  const hints = opts.hints ?? new ExitHints();
+  const fastPollMs = opts.fastPollMs ?? 5;
+  const fastWindowMs = opts.fastWindowMs ?? 1_000;
   let lastRescan = Date.now();
   let lastSeen = [...known];
   for (;;) {
-    await sleep(opts.pollMs, undefined, opts.signal ? { signal: opts.signal } : {});
+    const fast = Date.now() - hints.lastAt < fastWindowMs;
+    await hints.wait(fast ? Math.min(fastPollMs, opts.pollMs) : opts.pollMs, opts.signal);
     const alive = new Set<number>();
     for (const pid of known) {
-      const e = await readProcess(opts.procRoot, pid, false);
-      if (e !== undefined && !hasExited(e)) alive.add(pid);
+      const e = readStatSync(opts.procRoot, pid);
+      if (e !== undefined && e.pid === pid && !hasExited(e)) alive.add(pid);
     }
     if (alive.size === 0 || Date.now() - lastRescan >= opts.rescanMs) {
       known = await scan();

@@ -14,6 +14,12 @@ export interface ScrapeOptions {
   readonly maxBytes: number;
   readonly accept: string;
   readonly userAgent: string;
+  /**
+   * Called when a connection to the target closes. The kernel closes the idle keep-alive
+   * connection the moment the process holding it exits, so this is the earliest, free sign that
+   * the main container may be gone (sidecar/exit-watch.ts then looks at /proc at once).
+   */
+  readonly onConnectionClosed?: () => void;
 }
 
 export interface Scraper {
@@ -33,6 +39,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
     ? new https.Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false })
     : new http.Agent({ keepAlive: true, maxSockets: 1 });
   const get = isHttps ? https.get : http.get;
+  const watched = new WeakSet<object>();
 
   const scrape = (): Promise<ScrapeResult> =>
     new Promise((resolve) => {
@@ -93,6 +100,14 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         );
         res.on('error', (e) => fail(`reading the body: ${e.message}`));
       });
+      const onClosed = opts.onConnectionClosed;
+      if (onClosed) {
+        req.once('socket', (socket) => {
+          if (watched.has(socket)) return;
+          watched.add(socket);
+          socket.once('close', onClosed);
+        });
+      }
       const timer = setTimeout(() => {
         req.destroy();
         fail(`no complete answer within ${opts.timeoutMs} ms`);

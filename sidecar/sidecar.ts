@@ -10,7 +10,7 @@ import { ACCEPT_HEADER, formatFromContentType } from '../shared/exposition/negot
 import { parse } from '../shared/exposition/parse.ts';
 import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
 import type { SidecarConfig } from './config.ts';
-import { waitForMainExit, type ExitEvent } from './exit-watch.ts';
+import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { SeriesStore, type PushPlan } from './series-store.ts';
@@ -80,7 +80,9 @@ export function scrapeDelayMs(succeeded: number, intervalMs: number): number {
 export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): Promise<SidecarSummary> {
   const { log } = env;
   const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: DEFAULT_PARSE_LIMITS.maxSamples });
+  const exitHints = new ExitHints();
   const scraper = createScraper(cfg.scrapeUrl, {
+    onConnectionClosed: () => exitHints.hint(),
     // At least 1 s even at a 100 ms interval: a busy node must not turn slow scrapes into lost
     // ones (scrapes never overlap, a slow one only delays the next); at most 10 s, as Prometheus.
     timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),
@@ -211,7 +213,10 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     procRoot: cfg.procRoot,
     selfPid: env.selfPid,
     pollMs: cfg.exitPollMs,
-    rescanMs: Math.max(cfg.intervalMs, 250),
+    hints: exitHints,
+    // Only to follow forks of a long-lived main process; an exit of every known PID always
+    // rescans before it counts, so a child forked just before its parent exited is found anyway.
+    rescanMs: 10_000,
     // Legacy mode starts after the main container (the kubelet starts containers in order), so a
     // main container not seen within a few intervals has already come and gone. Native mode
     // starts first and must wait.

@@ -24,7 +24,7 @@ describe('parseSidecarConfig (DESIGN.md "Sidecar interface")', () => {
       pod: 'nightly-x1',
       mode: 'legacy',
       stalenessMs: 900_000,
-      exitPollMs: 20,
+      exitPollMs: 100,
       procRoot: '/proc',
       logLevel: 'info',
     });

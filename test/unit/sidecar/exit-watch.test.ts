@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { mainProcesses, waitForMainExit } from '../../../sidecar/exit-watch.ts';
+import { ExitHints, mainProcesses, waitForMainExit } from '../../../sidecar/exit-watch.ts';
 import { parseCgroup, parseProcStat, type ProcEntry } from '../../../sidecar/proc.ts';
 
 const p = (pid: number, ppid: number, state = 'S', cgroup?: string): ProcEntry => ({ pid, ppid, state, comm: 'x', cgroup });
@@ -75,6 +75,46 @@ describe('waitForMainExit over a proc tree in a temp dir', () => {
     expect(seen).to.deep.equal([[2]]);
     expect(event.reason).to.equal('exited');
     expect(event.pids).to.deep.equal([4]);
+  });
+
+  it('polls slowly, but looks at once (then every fastPollMs) when a hint comes', async () => {
+    write(1, 0);
+    write(3, 1);
+    write(2, 1);
+    const hints = new ExitHints();
+    const done = waitForMainExit({ procRoot: root, selfPid: 3, pollMs: 60_000, hints, fastPollMs: 5, fastWindowMs: 1_000, rescanMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 100)); // seen; now in a 60 s wait
+    // The scrape connection closes a moment before the process is gone (the kernel closes its
+    // sockets first): the first look still finds it, the fast polls that follow see the exit.
+    hints.hint();
+    await new Promise((r) => setTimeout(r, 20));
+    write(2, 1, 'Z');
+    const started = Date.now();
+    const event = await done;
+    expect(event.reason).to.equal('exited');
+    expect(Date.now() - started).to.be.below(500);
+  });
+
+  it('ExitHints.wait ends at its time, at a hint, or rejects on abort; and keeps no waiters', async () => {
+    const hints = new ExitHints();
+    let t = Date.now();
+    await hints.wait(30);
+    expect(Date.now() - t).to.be.at.least(25);
+    t = Date.now();
+    const w = hints.wait(60_000);
+    hints.hint();
+    await w;
+    expect(Date.now() - t).to.be.below(1_000);
+    expect(hints.lastAt).to.be.at.least(t);
+    const ac = new AbortController();
+    const aborted = hints.wait(60_000, ac.signal);
+    ac.abort(new Error('stop'));
+    let reason: unknown;
+    await aborted.catch((e: unknown) => (reason = e));
+    expect((reason as Error).message).to.equal('stop');
+    // 1 000 waits that ended by their timer leave nothing behind for the next hint to call.
+    for (let i = 0; i < 1_000; i++) await hints.wait(0);
+    expect(hints.waiting).to.equal(0);
   });
 
   it('resolves "never-seen" after the grace period when no main process shows up', async () => {
