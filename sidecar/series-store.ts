@@ -98,6 +98,8 @@ interface SentSample {
 export class SeriesStore {
   readonly #opts: StoreOptions;
   readonly #series = new Map<string, SeriesState>();
+  /** The same states by the scraped name and labels (and kind): the fast path of update(). */
+  readonly #byScraped = new Map<string, SeriesState>();
   #generation = 0;
   #lastAckMs: number | undefined;
   #droppedTotal = 0;
@@ -140,10 +142,20 @@ export class SeriesStore {
           dropped++;
           continue;
         }
-        const labels = this.#outputLabels(sample.labels, kind);
-        const key = seriesKey(sample.name, labels);
-        let state = this.#series.get(key);
+        // Most scrapes repeat the series of the last one: find them by the scraped labels, so the
+        // output labels (renamed, extended, sorted) are built once per series, not once per scrape.
+        const scrapedKey = seriesKey(kind + '\u0002' + sample.name, sample.labels);
+        let state = this.#byScraped.get(scrapedKey);
+        let labels: Array<readonly [string, string]> | undefined;
+        let key = '';
         if (state === undefined) {
+          labels = this.#outputLabels(sample.labels, kind);
+          key = seriesKey(sample.name, labels);
+          state = this.#series.get(key);
+          if (state !== undefined) this.#byScraped.set(scrapedKey, state);
+        }
+        if (state === undefined) {
+          labels ??= this.#outputLabels(sample.labels, kind);
           if (this.#series.size >= this.#opts.maxSeries) {
             dropped++;
             this.#droppedTotal++;
@@ -163,6 +175,7 @@ export class SeriesStore {
             maybeTotal: undefined,
           };
           this.#series.set(key, state);
+          this.#byScraped.set(scrapedKey, state);
           newSeries++;
         } else {
           if (state.kind === 'counter' && value < state.raw) {
