@@ -12,8 +12,8 @@
  *
  * So it shows that the production-only dependency sets are enough: every module of the image
  * loads (also the ones the webhook loads lazily), snappy's native addon works, the sidecar reports a
- * bad setting and exits 0, the webhook serves over TLS and talks to an API server through
- * @kubernetes/client-node. It cannot show anything about the base images, the user, or a
+ * bad setting and exits 0, the webhook serves over TLS and talks to an API server (its node:https
+ * client; @kubernetes/client-node, its fallback for exec/auth-provider kubeconfigs, loads too). It cannot show anything about the base images, the user, or a
  * read-only root filesystem.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -235,7 +235,6 @@ describe('image runtime stages on disk (no container engine): production depende
         [
           'apiVersion: v1',
           'kind: Config',
-          // client-node refuses plain http unless TLS verification is off explicitly.
           `clusters: [{name: fake, cluster: {server: "http://127.0.0.1:${(api.address() as AddressInfo).port}", insecure-skip-tls-verify: true}}]`,
           'users: [{name: u, user: {token: test-token}}]',
           'contexts: [{name: c, context: {cluster: fake, user: u}}]',
@@ -261,7 +260,7 @@ describe('image runtime stages on disk (no container engine): production depende
       expect(r.out.trim()).to.equal('loaded');
     });
 
-    it('the ENTRYPOINT serves over TLS from a certificate directory, asks the API server through client-node, injects, and stops on SIGTERM', async () => {
+    it('the ENTRYPOINT serves over TLS from a certificate directory, asks the API server for its version, injects, and stops on SIGTERM', async () => {
       const ca = generateCa({ commonName: 'image-test-ca', now: new Date(), validityDays: 1 });
       const serving = issueServingCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], now: new Date(), validityDays: 1 });
       const tlsDir = join(tmp, 'tls');
