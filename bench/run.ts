@@ -2,14 +2,15 @@
  * `npm run bench`: every benchmark of the project, one after the other, each printing its table
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
- *   npm run bench                            parser, sidecar, exit-latency, webhook (~16 min)
+ *   npm run bench                            parser, sidecar, exit-latency, tail-loss, webhook (~20 min)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
- *                                            exit-latency 20 runs per receiver, webhook 3 s runs
+ *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
+ *                                            per interval, webhook 3 s runs
  *   npm run bench -- exit-latency --runs 50 --no-vmagent
  *   npm run bench -- sidecar --profile       also a CPU profile of the sidecar per configuration
  *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
- *                                            Parser and Exit sections of docs/benchmarks.md
+ *                                            Parser, Exit and Tail-loss sections of docs/benchmarks.md
  *                                            (the Webhook section is bench/webhook.ts's own)
  *
  * The machine has few cores and is shared: run measurements under the benchmark lock, so they
@@ -20,9 +21,9 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
 import { fileURLToPath } from 'node:url';
 
-const NAMES = ['parser', 'sidecar', 'exit-latency', 'webhook'] as const;
+const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook'] as const;
 type Name = (typeof NAMES)[number];
-const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar' };
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', tail: 'tail-loss' };
 
 interface Args {
   readonly names: Name[];
@@ -37,7 +38,7 @@ function usage(): string {
   return [
     `usage: npm run bench -- [${NAMES.join('|')} …] [--quick] [--profile] [--runs N] [--no-vmagent] [--write-docs]`,
     '  no names: all of them, in this order. --quick: shorter windows. --profile: CPU profile of the sidecar.',
-    '  --runs N / --no-vmagent: exit-latency runs per receiver / only the local receiver. --write-docs: update docs/benchmarks.md.',
+    '  --runs N: exit-latency runs per receiver and tail-loss runs per interval. --no-vmagent: exit-latency at the local receiver only. --write-docs: update docs/benchmarks.md.',
   ].join('\n');
 }
 
@@ -88,6 +89,8 @@ async function runOne(name: Name, a: Args): Promise<string> {
         ...(a.runs !== undefined ? { runs: a.runs } : {}),
         ...(a.noVmagent ? { receivers: ['receiver'] as const } : {}),
       });
+    case 'tail-loss':
+      return (await import('./tail-loss.ts')).run(a.quick ? { runs: 10 } : a.runs !== undefined ? { runs: a.runs } : {});
     case 'webhook':
       // bench/webhook.ts's own defaults (10 s runs after a 3 s warm-up) unless --quick.
       return (await import('./webhook.ts')).run(a.quick ? { durationS: 3, warmupS: 1 } : {});
@@ -98,6 +101,7 @@ const TITLES: Record<Name, string> = {
   parser: 'Parser',
   sidecar: 'Sidecar footprint',
   'exit-latency': 'Exit-to-delivered latency',
+  'tail-loss': 'Tail loss',
   webhook: 'Webhook',
 };
 
