@@ -18,7 +18,6 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import protobuf from 'protobufjs/minimal.js';
 import { VERSION } from './version.ts';
 import { compressSync } from 'snappy';
 
@@ -51,22 +50,78 @@ const TAG_TIMESTAMP = (2 << 3) | 0;
 const byName = (a: readonly [string, string], b: readonly [string, string]): number =>
   a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
 
-/** The uncompressed protobuf `WriteRequest`; exported for tests and size accounting. */
-export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array {
-  const w = protobuf.Writer.create();
-  for (const s of series) {
-    // Spec: "Label names MUST be sorted in lexicographical order" and be unique; samples of a
-    // series "MUST be sorted by timestamp". Sorting copies keeps callers' arrays untouched.
-    const labels = [...s.labels].sort(byName);
-    for (let i = 1; i < labels.length; i++) {
-      if (labels[i]?.[0] === labels[i - 1]?.[0]) {
-        throw new TypeError(`remote write: duplicate label name "${labels[i]?.[0] ?? ''}" in a series`);
-      }
+const byTimestamp = (a: RwSample, b: RwSample): number => a.timestampMs - b.timestampMs;
+
+/** Bytes of a varint holding the unsigned 32-bit `v`. */
+function varint32Size(v: number): number {
+  return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
+}
+
+/** Bytes of an int64 varint holding the safe integer `v` (negative values take 10). */
+function int64Size(v: number): number {
+  if (v < 0) return 10;
+  let n = 1;
+  while (v >= 128) {
+    v = Math.floor(v / 128);
+    n++;
+  }
+  return n;
+}
+
+/** The labels in name order (the argument itself when already sorted), checked unique. */
+function sortedLabels(labels: RwSeries['labels']): RwSeries['labels'] {
+  let sorted = labels;
+  for (let i = 1; i < labels.length; i++) {
+    if (labels[i]![0] < labels[i - 1]![0]) {
+      sorted = [...labels].sort(byName);
+      break;
     }
-    const samples = [...s.samples].sort((a, b) => a.timestampMs - b.timestampMs);
-    w.uint32(TAG_TIMESERIES).fork();
+  }
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i]![0] === sorted[i - 1]![0]) {
+      throw new TypeError(`remote write: duplicate label name "${sorted[i]![0]}" in a series`);
+    }
+  }
+  return sorted;
+}
+
+function sortedSamples(samples: readonly RwSample[]): readonly RwSample[] {
+  for (let i = 1; i < samples.length; i++) {
+    if (samples[i]!.timestampMs < samples[i - 1]!.timestampMs) return [...samples].sort(byTimestamp);
+  }
+  return samples;
+}
+
+/**
+ * The uncompressed protobuf `WriteRequest`; exported for tests and size accounting. A two-pass
+ * encoder: the first pass measures every length-delimited part, the second writes into one
+ * Buffer of the exact size. The bytes are those protobufjs writes for the layout above (a unit
+ * test compares them), without loading protobufjs (~6.5 MB RSS) or its per-field allocations.
+ */
+export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array {
+  // Spec: "Label names MUST be sorted in lexicographical order" and be unique; samples of a
+  // series "MUST be sorted by timestamp". Unsorted input is sorted in copies, so callers' arrays
+  // stay untouched.
+  const labelsOf: Array<RwSeries['labels']> = new Array(series.length);
+  const samplesOf: Array<readonly RwSample[]> = new Array(series.length);
+  // Sizes, in writing order: per series its body size, then per label its two string byte lengths.
+  const sizes: number[] = [];
+  let total = 0;
+  for (let i = 0; i < series.length; i++) {
+    const s = series[i]!;
+    const labels = sortedLabels(s.labels);
+    const samples = sortedSamples(s.samples);
+    labelsOf[i] = labels;
+    samplesOf[i] = samples;
+    const at = sizes.length;
+    sizes.push(0);
+    let body = 0;
     for (const [name, value] of labels) {
-      w.uint32(TAG_LABEL).fork().uint32(TAG_NAME).string(name).uint32(TAG_VALUE_STR).string(value).ldelim();
+      const n = Buffer.byteLength(name, 'utf8');
+      const v = Buffer.byteLength(value, 'utf8');
+      sizes.push(n, v);
+      const label = 1 + varint32Size(n) + n + 1 + varint32Size(v) + v;
+      body += 1 + varint32Size(label) + label;
     }
     for (const sample of samples) {
       if (!Number.isSafeInteger(sample.timestampMs)) {
@@ -74,11 +129,68 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array
       }
       // Proto3 readers accept default values written explicitly; writing them always keeps the
       // encoder branch-free (and -0 distinct from 0).
-      w.uint32(TAG_SAMPLE).fork().uint32(TAG_VALUE_DOUBLE).double(sample.value).uint32(TAG_TIMESTAMP).int64(sample.timestampMs).ldelim();
+      const sampleSize = 1 + 8 + 1 + int64Size(sample.timestampMs);
+      body += 1 + 1 + sampleSize; // a sample is at most 20 bytes: a one-byte length
     }
-    w.ldelim();
+    sizes[at] = body;
+    total += 1 + varint32Size(body) + body;
   }
-  return w.finish();
+
+  const buf = Buffer.allocUnsafe(total);
+  let pos = 0;
+  const varint32 = (v: number): void => {
+    while (v > 127) {
+      buf[pos++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    buf[pos++] = v;
+  };
+  let k = 0;
+  for (let i = 0; i < series.length; i++) {
+    buf[pos++] = TAG_TIMESERIES;
+    varint32(sizes[k++]!);
+    for (const [name, value] of labelsOf[i]!) {
+      const n = sizes[k++]!;
+      const v = sizes[k++]!;
+      buf[pos++] = TAG_LABEL;
+      varint32(1 + varint32Size(n) + n + 1 + varint32Size(v) + v);
+      buf[pos++] = TAG_NAME;
+      varint32(n);
+      pos += buf.write(name, pos, n, 'utf8');
+      buf[pos++] = TAG_VALUE_STR;
+      varint32(v);
+      pos += buf.write(value, pos, v, 'utf8');
+    }
+    for (const sample of samplesOf[i]!) {
+      const ts = sample.timestampMs;
+      buf[pos++] = TAG_SAMPLE;
+      buf[pos++] = 1 + 8 + 1 + int64Size(ts);
+      buf[pos++] = TAG_VALUE_DOUBLE;
+      pos = buf.writeDoubleLE(sample.value, pos);
+      buf[pos++] = TAG_TIMESTAMP;
+      // int64 varint of the two's complement: low and high 32-bit words.
+      const neg = ts < 0;
+      const abs = neg ? -ts : ts;
+      let lo = abs >>> 0;
+      let hi = ((abs - lo) / 4294967296) >>> 0;
+      if (neg) {
+        hi = ~hi >>> 0;
+        lo = ~lo >>> 0;
+        if (++lo > 0xffffffff) {
+          lo = 0;
+          hi = (hi + 1) >>> 0;
+        }
+      }
+      while (hi !== 0) {
+        buf[pos++] = (lo & 127) | 128;
+        lo = ((lo >>> 7) | (hi << 25)) >>> 0;
+        hi >>>= 7;
+      }
+      varint32(lo);
+    }
+  }
+  if (pos !== total) throw new Error(`remote write: encoded ${pos} bytes, expected ${total}`);
+  return buf;
 }
 
 /** Protobuf `WriteRequest`, snappy block-compressed (not the framed format), as the spec requires. */
