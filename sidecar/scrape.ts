@@ -15,9 +15,11 @@ export interface ScrapeOptions {
   readonly accept: string;
   readonly userAgent: string;
   /**
-   * Called when a connection to the target closes. The kernel closes the idle keep-alive
-   * connection the moment the process holding it exits, so this is the earliest, free sign that
-   * the main container may be gone (sidecar/exit-watch.ts then looks at /proc at once).
+   * Called when a connection to the target closes unexpectedly. The kernel closes the idle
+   * keep-alive connection the moment the process holding it exits, so this is the earliest, free
+   * sign that the main container may be gone (sidecar/exit-watch.ts then looks at /proc at once).
+   * Not called for a close the server announced (`Connection: close`, HTTP/1.0 without
+   * keep-alive, as Python's wsgiref server answers): those come after every scrape.
    */
   readonly onConnectionClosed?: () => void;
 }
@@ -33,6 +35,13 @@ export interface Scraper {
  * certificate is made for its Service name, never for localhost (as Prometheus users set
  * `insecure_skip_verify` for pod scrapes).
  */
+/** Whether the server keeps the connection open after this response (RFC 9112, section 9.3). */
+export function keepsAlive(res: Pick<http.IncomingMessage, 'httpVersion' | 'headers'>): boolean {
+  const connection = (res.headers.connection ?? '').toLowerCase().split(',').map((t) => t.trim());
+  if (connection.includes('close')) return false;
+  return res.httpVersion === '1.1' || connection.includes('keep-alive');
+}
+
 export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
   const isHttps = url.protocol === 'https:';
   const agent = isHttps
@@ -40,6 +49,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
     : new http.Agent({ keepAlive: true, maxSockets: 1 });
   const get = isHttps ? https.get : http.get;
   const watched = new WeakSet<object>();
+  const announcedClose = new WeakSet<object>();
 
   const scrape = (): Promise<ScrapeResult> =>
     new Promise((resolve) => {
@@ -62,6 +72,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         done(r);
       };
       const req = get(url, { agent, headers: { accept: opts.accept, 'user-agent': opts.userAgent, 'accept-encoding': 'identity' } }, (res) => {
+        if (!keepsAlive(res)) announcedClose.add(res.socket);
         const status = res.statusCode ?? 0;
         if (status < 200 || status > 299) {
           let excerpt = '';
@@ -105,7 +116,9 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         req.once('socket', (socket) => {
           if (watched.has(socket)) return;
           watched.add(socket);
-          socket.once('close', onClosed);
+          socket.once('close', () => {
+            if (!announcedClose.has(socket)) onClosed();
+          });
         });
       }
       const timer = setTimeout(() => {

@@ -1,0 +1,73 @@
+/**
+ * The scrape connection as an exit signal (sidecar/scrape.ts): a keep-alive connection that the
+ * server's side closes is reported (the kernel closes it when the main process exits), a close the
+ * server announced after each answer is not — else every scrape of an HTTP/1.0 target (Python's
+ * wsgiref) would send the exit watch into its fast polls. Real local servers on port 0.
+ */
+import { expect } from 'chai';
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo, type Server as NetServer } from 'node:net';
+import { createScraper, keepsAlive } from '../../../sidecar/scrape.ts';
+
+const OPTS = { timeoutMs: 2_000, maxBytes: 1 << 20, accept: 'text/plain', userAgent: 'test' };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const urlOf = (s: Server | NetServer) => new URL(`http://127.0.0.1:${(s.address() as AddressInfo).port}/metrics`);
+const listen = async <S extends Server | NetServer>(s: S): Promise<S> => {
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  return s;
+};
+
+describe('keepsAlive (RFC 9112 9.3)', () => {
+  const cases: Array<[string, string, Record<string, string>, boolean]> = [
+    ['HTTP/1.1 default', '1.1', {}, true],
+    ['HTTP/1.1 Connection: close', '1.1', { connection: 'close' }, false],
+    ['HTTP/1.1 Connection: Keep-Alive, Close', '1.1', { connection: 'Keep-Alive, Close' }, false],
+    ['HTTP/1.0 default', '1.0', {}, false],
+    ['HTTP/1.0 Connection: keep-alive', '1.0', { connection: 'keep-alive' }, true],
+  ];
+  for (const [name, httpVersion, headers, want] of cases) it(`${name}: ${want}`, () => expect(keepsAlive({ httpVersion, headers })).to.equal(want));
+});
+
+describe('createScraper: connection closes as exit hints', () => {
+  it('a keep-alive connection the server side closes (the process exited) is reported once', async () => {
+    const server = await listen(createHttpServer((_req, res) => res.end('x_total 1\n')));
+    let closes = 0;
+    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++ });
+    for (let i = 0; i < 3; i++) expect((await scraper.scrape()).ok).to.equal(true);
+    expect(closes, 'one kept-alive connection, never closed').to.equal(0);
+    server.closeAllConnections();
+    server.close();
+    await sleep(100);
+    expect(closes).to.equal(1);
+    scraper.close();
+  });
+
+  it('"Connection: close" on every answer: scrapes work, no hint', async () => {
+    const server = await listen(createHttpServer((_req, res) => res.setHeader('connection', 'close').end('x_total 1\n')));
+    let closes = 0;
+    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++ });
+    for (let i = 0; i < 3; i++) expect((await scraper.scrape()).ok).to.equal(true);
+    await sleep(100);
+    expect(closes).to.equal(0);
+    scraper.close();
+    server.close();
+  });
+
+  it('an HTTP/1.0 server that closes after each answer (like wsgiref): no hint', async () => {
+    const server = await listen(
+      createNetServer((socket) => {
+        socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nx_total 1\n'));
+      }),
+    );
+    let closes = 0;
+    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++ });
+    for (let i = 0; i < 3; i++) {
+      const r = await scraper.scrape();
+      expect(r.ok && r.body).to.equal('x_total 1\n');
+    }
+    await sleep(100);
+    expect(closes).to.equal(0);
+    scraper.close();
+    server.close();
+  });
+});
