@@ -35,11 +35,11 @@ import { createServer, request, type IncomingHttpHeaders, type Server } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import protobuf from 'protobufjs/minimal.js';
 import { uncompressSync } from 'snappy';
 import { aggregatorBinaries, startStack, type Stack } from '../scripts/aggregator-stack.ts';
-import { freePort, pidNamespaceSupport, readTruth, sampleJob, sidecarEnv, startLocalPod, type GroundTruth } from '../scripts/local-pod.ts';
+import { freePort, pidNamespaceSupport, readTruth, sampleJob, sidecarEnv, resultWithin, startLocalPod, type GroundTruth } from '../scripts/local-pod.ts';
 import { SIDECAR_DEFAULTS } from '../sidecar/config.ts';
+import { decodeWriteRequest } from '../test/support/write-request.ts';
 
 export type ReceiverKind = 'receiver' | 'vmagent';
 
@@ -82,52 +82,13 @@ export interface ExitLatencyResult {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Remote-write decoding (independent of sidecar/remote-write.ts's encoder)
+// What arrived, as the checks read it (decoded by test/support/write-request.ts)
 
 interface DecodedSeries {
   readonly labels: Readonly<Record<string, string>>;
   readonly values: readonly number[];
 }
 
-export function decodeWriteRequest(buf: Uint8Array): DecodedSeries[] {
-  const r = protobuf.Reader.create(buf);
-  const out: DecodedSeries[] = [];
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    if (tag >>> 3 !== 1 || (tag & 7) !== 2) {
-      r.skipType(tag & 7);
-      continue;
-    }
-    const end = r.uint32() + r.pos;
-    const labels: Record<string, string> = {};
-    const values: number[] = [];
-    while (r.pos < end) {
-      const t = r.uint32();
-      const stop = r.uint32() + r.pos;
-      if (t >>> 3 === 1) {
-        let name = '';
-        let value = '';
-        while (r.pos < stop) {
-          const lt = r.uint32();
-          if (lt >>> 3 === 1) name = r.string();
-          else if (lt >>> 3 === 2) value = r.string();
-          else r.skipType(lt & 7);
-        }
-        labels[name] = value;
-      } else if (t >>> 3 === 2) {
-        while (r.pos < stop) {
-          const st = r.uint32();
-          if (st >>> 3 === 1) values.push(r.double());
-          else r.skipType(st & 7);
-        }
-      } else {
-        r.pos = stop;
-      }
-    }
-    out.push({ labels, values });
-  }
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The receiver: answers itself, or passes through to vmagent and timestamps vmagent's answer
@@ -149,7 +110,7 @@ async function startReceiver(upstream: string | undefined): Promise<Receiver> {
   const record = (pod: string, atMs: number, status: number, body: Buffer): void => {
     let series: DecodedSeries[] = [];
     try {
-      series = decodeWriteRequest(uncompressSync(body) as Buffer);
+      series = decodeWriteRequest(uncompressSync(body) as Buffer).map((ts) => ({ labels: Object.fromEntries(ts.labels), values: ts.samples.map((x) => x.value) }));
     } catch {
       // Not a WriteRequest: recorded without series, so it never counts as the final delivery.
     }
@@ -219,17 +180,6 @@ function hasFinalValues(series: readonly DecodedSeries[], truth: GroundTruth): b
   return want.every(([match, value]) => series.some((s) => match(s.labels) && s.values.includes(value)));
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function oneRun(name: string, o: { dir: string; receiver: Receiver; exitPoll: string | undefined }): Promise<RunRecord> {
   const port = await freePort();
@@ -249,7 +199,7 @@ async function oneRun(name: string, o: { dir: string; receiver: Receiver; exitPo
   });
   let result;
   try {
-    result = await withTimeout(pod.result, 60_000, name);
+    result = await resultWithin(pod, 60_000, name);
   } catch (error) {
     pod.signal('*', 'SIGKILL');
     throw error;

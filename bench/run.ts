@@ -17,9 +17,8 @@
  * never overlap with each other or with CI, e.g. `flock /tmp/jobmetrics-bench.lock npm run bench`.
  * BENCH_EXTRA_MODULES: see bench/parser.ts (a third-party parser for comparison).
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, totalmem } from 'node:os';
-import { fileURLToPath } from 'node:url';
+import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
 const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook'] as const;
 type Name = (typeof NAMES)[number];
@@ -104,31 +103,6 @@ const TITLES: Record<Name, string> = {
   'tail-loss': 'Tail loss',
   webhook: 'Webhook',
 };
-
-/** The benchmark's text as Markdown: its tables stay tables, every other line its own paragraph. */
-function asMarkdown(text: string): string {
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const prev = out.at(-1);
-    const plain = (l: string | undefined): boolean => l !== undefined && l !== '' && !l.startsWith('|');
-    if (plain(line) && plain(prev)) out.push('');
-    out.push(line);
-  }
-  return out.join('\n');
-}
-
-/** Replaces `<!-- bench:NAME -->` … `<!-- /bench:NAME -->` in docs/benchmarks.md; false when the markers are missing. */
-export function writeDocsBlock(name: Name, text: string): boolean {
-  const path = fileURLToPath(new URL('../docs/benchmarks.md', import.meta.url));
-  const doc = readFileSync(path, 'utf8');
-  const open = `<!-- bench:${name} -->`;
-  const close = `<!-- /bench:${name} -->`;
-  const start = doc.indexOf(open);
-  const end = doc.indexOf(close);
-  if (start < 0 || end < start) return false;
-  writeFileSync(path, `${doc.slice(0, start + open.length)}\n${text}\n${doc.slice(end)}`);
-  return true;
-}
 
 async function main(): Promise<number> {
   const a = parseArgs(process.argv.slice(2));

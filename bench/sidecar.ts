@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { freePort, pidNamespaceSupport, PROGRAMS, sidecarEnv, startLocalPod, type PodResult } from '../scripts/local-pod.ts';
+import { freePort, pidNamespaceSupport, PROGRAMS, sidecarEnv, resultWithin, startLocalPod, type PodResult } from '../scripts/local-pod.ts';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 /** tsx's loader by absolute URL, so a child finds it whatever its working directory. */
@@ -214,17 +214,6 @@ function startFloor(): ChildProcess {
   return spawn(process.execPath, ['-e', 'setInterval(()=>{},1000)'], { stdio: 'ignore' });
 }
 
-async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const t = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  try {
-    return await Promise.race([p, t]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 async function benchOne(
   interval: string,
@@ -269,7 +258,7 @@ async function benchOne(
     await sleep(o.warmupMs);
     const [sidecar, floorUsage] = await measure([sidecarPid, floor.pid], o.windowMs);
     pod.signal('*', 'SIGTERM');
-    const result: PodResult = await withTimeout(pod.result, 30_000, name);
+    const result: PodResult = await resultWithin(pod, 30_000, name);
     const summary = result.summary;
     const num = (k: string): number | undefined => (typeof summary?.[k] === 'number' ? (summary[k] as number) : undefined);
     return {

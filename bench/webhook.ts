@@ -50,6 +50,7 @@ import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parse, parseAllDocuments } from 'yaml';
 import { generateCa, issueServingCert } from '../webhook/cert.ts';
+import { asMarkdown, BENCHMARKS_DOC, writeDocsBlock } from './docs-blocks.ts';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const DEPLOYMENT = join(ROOT, 'manifests/base/webhook-deployment.yaml');
@@ -597,46 +598,25 @@ export async function run(opts: WebhookBenchOptions = {}): Promise<string> {
   ].join('\n');
 }
 
-const BLOCK_OPEN = '<!-- bench:webhook -->';
-const BLOCK_CLOSE = '<!-- /bench:webhook -->';
-
-/** The benchmark's text as Markdown: its tables stay tables, every other line its own paragraph. */
-function asMarkdown(text: string): string {
-  const out: string[] = [];
-  for (const line of text.split('\n')) {
-    const prev = out.at(-1);
-    const plain = (l: string | undefined): boolean => l !== undefined && l !== '' && !l.startsWith('|');
-    if (plain(line) && plain(prev)) out.push('');
-    out.push(line);
-  }
-  return out.join('\n');
-}
-
 /**
  * Writes the result into the `<!-- bench:webhook -->` block of "## Webhook" in
  * docs/benchmarks.md; the hand-written text around the block stays. Without the block, the
  * section is created (or replaced) with one.
  */
 export function writeDocsSection(result: string): void {
-  const path = join(ROOT, 'docs/benchmarks.md');
-  const block = `${BLOCK_OPEN}\n\`node --import tsx bench/webhook.ts --write-docs\` (${new Date().toISOString().slice(0, 10)}).\n\n${asMarkdown(result)}\n${BLOCK_CLOSE}`;
-  const text = existsSync(path) ? readFileSync(path, 'utf8') : '# Benchmarks\n\nMeasured on the project\'s own machine; each section says how to rerun it.\n';
-  const open = text.indexOf(BLOCK_OPEN);
-  const close = text.indexOf(BLOCK_CLOSE);
-  if (open >= 0 && close > open) {
-    writeFileSync(path, `${text.slice(0, open)}${block}${text.slice(close + BLOCK_CLOSE.length)}`);
-    return;
-  }
-  const section = `## Webhook\n\n${block}\n`;
-  const start = text.search(/^## Webhook\s*$/m);
+  const text = `\`node --import tsx bench/webhook.ts --write-docs\` (${new Date().toISOString().slice(0, 10)}).\n\n${asMarkdown(result)}`;
+  if (existsSync(BENCHMARKS_DOC) && writeDocsBlock('webhook', text)) return;
+  const doc = existsSync(BENCHMARKS_DOC) ? readFileSync(BENCHMARKS_DOC, 'utf8') : '# Benchmarks\n\nMeasured on the project\'s own machine; each section says how to rerun it.\n';
+  const section = `## Webhook\n\n<!-- bench:webhook -->\n${text}\n<!-- /bench:webhook -->\n`;
+  const start = doc.search(/^## Webhook\s*$/m);
   if (start < 0) {
-    writeFileSync(path, `${text.trimEnd()}\n\n${section}`);
+    writeFileSync(BENCHMARKS_DOC, `${doc.trimEnd()}\n\n${section}`);
     return;
   }
-  const rest = text.slice(start + 1);
+  const rest = doc.slice(start + 1);
   const next = rest.search(/^## /m);
-  const end = next < 0 ? text.length : start + 1 + next;
-  writeFileSync(path, `${text.slice(0, start)}${section}${next < 0 ? '' : '\n' + text.slice(end)}`);
+  const end = next < 0 ? doc.length : start + 1 + next;
+  writeFileSync(BENCHMARKS_DOC, `${doc.slice(0, start)}${section}${next < 0 ? '' : '\n' + doc.slice(end)}`);
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

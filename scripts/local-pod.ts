@@ -77,6 +77,19 @@ export interface LocalPodOptions {
   readonly sidecarCommand?: { readonly command: string; readonly args: readonly string[] };
 }
 
+/** The pod's result, or an error naming the pod when it has not ended within `ms`. */
+export async function resultWithin(pod: LocalPod, ms: number, name: string): Promise<PodResult> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${name}: no result within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([pod.result, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 export function startLocalPod(opts: LocalPodOptions): LocalPod {
   const main: ContainerSpec = {
     name: 'main',

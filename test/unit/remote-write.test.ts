@@ -17,51 +17,8 @@ import {
   type RwSeries,
   type SendOutcome,
 } from '../../sidecar/remote-write.ts';
+import { decodeWriteRequest } from '../support/write-request.ts';
 
-/** A reference decoder for the WriteRequest layout, written independently of the encoder. */
-function decode(buf: Uint8Array): Array<{ labels: Array<[string, string]>; samples: Array<{ value: number; timestampMs: number }> }> {
-  const r = protobuf.Reader.create(buf);
-  const out: Array<{ labels: Array<[string, string]>; samples: Array<{ value: number; timestampMs: number }> }> = [];
-  while (r.pos < r.len) {
-    const tag = r.uint32();
-    if (tag >>> 3 !== 1) {
-      r.skipType(tag & 7);
-      continue;
-    }
-    const end = r.uint32() + r.pos;
-    const ts = { labels: [] as Array<[string, string]>, samples: [] as Array<{ value: number; timestampMs: number }> };
-    while (r.pos < end) {
-      const t = r.uint32();
-      const len = r.uint32();
-      const stop = r.pos + len;
-      if (t >>> 3 === 1) {
-        let name = '';
-        let value = '';
-        while (r.pos < stop) {
-          const lt = r.uint32();
-          if (lt >>> 3 === 1) name = r.string();
-          else if (lt >>> 3 === 2) value = r.string();
-          else r.skipType(lt & 7);
-        }
-        ts.labels.push([name, value]);
-      } else if (t >>> 3 === 2) {
-        let value = 0;
-        let timestampMs = 0;
-        while (r.pos < stop) {
-          const st = r.uint32();
-          if (st >>> 3 === 1) value = r.double();
-          else if (st >>> 3 === 2) timestampMs = Number(r.int64().toString());
-          else r.skipType(st & 7);
-        }
-        ts.samples.push({ value, timestampMs });
-      } else {
-        r.pos = stop;
-      }
-    }
-    out.push(ts);
-  }
-  return out;
-}
 
 interface Hit {
   headers: http.IncomingHttpHeaders;
@@ -145,7 +102,7 @@ describe('remote-write: encoding', () => {
         ],
       },
     ];
-    const decoded = decode(uncompressSync(encodeWriteRequest(series)) as Buffer);
+    const decoded = decodeWriteRequest(uncompressSync(encodeWriteRequest(series)) as Buffer);
     expect(decoded).to.deep.equal([
       {
         labels: [
@@ -174,7 +131,7 @@ describe('remote-write: encoding', () => {
   });
 
   it('keeps NaN (the staleness marker) bit-exact and encodes no series as an empty message', () => {
-    const decoded = decode(encodeWriteRequestProto([{ labels: [['__name__', 'n']], samples: [{ value: NaN, timestampMs: 5 }] }]));
+    const decoded = decodeWriteRequest(encodeWriteRequestProto([{ labels: [['__name__', 'n']], samples: [{ value: NaN, timestampMs: 5 }] }]));
     expect(Number.isNaN(decoded[0]?.samples[0]?.value)).to.equal(true);
     expect(encodeWriteRequestProto([]).length).to.equal(0);
     expect(uncompressSync(encodeWriteRequest([])).length).to.equal(0);
