@@ -38,18 +38,20 @@ function serial(): string {
   return b.toString('hex');
 }
 
-function newKeys(): forge.pki.rsa.KeyPair {
-  return forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 });
-}
-
-export function generateCa(opts: { commonName: string; now: Date; validityDays: number }): CertPair {
-  const keys = newKeys();
+/** A new key pair and an unsigned certificate for its public key, valid from a little before `now`. */
+function newCertificate(now: Date, validityDays: number): { keys: forge.pki.rsa.KeyPair; cert: forge.pki.Certificate } {
+  const keys = forge.pki.rsa.generateKeyPair({ bits: 2048, e: 0x10001 });
   const cert = forge.pki.createCertificate();
   cert.publicKey = keys.publicKey;
   cert.serialNumber = serial();
   // Backdated a little: clocks of API server and webhook are never quite the same.
-  cert.validity.notBefore = new Date(opts.now.getTime() - 5 * 60_000);
-  cert.validity.notAfter = new Date(opts.now.getTime() + opts.validityDays * DAY_MS);
+  cert.validity.notBefore = new Date(now.getTime() - 5 * 60_000);
+  cert.validity.notAfter = new Date(now.getTime() + validityDays * DAY_MS);
+  return { keys, cert };
+}
+
+export function generateCa(opts: { commonName: string; now: Date; validityDays: number }): CertPair {
+  const { keys, cert } = newCertificate(opts.now, opts.validityDays);
   const name = [{ name: 'commonName', value: opts.commonName }];
   cert.setSubject(name);
   cert.setIssuer(name);
@@ -77,12 +79,7 @@ export function issueServingCert(
 ): CertPair {
   const caCert = forge.pki.certificateFromPem(ca.certPem);
   const caKey = forge.pki.privateKeyFromPem(ca.keyPem);
-  const keys = newKeys();
-  const cert = forge.pki.createCertificate();
-  cert.publicKey = keys.publicKey;
-  cert.serialNumber = serial();
-  cert.validity.notBefore = new Date(opts.now.getTime() - 5 * 60_000);
-  cert.validity.notAfter = new Date(opts.now.getTime() + opts.validityDays * DAY_MS);
+  const { keys, cert } = newCertificate(opts.now, opts.validityDays);
   cert.setSubject([{ name: 'commonName', value: opts.dnsNames[0] ?? 'jobmetrics-webhook' }]);
   cert.setIssuer(caCert.subject.attributes);
   cert.setExtensions([
