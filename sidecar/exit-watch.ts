@@ -14,15 +14,33 @@ import { hasExited, listProcesses, readStatSync, type ProcEntry } from './proc.t
  * costs real CPU — on the benchmark machine every wake-up of a 20 ms timer costs ~0.16 ms, 0.8 %
  * of a core before any work (docs/benchmarks.md) — so the watch polls slowly and looks at once,
  * then fast for a short while, when a hint comes.
+ *
+ * While a sensor is armed — the scrape's keep-alive connection is open, held by the main
+ * container's process, and the kernel closes it the moment that process exits — a hint is sure to
+ * come, and the backstop poll can be slower still (issue 3: ≤ 1 % CPU at 1 s / 1 000 series).
  */
 export class ExitHints {
   readonly #waiters = new Set<() => void>();
   #lastAt = Number.NEGATIVE_INFINITY;
+  #armed = false;
 
-  /** Something suggests the main container may be gone. */
+  /** Something suggests the main container may be gone. The sensor that said so is spent. */
   hint(): void {
     this.#lastAt = Date.now();
+    this.#armed = false;
     for (const wake of [...this.#waiters]) wake();
+  }
+
+  /**
+   * Whether a sensor is armed: after each scrape answer, whether the server kept the connection
+   * open (its close will be a hint) or announced it would close it (no hint will come from it).
+   */
+  sensor(armed: boolean): void {
+    this.#armed = armed;
+  }
+
+  get armed(): boolean {
+    return this.#armed;
   }
 
   /** How many waits are pending (for tests: finished waits must not pile up). */
@@ -113,6 +131,12 @@ export interface ExitWatchOptions {
   readonly pollMs: number;
   /** Early signs of an exit; each makes the watch look at once, then every `fastPollMs`. */
   readonly hints?: ExitHints;
+  /**
+   * The poll interval while a sensor of `hints` is armed (default 1 s; never faster than
+   * `pollMs`): only a backstop then, for a connection held by a process outside the main
+   * container. An exit is noticed by the hint within milliseconds either way.
+   */
+  readonly armedPollMs?: number;
   /** The poll interval for `fastWindowMs` after a hint (default 5 ms for 1 s). */
   readonly fastPollMs?: number;
   readonly fastWindowMs?: number;
@@ -152,11 +176,12 @@ export async function waitForMainExit(opts: ExitWatchOptions): Promise<ExitEvent
   const hints = opts.hints ?? new ExitHints();
   const fastPollMs = opts.fastPollMs ?? 5;
   const fastWindowMs = opts.fastWindowMs ?? 1_000;
+  const armedPollMs = Math.max(opts.pollMs, opts.armedPollMs ?? 1_000);
   let lastRescan = Date.now();
   let lastSeen = [...known];
   for (;;) {
     const fast = Date.now() - hints.lastAt < fastWindowMs;
-    await hints.wait(fast ? Math.min(fastPollMs, opts.pollMs) : opts.pollMs, opts.signal);
+    await hints.wait(fast ? Math.min(fastPollMs, opts.pollMs) : hints.armed ? armedPollMs : opts.pollMs, opts.signal);
     const alive = new Set<number>();
     for (const pid of known) {
       const e = readStatSync(opts.procRoot, pid);

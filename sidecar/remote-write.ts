@@ -17,9 +17,16 @@
  * unref'd (they never hold the process open) and closed after an idle timeout.
  */
 import http from 'node:http';
-import https from 'node:https';
+import { createRequire } from 'node:module';
+import { https } from './https-lazy.ts';
 import { VERSION } from './version.ts';
-import { compressSync } from 'snappy';
+
+// snappyjs (pure JavaScript, the snappy block format) rather than the native `snappy` addon: the
+// addon's loader and Rust runtime cost ~6 MB of RSS, the sidecar's largest single item against
+// issue 3's memory target, and a push every 10 s compresses ~60 KB — microseconds either way.
+// Loaded with require, not import: importing a CommonJS package from ESM runs Node's CJS export
+// lexer, which costs another ~5 MB of RSS for good (measured on Node 20, docs/benchmarks.md).
+const snappy: typeof import('snappyjs') = createRequire(import.meta.url)('snappyjs');
 
 export interface RwSample {
   value: number;
@@ -93,36 +100,72 @@ function sortedSamples(samples: readonly RwSample[]): readonly RwSample[] {
 }
 
 /**
+ * The `Label` fields of one series, encoded (sorted and checked unique, as the spec requires:
+ * "Label names MUST be sorted in lexicographical order"). Unsorted input is sorted in a copy.
+ */
+function encodeLabels(labels: RwSeries['labels']): Buffer {
+  const sorted = sortedLabels(labels);
+  let size = 0;
+  for (const [name, value] of sorted) size += labelFieldSize(Buffer.byteLength(name, 'utf8'), Buffer.byteLength(value, 'utf8'));
+  const buf = Buffer.allocUnsafe(size);
+  let pos = 0;
+  const varint32 = (v: number): void => {
+    while (v > 127) {
+      buf[pos++] = (v & 127) | 128;
+      v >>>= 7;
+    }
+    buf[pos++] = v;
+  };
+  for (const [name, value] of sorted) {
+    const n = Buffer.byteLength(name, 'utf8');
+    const v = Buffer.byteLength(value, 'utf8');
+    buf[pos++] = TAG_LABEL;
+    varint32(labelSize(n, v));
+    buf[pos++] = TAG_NAME;
+    varint32(n);
+    pos += buf.write(name, pos, n, 'utf8');
+    buf[pos++] = TAG_VALUE_STR;
+    varint32(v);
+    pos += buf.write(value, pos, v, 'utf8');
+  }
+  return buf;
+}
+
+/** A `Label` message of name and value of `n` and `v` UTF-8 bytes; then as a field of `TimeSeries`. */
+const labelSize = (n: number, v: number): number => 1 + varint32Size(n) + n + 1 + varint32Size(v) + v;
+const labelFieldSize = (n: number, v: number): number => 1 + varint32Size(labelSize(n, v)) + labelSize(n, v);
+
+/**
+ * Encoded labels by labels array. A series' labels rarely change while the same array is passed
+ * push after push (series-store.ts keeps it), so each is encoded once: labels are most of a
+ * WriteRequest's bytes, and a push every 10 s runs too rarely to be optimized by the JIT.
+ */
+const encodedLabels = new WeakMap<RwSeries['labels'], Buffer>();
+
+/**
  * The uncompressed protobuf `WriteRequest`; exported for tests and size accounting. A two-pass
  * encoder: the first pass measures every length-delimited part, the second writes into one
  * Buffer of the exact size. The bytes are those protobufjs writes for the layout above (a unit
  * test compares them), without loading protobufjs (~6.5 MB RSS) or its per-field allocations.
+ * Callers must not change a labels array once passed (it is encoded once, see `encodedLabels`).
  */
-export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array {
-  // Spec: "Label names MUST be sorted in lexicographical order" and be unique; samples of a
-  // series "MUST be sorted by timestamp". Unsorted input is sorted in copies, so callers' arrays
-  // stay untouched.
-  const labelsOf: Array<RwSeries['labels']> = new Array(series.length);
+export function encodeWriteRequestProto(series: readonly RwSeries[]): Buffer {
+  // Spec: samples of a series "MUST be sorted by timestamp". Unsorted input is sorted in a copy.
+  const labelsOf: Buffer[] = new Array(series.length);
   const samplesOf: Array<readonly RwSample[]> = new Array(series.length);
-  // Sizes, in writing order: per series its body size, then per label its two string byte lengths.
-  const sizes: number[] = [];
+  const bodySizes: number[] = new Array(series.length);
   let total = 0;
   for (let i = 0; i < series.length; i++) {
     const s = series[i]!;
-    const labels = sortedLabels(s.labels);
+    let labels = encodedLabels.get(s.labels);
+    if (labels === undefined) {
+      labels = encodeLabels(s.labels);
+      encodedLabels.set(s.labels, labels);
+    }
     const samples = sortedSamples(s.samples);
     labelsOf[i] = labels;
     samplesOf[i] = samples;
-    const at = sizes.length;
-    sizes.push(0);
-    let body = 0;
-    for (const [name, value] of labels) {
-      const n = Buffer.byteLength(name, 'utf8');
-      const v = Buffer.byteLength(value, 'utf8');
-      sizes.push(n, v);
-      const label = 1 + varint32Size(n) + n + 1 + varint32Size(v) + v;
-      body += 1 + varint32Size(label) + label;
-    }
+    let body = labels.length;
     for (const sample of samples) {
       if (!Number.isSafeInteger(sample.timestampMs)) {
         throw new TypeError(`remote write: timestamp ${sample.timestampMs} is not an integer number of milliseconds`);
@@ -132,7 +175,7 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array
       const sampleSize = 1 + 8 + 1 + int64Size(sample.timestampMs);
       body += 1 + 1 + sampleSize; // a sample is at most 20 bytes: a one-byte length
     }
-    sizes[at] = body;
+    bodySizes[i] = body;
     total += 1 + varint32Size(body) + body;
   }
 
@@ -145,22 +188,12 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array
     }
     buf[pos++] = v;
   };
-  let k = 0;
   for (let i = 0; i < series.length; i++) {
     buf[pos++] = TAG_TIMESERIES;
-    varint32(sizes[k++]!);
-    for (const [name, value] of labelsOf[i]!) {
-      const n = sizes[k++]!;
-      const v = sizes[k++]!;
-      buf[pos++] = TAG_LABEL;
-      varint32(1 + varint32Size(n) + n + 1 + varint32Size(v) + v);
-      buf[pos++] = TAG_NAME;
-      varint32(n);
-      pos += buf.write(name, pos, n, 'utf8');
-      buf[pos++] = TAG_VALUE_STR;
-      varint32(v);
-      pos += buf.write(value, pos, v, 'utf8');
-    }
+    varint32(bodySizes[i]!);
+    const labels = labelsOf[i]!;
+    buf.set(labels, pos);
+    pos += labels.length;
     for (const sample of samplesOf[i]!) {
       const ts = sample.timestampMs;
       buf[pos++] = TAG_SAMPLE;
@@ -195,7 +228,7 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Uint8Array
 
 /** Protobuf `WriteRequest`, snappy block-compressed (not the framed format), as the spec requires. */
 export function encodeWriteRequest(series: readonly RwSeries[]): Buffer {
-  return compressSync(encodeWriteRequestProto(series));
+  return snappy.compress(encodeWriteRequestProto(series));
 }
 
 /** `jobmetrics-sidecar/<package version>`. */
@@ -205,12 +238,12 @@ export const USER_AGENT = `jobmetrics-sidecar/${VERSION}`;
 // the push interval is 10 s, so 30 s keeps the connection warm between pushes.
 const AGENT_OPTIONS = { keepAlive: true, maxSockets: 4, timeout: 30_000 } as const;
 const httpAgent = new http.Agent(AGENT_OPTIONS);
-const httpsAgent = new https.Agent(AGENT_OPTIONS);
+let httpsAgent: import('node:https').Agent | undefined;
 
 /** Closes the idle keep-alive sockets (for tests and a tidy exit; they never hold the process). */
 export function closeIdleConnections(): void {
   httpAgent.destroy();
-  httpsAgent.destroy();
+  httpsAgent?.destroy();
 }
 
 const BODY_EXCERPT_CHARS = 200;
@@ -235,7 +268,7 @@ class TimeoutError extends Error {
 function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ res: RawResponse; reused: boolean } | { err: Error; reused: boolean }> {
   return new Promise((resolve) => {
     const isHttps = target.protocol === 'https:';
-    const mod = isHttps ? https : http;
+    const mod = isHttps ? https() : http;
     let settled = false;
     let reused = false;
     const finish = (v: { res: RawResponse } | { err: Error }): void => {
@@ -247,7 +280,7 @@ function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSig
     };
     const req = mod.request(target, {
       method: 'POST',
-      agent: isHttps ? httpsAgent : httpAgent,
+      agent: isHttps ? (httpsAgent ??= new (https().Agent)(AGENT_OPTIONS)) : httpAgent,
       headers: {
         // Remote write 1.0 spec, "Protocol": these four headers are required.
         'Content-Encoding': 'snappy',

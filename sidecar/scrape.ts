@@ -3,7 +3,7 @@
  * limit. Never throws; every failure is a value with context for the log.
  */
 import http from 'node:http';
-import https from 'node:https';
+import { https } from './https-lazy.ts';
 
 export type ScrapeResult =
   | { readonly ok: true; readonly body: string; readonly contentType: string | undefined; readonly durationMs: number }
@@ -22,6 +22,11 @@ export interface ScrapeOptions {
    * keep-alive, as Python's wsgiref server answers): those come after every scrape.
    */
   readonly onConnectionClosed?: () => void;
+  /**
+   * Called after each answer: whether the server keeps the connection open, so that its close
+   * will be reported by `onConnectionClosed`.
+   */
+  readonly onConnectionKept?: (kept: boolean) => void;
 }
 
 export interface Scraper {
@@ -45,16 +50,22 @@ export function keepsAlive(res: Pick<http.IncomingMessage, 'httpVersion' | 'head
 export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
   const isHttps = url.protocol === 'https:';
   const agent = isHttps
-    ? new https.Agent({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false })
+    ? new (https().Agent)({ keepAlive: true, maxSockets: 1, rejectUnauthorized: false })
     : new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const get = isHttps ? https.get : http.get;
+  const get = isHttps ? https().get : http.get;
   const watched = new WeakSet<object>();
-  const announcedClose = new WeakSet<object>();
+  /** Sockets whose close says nothing about the target's process: announced by it, or ours. */
+  const expectedClose = new WeakSet<object>();
 
   const scrape = (): Promise<ScrapeResult> =>
     new Promise((resolve) => {
       const started = performance.now();
       let settled = false;
+      /** Aborts the request; the connection's close is then ours, not a sign of an exit. */
+      const abort = (): void => {
+        if (req.socket) expectedClose.add(req.socket);
+        req.destroy();
+      };
       const done = (r: ScrapeResult): void => {
         if (settled) return;
         settled = true;
@@ -72,7 +83,9 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         done(r);
       };
       const req = get(url, { agent, headers: { accept: opts.accept, 'user-agent': opts.userAgent, 'accept-encoding': 'identity' } }, (res) => {
-        if (!keepsAlive(res)) announcedClose.add(res.socket);
+        const kept = keepsAlive(res);
+        if (!kept) expectedClose.add(res.socket);
+        if (opts.onConnectionKept) res.once('end', () => opts.onConnectionKept?.(kept));
         const status = res.statusCode ?? 0;
         if (status < 200 || status > 299) {
           let excerpt = '';
@@ -86,7 +99,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         }
         const declared = Number(res.headers['content-length']);
         if (Number.isFinite(declared) && declared > opts.maxBytes) {
-          req.destroy();
+          abort();
           fail(`body of ${declared} bytes exceeds the limit of ${opts.maxBytes}`);
           return;
         }
@@ -95,7 +108,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         res.on('data', (c: Buffer) => {
           size += c.length;
           if (size > opts.maxBytes) {
-            req.destroy();
+            abort();
             fail(`body exceeds the limit of ${opts.maxBytes} bytes`);
             return;
           }
@@ -117,12 +130,12 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
           if (watched.has(socket)) return;
           watched.add(socket);
           socket.once('close', () => {
-            if (!announcedClose.has(socket)) onClosed();
+            if (!expectedClose.has(socket)) onClosed();
           });
         });
       }
       const timer = setTimeout(() => {
-        req.destroy();
+        abort();
         fail(`no complete answer within ${opts.timeoutMs} ms`);
       }, opts.timeoutMs);
       req.on('error', (e: NodeJS.ErrnoException) => fail(e.code ? `${e.code} ${e.message}` : e.message, { refused: e.code === 'ECONNREFUSED' }));

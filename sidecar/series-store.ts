@@ -66,6 +66,8 @@ interface SeriesState {
    * worst, when that delivery was in fact lost, the increments in it are.
    */
   maybeTotal: number | undefined;
+  /** The labels a delivery carries (`__name__`, `pod` added) for one `pod` value, built once. */
+  push: { readonly pod: string; readonly labels: ReadonlyArray<readonly [string, string]> } | undefined;
 }
 
 export interface UpdateStats {
@@ -100,6 +102,8 @@ export class SeriesStore {
   readonly #series = new Map<string, SeriesState>();
   /** The same states by the scraped name and labels (and kind): the fast path of update(). */
   readonly #byScraped = new Map<string, SeriesState>();
+  /** Per position in the last scrape, the series found there and its scraped key. */
+  readonly #order: Array<{ readonly scrapedKey: string; readonly state: SeriesState } | undefined> = [];
   #generation = 0;
   #lastAckMs: number | undefined;
   #droppedTotal = 0;
@@ -132,8 +136,11 @@ export class SeriesStore {
     let newSeries = 0;
     let resets = 0;
     let dropped = 0;
+    let position = 0;
+    const order = this.#order;
     for (const family of families) {
       for (const sample of family.samples) {
+        const at = position++;
         const kind = sampleKind(family, sample);
         const value = sample.value;
         // Counters must be finite and non-negative to be summed; NaN is also Prometheus' staleness
@@ -142,53 +149,62 @@ export class SeriesStore {
           dropped++;
           continue;
         }
-        // Most scrapes repeat the series of the last one: find them by the scraped labels, so the
-        // output labels (renamed, extended, sorted) are built once per series, not once per scrape.
-        const scrapedKey = seriesKey(kind + '\u0002' + sample.name, sample.labels);
-        let state = this.#byScraped.get(scrapedKey);
-        let labels: Array<readonly [string, string]> | undefined;
-        let key = '';
+        // A target writes its series in the same order every time: the series at this position
+        // in the last scrape is almost always this one, checked without building anything (this
+        // runs for every sample of every scrape: issue 3's CPU target).
+        const last = order[at];
+        let state = last !== undefined && matchesKey(last.scrapedKey, kind, sample.name, sample.labels) ? last.state : undefined;
         if (state === undefined) {
-          labels = this.#outputLabels(sample.labels, kind);
-          key = seriesKey(sample.name, labels);
-          state = this.#series.get(key);
-          if (state !== undefined) this.#byScraped.set(scrapedKey, state);
-        }
-        if (state === undefined) {
-          labels ??= this.#outputLabels(sample.labels, kind);
-          if (this.#series.size >= this.#opts.maxSeries) {
-            dropped++;
-            this.#droppedTotal++;
-            continue;
+          // Otherwise by the scraped labels, so that the output labels (renamed, extended, sorted)
+          // are built once per series, not once per scrape.
+          const scrapedKey = seriesKey(kind, sample.name, sample.labels);
+          state = this.#byScraped.get(scrapedKey);
+          if (state === undefined) {
+            const labels = this.#outputLabels(sample.labels, kind);
+            const key = seriesKey('', sample.name, labels);
+            state = this.#series.get(key);
+            if (state === undefined) {
+              if (this.#series.size >= this.#opts.maxSeries) {
+                dropped++;
+                this.#droppedTotal++;
+                continue;
+              }
+              state = {
+                name: own(sample.name),
+                labels,
+                kind,
+                raw: value,
+                timestampMs: nowMs,
+                base: 0,
+                offset: 0,
+                zeroTimestampMs: nowMs - 1,
+                acked: undefined,
+                ackedTotal: undefined,
+                maybeTotal: undefined,
+                push: undefined,
+              };
+              this.#series.set(key, state);
+              newSeries++;
+              order[at] = { scrapedKey, state };
+              this.#byScraped.set(scrapedKey, state);
+              samples++;
+              continue;
+            }
+            this.#byScraped.set(scrapedKey, state);
           }
-          state = {
-            name: sample.name,
-            labels,
-            kind,
-            raw: value,
-            timestampMs: nowMs,
-            base: 0,
-            offset: 0,
-            zeroTimestampMs: nowMs - 1,
-            acked: undefined,
-            ackedTotal: undefined,
-            maybeTotal: undefined,
-          };
-          this.#series.set(key, state);
-          this.#byScraped.set(scrapedKey, state);
-          newSeries++;
-        } else {
-          if (state.kind === 'counter' && value < state.raw) {
-            // The main process restarted its counter: keep what it had counted before.
-            state.base += state.raw;
-            resets++;
-          }
-          state.raw = value;
-          state.timestampMs = nowMs;
+          order[at] = { scrapedKey, state };
         }
+        if (state.kind === 'counter' && value < state.raw) {
+          // The main process restarted its counter: keep what it had counted before.
+          state.base += state.raw;
+          resets++;
+        }
+        state.raw = value;
+        state.timestampMs = nowMs;
         samples++;
       }
     }
+    order.length = Math.min(order.length, position);
     return { samples, newSeries, resets, dropped };
   }
 
@@ -245,7 +261,10 @@ export class SeriesStore {
         points.push({ value: s.raw, timestampMs: s.timestampMs });
       }
       const last = points[points.length - 1] as { value: number; timestampMs: number };
-      series.push({ labels: withPodAndName(s.name, s.labels, pod), samples: points });
+      // The same labels array every push (until the generation changes `pod`): remote-write.ts
+      // encodes each labels array once.
+      if (s.push?.pod !== pod) s.push = { pod, labels: withPodAndName(s.name, s.labels, pod) };
+      series.push({ labels: s.push.labels, samples: points });
       sent.push({ key, value: last.value, timestampMs: last.timestampMs });
       samples += points.length;
     }
@@ -281,9 +300,9 @@ export class SeriesStore {
     const out: Array<readonly [string, string]> = [];
     for (const [name, value] of scraped) {
       if (name === 'namespace' || name === 'job' || name === 'pod' || name === KIND_LABEL) {
-        out.push([EXPORTED_PREFIX + name, value]);
+        out.push([EXPORTED_PREFIX + name, own(value)]);
       } else {
-        out.push([name, value]);
+        out.push([own(name), own(value)]);
       }
     }
     out.push(['namespace', this.#opts.namespace], ['job', this.#opts.job], [KIND_LABEL, kind]);
@@ -292,10 +311,48 @@ export class SeriesStore {
   }
 }
 
-function seriesKey(name: string, labels: ReadonlyArray<readonly [string, string]>): string {
-  let key = name;
-  for (const [n, v] of labels) key += '\u0000' + n + '\u0001' + v;
+/**
+ * A series' identity as one string: `head` (the kind, for scraped keys), the name, and every
+ * label. Label values may hold any character, NUL included, so each is preceded by its length:
+ * no two label sets share a key.
+ */
+function seriesKey(head: string, name: string, labels: ReadonlyArray<readonly [string, string]>): string {
+  let key = head + '\u0000' + name;
+  for (let i = 0; i < labels.length; i++) {
+    const [n, v] = labels[i]!;
+    key += '\u0000' + n + '\u0000' + v.length + '\u0000' + v;
+  }
   return key;
+}
+
+/** `key === seriesKey(head, name, labels)`, without building the right side. */
+export function matchesKey(key: string, head: string, name: string, labels: ReadonlyArray<readonly [string, string]>): boolean {
+  if (!key.startsWith(head)) return false;
+  let p = head.length;
+  if (key.charCodeAt(p++) !== 0 || !key.startsWith(name, p)) return false;
+  p += name.length;
+  for (let i = 0; i < labels.length; i++) {
+    const [n, v] = labels[i]!;
+    if (key.charCodeAt(p++) !== 0 || !key.startsWith(n, p)) return false;
+    p += n.length;
+    if (key.charCodeAt(p++) !== 0) return false;
+    let length = 0;
+    for (let c = key.charCodeAt(p); c >= 48 && c <= 57; c = key.charCodeAt(++p)) length = length * 10 + (c - 48);
+    if (length !== v.length || key.charCodeAt(p++) !== 0 || !key.startsWith(v, p)) return false;
+    p += v.length;
+  }
+  return p === key.length;
+}
+
+/**
+ * A copy of `s` that does not keep the scraped body alive. The parser's names and values are
+ * slices of the body (V8 shares the body's memory for slices of 13 characters or more); the store
+ * keeps them for the pod's life, and each would otherwise hold on to a whole body.
+ */
+function own(s: string): string {
+  // Concatenation then slice flattens into a new string of its own (a V8 detail: a slice of a
+  // concatenation copies; the test "does not keep scraped bodies alive" measures it).
+  return s.length < 13 ? s : (' ' + s).slice(1);
 }
 
 function withPodAndName(

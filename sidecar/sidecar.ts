@@ -83,6 +83,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   const exitHints = new ExitHints();
   const scraper = createScraper(cfg.scrapeUrl, {
     onConnectionClosed: () => exitHints.hint(),
+    onConnectionKept: (kept) => exitHints.sensor(kept),
     // At least 1 s even at a 100 ms interval: a busy node must not turn slow scrapes into lost
     // ones (scrapes never overlap, a slow one only delays the next); at most 10 s, as Prometheus.
     timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),

@@ -257,10 +257,12 @@ export function importGraph(entry: string): ImportGraph {
     if (seen.has(file)) continue;
     seen.add(file);
     const text = readFileSync(file, 'utf8');
-    const re = /(?:\bimport|\bexport)\s[^'"`;]*?\bfrom\s*(['"])([^'"]+)\1|\bimport\s*(['"])([^'"]+)\3|\bimport\(\s*(['"])([^'"]+)\5\s*\)/g;
+    // Static and dynamic imports, and `createRequire(import.meta.url)('pkg')` (remote-write.ts
+    // loads a CommonJS package that way).
+    const re = /(?:\bimport|\bexport)\s[^'"`;]*?\bfrom\s*(['"])([^'"]+)\1|\bimport\s*(['"])([^'"]+)\3|\bimport\(\s*(['"])([^'"]+)\5\s*\)|\bcreateRequire\([^)]*\)\(\s*(['"])([^'"]+)\7\s*\)/g;
     let m: RegExpExecArray | null;
     while ((m = re.exec(text)) !== null) {
-      const spec = (m[2] ?? m[4] ?? m[6])!;
+      const spec = (m[2] ?? m[4] ?? m[6] ?? m[8])!;
       if (spec.startsWith('node:') || BUILTINS.has(spec)) continue;
       if (spec.startsWith('.') || spec.startsWith('/')) {
         const target = resolve(dirname(file), spec);

@@ -95,6 +95,34 @@ describe('waitForMainExit over a proc tree in a temp dir', () => {
     expect(Date.now() - started).to.be.below(500);
   });
 
+  it('while a sensor is armed, the backstop poll slows to armedPollMs; disarmed, back to pollMs', async () => {
+    write(1, 0);
+    write(3, 1);
+    write(2, 1);
+    const hints = new ExitHints();
+    hints.sensor(true);
+    const done = waitForMainExit({ procRoot: root, selfPid: 3, pollMs: 20, armedPollMs: 60_000, hints, rescanMs: 60_000 });
+    await new Promise((r) => setTimeout(r, 100)); // seen; now in a 60 s wait, as the sensor is armed
+    write(2, 1, 'Z'); // gone without a hint (a connection held by another container's process)
+    const outcome = await Promise.race([done.then(() => 'noticed'), new Promise((r) => setTimeout(() => r('not yet'), 300))]);
+    expect(outcome, 'armed: the 20 ms poll is not running').to.equal('not yet');
+    // The server announced a close (no sensor any more): the next wait is pollMs again. The
+    // current 60 s wait still runs; a hint-free exit is then noticed within that one wait, which
+    // here a hint ends (as the close of the next connection would).
+    hints.sensor(false);
+    hints.hint();
+    const event = await done;
+    expect(event.reason).to.equal('exited');
+  });
+
+  it('a hint disarms the sensor (the connection that was it is gone)', () => {
+    const hints = new ExitHints();
+    hints.sensor(true);
+    expect(hints.armed).to.equal(true);
+    hints.hint();
+    expect(hints.armed).to.equal(false);
+  });
+
   it('ExitHints.wait ends at its time, at a hint, or rejects on abort; and keeps no waiters', async () => {
     const hints = new ExitHints();
     let t = Date.now();

@@ -32,9 +32,11 @@ describe('createScraper: connection closes as exit hints', () => {
   it('a keep-alive connection the server side closes (the process exited) is reported once', async () => {
     const server = await listen(createHttpServer((_req, res) => res.end('x_total 1\n')));
     let closes = 0;
-    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++ });
+    const kept: boolean[] = [];
+    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++, onConnectionKept: (k) => kept.push(k) });
     for (let i = 0; i < 3; i++) expect((await scraper.scrape()).ok).to.equal(true);
     expect(closes, 'one kept-alive connection, never closed').to.equal(0);
+    expect(kept, 'a sensor after every answer').to.deep.equal([true, true, true]);
     server.closeAllConnections();
     server.close();
     await sleep(100);
@@ -45,10 +47,12 @@ describe('createScraper: connection closes as exit hints', () => {
   it('"Connection: close" on every answer: scrapes work, no hint', async () => {
     const server = await listen(createHttpServer((_req, res) => res.setHeader('connection', 'close').end('x_total 1\n')));
     let closes = 0;
-    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++ });
+    const kept: boolean[] = [];
+    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++, onConnectionKept: (k) => kept.push(k) });
     for (let i = 0; i < 3; i++) expect((await scraper.scrape()).ok).to.equal(true);
     await sleep(100);
     expect(closes).to.equal(0);
+    expect(kept, 'never a sensor: the exit watch keeps its faster backstop poll').to.deep.equal([false, false, false]);
     scraper.close();
     server.close();
   });
@@ -60,14 +64,38 @@ describe('createScraper: connection closes as exit hints', () => {
       }),
     );
     let closes = 0;
-    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++ });
+    const kept: boolean[] = [];
+    const scraper = createScraper(urlOf(server), { ...OPTS, onConnectionClosed: () => closes++, onConnectionKept: (k) => kept.push(k) });
     for (let i = 0; i < 3; i++) {
       const r = await scraper.scrape();
       expect(r.ok && r.body).to.equal('x_total 1\n');
     }
     await sleep(100);
     expect(closes).to.equal(0);
+    expect(kept).to.deep.equal([false, false, false]);
     scraper.close();
+    server.close();
+  });
+
+  it('connections the sidecar itself drops (body over the limit, timeout) are no hint', async () => {
+    const server = await listen(
+      createHttpServer((req, res) => {
+        if (req.url === '/big') res.end('x'.repeat(4096));
+        // '/slow': never answers
+      }),
+    );
+    let closes = 0;
+    const big = createScraper(new URL('/big', urlOf(server)), { ...OPTS, maxBytes: 100, onConnectionClosed: () => closes++ });
+    const r1 = await big.scrape();
+    expect(r1.ok ? '' : r1.error).to.match(/exceeds the limit of 100/);
+    const slow = createScraper(new URL('/slow', urlOf(server)), { ...OPTS, timeoutMs: 100, onConnectionClosed: () => closes++ });
+    const r2 = await slow.scrape();
+    expect(r2.ok ? '' : r2.error).to.match(/no complete answer within 100 ms/);
+    await sleep(100);
+    expect(closes).to.equal(0);
+    big.close();
+    slow.close();
+    server.closeAllConnections();
     server.close();
   });
 });

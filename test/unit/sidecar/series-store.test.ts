@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import fc from 'fast-check';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { MetricFamily } from '../../../shared/exposition/types.ts';
 import { KIND_LABEL, SeriesStore, type PushPlan } from '../../../sidecar/series-store.ts';
 
@@ -191,5 +194,110 @@ describe('SeriesStore (DESIGN.md "Data semantics")', () => {
     const store = new SeriesStore({ namespace: 'ns', job: 'j', pod: 'p', maxSeries: 2 });
     store.update([{ name: 'c', type: 'counter', samples: [1, 2, 3].map((i) => ({ name: 'c_total', labels: [['i', String(i)]] as const, value: i })) }], 0);
     expect([store.size, store.droppedSeries]).to.deep.equal([2, 1]);
+  });
+});
+
+describe('SeriesStore: finding each scraped series again, scrape after scrape', () => {
+  const g = (name: string, labels: Array<[string, string]>, value: number) => ({ name, labels, value });
+  const scrape = (...samples: Array<ReturnType<typeof g>>): MetricFamily[] => [{ name: 'temp', type: 'gauge', samples }];
+  /** Latest value per series as the plan says: `name{labels}` -> value. */
+  const latest = (store: SeriesStore): Record<string, number> =>
+    Object.fromEntries(
+      store.plan().series.map((s) => [
+        JSON.stringify(s.labels.filter(([n]) => !['pod', 'job', 'namespace', KIND_LABEL].includes(n))),
+        s.samples[s.samples.length - 1]!.value,
+      ]),
+    );
+
+  const cases: Array<{ name: string; scrapes: MetricFamily[][]; want: Record<string, number> }> = [
+    {
+      name: 'the same order every time (the fast path)',
+      scrapes: [scrape(g('temp', [['a', '1']], 1), g('temp', [['a', '2']], 2)), scrape(g('temp', [['a', '1']], 3), g('temp', [['a', '2']], 4))],
+      want: { '[["__name__","temp"],["a","1"]]': 3, '[["__name__","temp"],["a","2"]]': 4 },
+    },
+    {
+      name: 'reordered, one series inserted and one gone',
+      scrapes: [
+        scrape(g('temp', [['a', '1']], 1), g('temp', [['a', '2']], 2), g('temp', [['a', '3']], 3)),
+        scrape(g('temp', [['a', '3']], 30), g('temp', [['a', '0']], 0), g('temp', [['a', '1']], 10)),
+      ],
+      want: { '[["__name__","temp"],["a","0"]]': 0, '[["__name__","temp"],["a","1"]]': 10, '[["__name__","temp"],["a","2"]]': 2, '[["__name__","temp"],["a","3"]]': 30 },
+    },
+    {
+      name: 'labels written in another order are the same series',
+      scrapes: [scrape(g('temp', [['a', '1'], ['b', '2']], 1)), scrape(g('temp', [['b', '2'], ['a', '1']], 5))],
+      want: { '[["__name__","temp"],["a","1"],["b","2"]]': 5 },
+    },
+    {
+      name: 'label values holding the key separators stay apart (NUL and digits in values)',
+      scrapes: [
+        scrape(g('temp', [['a', 'x'], ['b', 'y']], 1), g('temp', [['a', 'x\u0000b\u00001\u0000y']], 2), g('temp', [['a', 'x\u00001\u0000b']], 3)),
+        scrape(g('temp', [['a', 'x\u0000b\u00001\u0000y']], 20), g('temp', [['a', 'x'], ['b', 'y']], 10), g('temp', [['a', 'x\u00001\u0000b']], 30)),
+      ],
+      want: {
+        '[["__name__","temp"],["a","x"],["b","y"]]': 10,
+        '[["__name__","temp"],["a","x\\u0000b\\u00001\\u0000y"]]': 20,
+        '[["__name__","temp"],["a","x\\u00001\\u0000b"]]': 30,
+      },
+    },
+    {
+      name: 'same labels, another name at the same position',
+      scrapes: [scrape(g('temp', [['a', '1']], 1)), scrape(g('temp_max', [['a', '1']], 7))],
+      want: { '[["__name__","temp"],["a","1"]]': 1, '[["__name__","temp_max"],["a","1"]]': 7 },
+    },
+  ];
+  for (const c of cases) {
+    it(c.name, () => {
+      const store = newStore();
+      c.scrapes.forEach((families, i) => store.update(families, 1_000 * (i + 1)));
+      expect(latest(store)).to.deep.equal(c.want);
+      expect(store.size).to.equal(Object.keys(c.want).length);
+    });
+  }
+
+  it('any sequence of scrapes (order, subsets, look-alike values): the latest value of every series, nothing merged', () => {
+    const values = ['', '0', '1', '10', 'a', 'a\u0000', '\u0000', 'x\u00001\u0000y', 'é'];
+    const series = fc.record({ name: fc.constantFrom('m', 'm_total', 'n'), labels: fc.uniqueArray(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom(...values)), { selector: ([n]) => n, maxLength: 3 }) });
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.tuple(series, fc.integer({ min: 0, max: 1000 })), { maxLength: 12 }), { minLength: 1, maxLength: 6 }), (scrapes) => {
+        const store = new SeriesStore({ namespace: 'ns', job: 'j', pod: 'p', maxSeries: 10_000 });
+        const want = new Map<string, number>();
+        scrapes.forEach((samples, i) => {
+          // One scrape has each series once (the last of duplicates wins in the reference).
+          const seen = new Map<string, { name: string; labels: Array<[string, string]>; value: number }>();
+          for (const [s, value] of samples) seen.set(JSON.stringify([s.name, [...s.labels].sort()]), { name: s.name, labels: s.labels as Array<[string, string]>, value });
+          store.update([{ name: 'x', type: 'gauge', samples: [...seen.values()] }], 1_000 * (i + 1));
+          for (const [k, v] of seen) want.set(k, v.value);
+        });
+        const got = new Map(
+          store.plan().series.map((s) => {
+            const l = s.labels.filter(([n]) => !['pod', 'job', 'namespace', KIND_LABEL, '__name__'].includes(n)).map(([n, v]) => [n, v]);
+            return [JSON.stringify([Object.fromEntries(s.labels)['__name__'], l.sort()]), s.samples[s.samples.length - 1]!.value] as const;
+          }),
+        );
+        expect(got).to.deep.equal(want);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it('keeps no scraped body alive: the names and values it stores are copies', () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const store = new SeriesStore({ namespace: 'ns', job: 'j', pod: 'p', maxSeries: 10_000 });
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    // 200 scrapes of a 1 MB body, each with one new series whose name and label value are slices
+    // of it (as the parser's are): kept slices would hold 200 MB.
+    for (let i = 0; i < 200; i++) {
+      const body = `${i} `.padEnd(1 << 20, 'x');
+      const name = `m${i}_`.concat(body.slice(0, 30)).slice(0, 30);
+      const value = body.slice(0, 40);
+      store.update([{ name: 'x', type: 'gauge', samples: [{ name: body.slice(0, 20) + name.length, labels: [['path', value]], value: i }] }], 1_000 * (i + 1));
+    }
+    gc();
+    const grownMb = (process.memoryUsage().heapUsed - before) / 2 ** 20;
+    expect(store.size).to.equal(200);
+    expect(grownMb, `heap grew ${grownMb.toFixed(1)} MB for 200 small series`).to.be.below(10);
   });
 });
