@@ -155,14 +155,13 @@ export async function waitForMainExit(opts: ExitWatchOptions): Promise<ExitEvent
   const withCgroup = opts.withCgroup ?? true;
   const started = Date.now();
   if (opts.selfPid === 1) return { reason: 'no-shared-pid-namespace', atMs: Date.now(), pids: [] };
-  const scan = async (): Promise<Set<number>> =>
-    mainProcesses(await listProcesses(opts.procRoot, withCgroup), opts.selfPid);
+  const scan = (): Set<number> => mainProcesses(listProcesses(opts.procRoot, withCgroup), opts.selfPid);
 
   let known = new Set<number>();
   // Phase 1: wait until the main container shows up.
   for (;;) {
     opts.signal?.throwIfAborted();
-    known = await scan();
+    known = scan();
     if (known.size > 0) break;
     if (opts.neverSeenGraceMs !== undefined && Date.now() - started >= opts.neverSeenGraceMs) {
       return { reason: 'never-seen', atMs: Date.now(), pids: [] };
@@ -188,7 +187,7 @@ export async function waitForMainExit(opts: ExitWatchOptions): Promise<ExitEvent
       if (e !== undefined && e.pid === pid && !hasExited(e)) alive.add(pid);
     }
     if (alive.size === 0 || Date.now() - lastRescan >= opts.rescanMs) {
-      known = await scan();
+      known = scan();
       lastRescan = Date.now();
     } else {
       known = alive;

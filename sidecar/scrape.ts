@@ -59,7 +59,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
 
   const scrape = (): Promise<ScrapeResult> =>
     new Promise((resolve) => {
-      const started = performance.now();
+      const started = Date.now();
       let settled = false;
       /** Aborts the request; the connection's close is then ours, not a sign of an exit. */
       const abort = (): void => {
@@ -77,7 +77,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
           ok: false,
           error: `scrape ${url.href}: ${error}`,
           refused: extra.refused ?? false,
-          durationMs: performance.now() - started,
+          durationMs: Date.now() - started,
         };
         if (extra.status !== undefined) r.status = extra.status;
         done(r);
@@ -119,7 +119,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
             ok: true,
             body: Buffer.concat(chunks, size).toString('utf8'),
             contentType: res.headers['content-type'],
-            durationMs: performance.now() - started,
+            durationMs: Date.now() - started,
           }),
         );
         res.on('error', (e) => fail(`reading the body: ${e.message}`));
