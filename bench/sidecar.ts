@@ -28,7 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { freePort, pidNamespaceSupport, PROGRAMS, sidecarEnv, resultWithin, startLocalPod, type PodResult } from '../scripts/local-pod.ts';
+import { freePort, pidNamespaceSupport, PROGRAMS, SIDECAR_NODE_FLAGS, sidecarEnv, resultWithin, startLocalPod, type PodResult } from '../scripts/local-pod.ts';
 
 const THIS_FILE = fileURLToPath(import.meta.url);
 /** tsx's loader by absolute URL, so a child finds it whatever its working directory. */
@@ -247,7 +247,7 @@ async function benchOne(
     // The target needs a moment (tsx, 10 000 series); the sidecar's own retries cover the rest.
     sidecarDelayMs: 1_000,
     ...(o.profile || o.nodeFlags.length > 0 || o.program !== undefined
-      ? { sidecarCommand: { command: process.execPath, args: [...o.nodeFlags, ...(o.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), o.program ?? PROGRAMS.sidecar] } }
+      ? { sidecarCommand: { command: process.execPath, args: [...SIDECAR_NODE_FLAGS, ...o.nodeFlags, ...(o.profile ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []), o.program ?? PROGRAMS.sidecar] } }
       : {}),
   });
   const floor = startFloor();

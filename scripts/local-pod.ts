@@ -21,6 +21,15 @@ export const PROGRAMS = {
   sidecar: join(PROJECT_ROOT, 'dist/sidecar/main.js'),
 } as const;
 
+/**
+ * The Node flags the sidecar image runs with (Dockerfile.sidecar's ENTRYPOINT; a static test in
+ * test/unit/dockerfiles.test.ts keeps the two equal), so that the demo, the tests and the
+ * benchmarks run it as deployed. `--single-threaded`: V8 runs its GC and compile jobs on the main
+ * thread instead of helper threads — for a process that works ~10 ms a second, helper threads only
+ * cost hand-offs and a malloc arena each: measured −2.7 MB RSS, no more CPU (docs/benchmarks.md).
+ */
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--single-threaded'];
+
 let namespaceCheck: { ok: boolean; why: string } | undefined;
 
 /** Whether real PID namespaces work here (root and util-linux unshare); says why not. */
@@ -102,7 +111,7 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
   const sidecar: ContainerSpec = {
     name: 'sidecar',
     command: opts.sidecarCommand?.command ?? process.execPath,
-    args: opts.sidecarCommand?.args ?? [PROGRAMS.sidecar],
+    args: opts.sidecarCommand?.args ?? [...SIDECAR_NODE_FLAGS, PROGRAMS.sidecar],
     env: opts.sidecarEnv,
     logFile: join(opts.dir, `${opts.name}.sidecar.log`),
     ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),

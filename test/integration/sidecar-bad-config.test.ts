@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { PROGRAMS } from '../../scripts/local-pod.ts';
+import { PROGRAMS, SIDECAR_NODE_FLAGS } from '../../scripts/local-pod.ts';
 import { ensureBuilt } from '../support/build.ts';
 
 const BAD = {
@@ -19,7 +19,7 @@ const BAD = {
 };
 
 function startSidecar(env: Record<string, string>) {
-  const child = spawn(process.execPath, [PROGRAMS.sidecar], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...SIDECAR_NODE_FLAGS, PROGRAMS.sidecar], { env: { PATH: process.env['PATH'] ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr.on('data', (d: Buffer) => (out += d.toString()));

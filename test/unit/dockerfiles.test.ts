@@ -12,7 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { expect } from 'chai';
 import { parse, parseAllDocuments } from 'yaml';
-import { PROJECT_ROOT } from '../../scripts/local-pod.ts';
+import { PROJECT_ROOT, SIDECAR_NODE_FLAGS } from '../../scripts/local-pod.ts';
 import { defaultSettings } from '../../webhook/config.ts';
 import { SIDECAR_UID } from '../../webhook/mutate.ts';
 import { ensureBuilt } from '../support/build.ts';
@@ -229,8 +229,10 @@ describe('Dockerfiles', function () {
 
       it('starts node on the compiled bin with an exec-form ENTRYPOINT; the file exists in dist/', () => {
         const entry = final.instructions.find((i) => i.keyword === 'ENTRYPOINT')!;
-        expect(entry.json).to.deep.equal(['/nodejs/bin/node', `/app/dist/${program}/main.js`]);
-        const script = relative(workdir(final), entry.json![1]!);
+        // The sidecar's Node flags are those the demo, the tests and the benchmarks run it with.
+        const flags = program === 'sidecar' ? SIDECAR_NODE_FLAGS : [];
+        expect(entry.json).to.deep.equal(['/nodejs/bin/node', ...flags, `/app/dist/${program}/main.js`]);
+        const script = relative(workdir(final), entry.json![entry.json!.length - 1]!);
         expect(script).to.equal(pkg.bin[`jobmetrics-${program}`]);
         expect(existsSync(join(PROJECT_ROOT, script)), script).to.equal(true);
       });

@@ -159,6 +159,21 @@ describe('remote-write: encoding', () => {
     );
   });
 
+  it('encodes each labels array once: pushes that reuse the arrays with new samples are byte-identical to protobufjs', () => {
+    // series-store.ts passes the same labels array push after push; the encoder keeps its bytes.
+    const labels: Array<ReadonlyArray<readonly [string, string]>> = [
+      [['__name__', 'items_total'], ['pod', 'p-1'], ['job', 'j']],
+      [['__name__', 'latency_seconds_bucket'], ['le', '+Inf'], ['pod', 'p-1'], ['path', '/é']],
+    ];
+    for (let push = 0; push < 3; push++) {
+      const series = labels.map((l, i) => ({ labels: l, samples: [{ value: push * 10 + i, timestampMs: 1_000 * (push + 1) }] }));
+      expect(Buffer.from(encodeWriteRequestProto(series)).toString('hex'), `push ${push}`).to.equal(Buffer.from(referenceEncode(series)).toString('hex'));
+    }
+    // Duplicates are still refused when a labels array is first seen, and the next push too.
+    const dup: ReadonlyArray<readonly [string, string]> = [['a', '1'], ['a', '2']];
+    for (let i = 0; i < 2; i++) expect(() => encodeWriteRequestProto([{ labels: dup, samples: [] }])).to.throw(TypeError, 'duplicate label name');
+  });
+
   it('rejects duplicate label names and non-integer timestamps', () => {
     expect(() => encodeWriteRequest([{ labels: [['a', '1'], ['a', '2']], samples: [] }])).to.throw(TypeError, 'duplicate label name "a"');
     expect(() => encodeWriteRequest([{ labels: [['a', '1']], samples: [{ value: 1, timestampMs: 1.5 }] }])).to.throw(TypeError, 'not an integer');
