@@ -387,7 +387,7 @@ export async function run(opts: SidecarBenchOptions = {}): Promise<string> {
   const windowS = (rows[0]?.windowMs ?? 0) / 1000;
   const profiles = rows.filter((r) => r.profileTop).map((r) => `${r.interval} / ${r.series} series: ${r.profileTop}`);
   return [
-    `Sidecar footprint: real sidecar in a local pod (${ns.ok ? 'own PID namespace' : `plain child process: ${ns.why}`}), ${windowS} s window per configuration after a warm-up, ` +
+    `Sidecar footprint: real sidecar as deployed (\`node ${[...SIDECAR_NODE_FLAGS, ...(opts.sidecarNodeFlags ?? [])].join(' ')} dist/sidecar/main.js\`, the image's ENTRYPOINT) in a local pod (${ns.ok ? 'own PID namespace' : `plain child process: ${ns.why}`}), ${windowS} s window per configuration after a warm-up, ` +
       `next to an empty Node process (the floor) measured in the same window. CPU = (utime+stime) / window, % of one core; RSS = mean of 1 s VmRSS samples.`,
     '',
     formatTable(rows),
