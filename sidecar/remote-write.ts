@@ -64,6 +64,16 @@ function varint32Size(v: number): number {
   return v < 0x80 ? 1 : v < 0x4000 ? 2 : v < 0x200000 ? 3 : v < 0x10000000 ? 4 : 5;
 }
 
+/** Writes the unsigned 32-bit `v` as a varint at `pos`; returns the position after it. */
+function writeVarint32(buf: Buffer, pos: number, v: number): number {
+  while (v > 127) {
+    buf[pos++] = (v & 127) | 128;
+    v >>>= 7;
+  }
+  buf[pos++] = v;
+  return pos;
+}
+
 /** Bytes of an int64 varint holding the safe integer `v` (negative values take 10). */
 function int64Size(v: number): number {
   if (v < 0) return 10;
@@ -109,23 +119,16 @@ function encodeLabels(labels: RwSeries['labels']): Buffer {
   for (const [name, value] of sorted) size += labelFieldSize(Buffer.byteLength(name, 'utf8'), Buffer.byteLength(value, 'utf8'));
   const buf = Buffer.allocUnsafe(size);
   let pos = 0;
-  const varint32 = (v: number): void => {
-    while (v > 127) {
-      buf[pos++] = (v & 127) | 128;
-      v >>>= 7;
-    }
-    buf[pos++] = v;
-  };
   for (const [name, value] of sorted) {
     const n = Buffer.byteLength(name, 'utf8');
     const v = Buffer.byteLength(value, 'utf8');
     buf[pos++] = TAG_LABEL;
-    varint32(labelSize(n, v));
+    pos = writeVarint32(buf, pos, labelSize(n, v));
     buf[pos++] = TAG_NAME;
-    varint32(n);
+    pos = writeVarint32(buf, pos, n);
     pos += buf.write(name, pos, n, 'utf8');
     buf[pos++] = TAG_VALUE_STR;
-    varint32(v);
+    pos = writeVarint32(buf, pos, v);
     pos += buf.write(value, pos, v, 'utf8');
   }
   return buf;
@@ -181,16 +184,9 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Buffer {
 
   const buf = Buffer.allocUnsafe(total);
   let pos = 0;
-  const varint32 = (v: number): void => {
-    while (v > 127) {
-      buf[pos++] = (v & 127) | 128;
-      v >>>= 7;
-    }
-    buf[pos++] = v;
-  };
   for (let i = 0; i < series.length; i++) {
     buf[pos++] = TAG_TIMESERIES;
-    varint32(bodySizes[i]!);
+    pos = writeVarint32(buf, pos, bodySizes[i]!);
     const labels = labelsOf[i]!;
     buf.set(labels, pos);
     pos += labels.length;
@@ -219,7 +215,7 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Buffer {
         lo = ((lo >>> 7) | (hi << 25)) >>> 0;
         hi >>>= 7;
       }
-      varint32(lo);
+      pos = writeVarint32(buf, pos, lo);
     }
   }
   if (pos !== total) throw new Error(`remote write: encoded ${pos} bytes, expected ${total}`);
