@@ -300,7 +300,7 @@ export class SeriesStore {
     const out: Array<readonly [string, string]> = [];
     for (const [name, value] of scraped) {
       if (name === 'namespace' || name === 'job' || name === 'pod' || name === KIND_LABEL) {
-        out.push([EXPORTED_PREFIX + name, own(value)]);
+        out.push([own(EXPORTED_PREFIX + name), own(value)]);
       } else {
         out.push([own(name), own(value)]);
       }
