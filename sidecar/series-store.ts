@@ -27,7 +27,7 @@
  *   *generation* starts: the `pod` value gets a suffix, an explicit 0 goes first, and only what
  *   was counted since the last acknowledged value follows (an offset), so nothing counts twice.
  */
-import type { MetricFamily } from '../shared/exposition/types.ts';
+import type { MetricFamily, Sample } from '../shared/exposition/types.ts';
 import { EXPORTED_PREFIX } from '../shared/names.ts';
 import { sampleKind, type SeriesKind } from './series-kind.ts';
 
@@ -155,44 +155,15 @@ export class SeriesStore {
         const last = order[at];
         let state = last !== undefined && matchesKey(last.scrapedKey, kind, sample.name, sample.labels) ? last.state : undefined;
         if (state === undefined) {
-          // Otherwise by the scraped labels, so that the output labels (renamed, extended, sorted)
-          // are built once per series, not once per scrape.
-          const scrapedKey = seriesKey(kind, sample.name, sample.labels);
-          state = this.#byScraped.get(scrapedKey);
-          if (state === undefined) {
-            const labels = this.#outputLabels(sample.labels, kind);
-            const key = seriesKey('', sample.name, labels);
-            state = this.#series.get(key);
-            if (state === undefined) {
-              if (this.#series.size >= this.#opts.maxSeries) {
-                dropped++;
-                this.#droppedTotal++;
-                continue;
-              }
-              state = {
-                name: own(sample.name),
-                labels,
-                kind,
-                raw: value,
-                timestampMs: nowMs,
-                base: 0,
-                offset: 0,
-                zeroTimestampMs: nowMs - 1,
-                acked: undefined,
-                ackedTotal: undefined,
-                maybeTotal: undefined,
-                push: undefined,
-              };
-              this.#series.set(key, state);
-              newSeries++;
-              order[at] = { scrapedKey, state };
-              this.#byScraped.set(scrapedKey, state);
-              samples++;
-              continue;
-            }
-            this.#byScraped.set(scrapedKey, state);
+          const found = this.#findOrAdd(kind, sample, nowMs);
+          if (found === undefined) {
+            dropped++;
+            this.#droppedTotal++;
+            continue;
           }
-          order[at] = { scrapedKey, state };
+          if (found.created) newSeries++;
+          state = found.state;
+          order[at] = { scrapedKey: found.scrapedKey, state };
         }
         if (state.kind === 'counter' && value < state.raw) {
           // The main process restarted its counter: keep what it had counted before.
@@ -294,6 +265,41 @@ export class SeriesStore {
       s.acked = { value, timestampMs };
       s.ackedTotal = s.offset + value;
     }
+  }
+
+  /**
+   * The series of a scraped sample, found by its scraped key, so that the output labels (renamed,
+   * extended, sorted) are built once per series, not once per scrape; else by its output labels
+   * (the same series written another way); else a new one — undefined when `maxSeries` are kept.
+   */
+  #findOrAdd(kind: SeriesKind, sample: Sample, nowMs: number): { scrapedKey: string; state: SeriesState; created: boolean } | undefined {
+    const scrapedKey = seriesKey(kind, sample.name, sample.labels);
+    const known = this.#byScraped.get(scrapedKey);
+    if (known !== undefined) return { scrapedKey, state: known, created: false };
+    const labels = this.#outputLabels(sample.labels, kind);
+    const key = seriesKey('', sample.name, labels);
+    let state = this.#series.get(key);
+    const created = state === undefined;
+    if (state === undefined) {
+      if (this.#series.size >= this.#opts.maxSeries) return undefined;
+      state = {
+        name: own(sample.name),
+        labels,
+        kind,
+        raw: sample.value,
+        timestampMs: nowMs,
+        base: 0,
+        offset: 0,
+        zeroTimestampMs: nowMs - 1,
+        acked: undefined,
+        ackedTotal: undefined,
+        maybeTotal: undefined,
+        push: undefined,
+      };
+      this.#series.set(key, state);
+    }
+    this.#byScraped.set(scrapedKey, state);
+    return { scrapedKey, state, created };
   }
 
   #outputLabels(scraped: ReadonlyArray<readonly [string, string]>, kind: SeriesKind): Array<readonly [string, string]> {
