@@ -9,9 +9,10 @@
  * Credentials: in a cluster, the service account's token (re-read every minute: bound tokens
  * rotate) and CA; else a kubeconfig file's current context with a token, a token file, a client
  * certificate or basic auth, and its CA or `insecure-skip-tls-verify`. A kubeconfig that needs
- * more (exec credential plugins, auth providers, impersonation, a proxy) is handed to
- * @kubernetes/client-node (webhook/kube-api-client-node.ts), loaded only then: it brings ~2 500
- * generated modules and ~70 MB of RSS for these six calls, more than the rest of the webhook uses.
+ * more (exec credential plugins, auth providers, impersonation, a proxy) gets its agent and
+ * headers from @kubernetes/client-node (webhook/kube-api-client-node.ts), loaded only then: it
+ * brings ~2 500 generated modules and ~70 MB of RSS, more than the rest of the webhook uses. The
+ * calls themselves are the same code either way (`kubeApiOver` over `transportCaller`).
  */
 import { readFileSync } from 'node:fs';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
@@ -206,10 +207,15 @@ const MAX_ANSWER_BYTES = 8 * 1024 * 1024;
 /** One JSON call; resolves with the parsed answer, rejects with ApiStatusError on 4xx/5xx. */
 export type Call = (method: string, path: string, opts: { body?: unknown; contentType?: string; signal: AbortSignal }) => Promise<unknown>;
 
+/** How one call goes out: the agent (TLS, proxy) and the headers that authenticate it. */
+export interface Transport {
+  readonly agent: HttpAgent;
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+/** Calls over a fixed `Connection`: one keep-alive agent, its auth headers read per call. */
 export function httpCaller(conn: Connection): Call {
-  const url = new URL(conn.server);
-  const secure = url.protocol === 'https:';
-  if (!secure && url.protocol !== 'http:') throw new Error(`unsupported API server URL ${conn.server}`);
+  const secure = new URL(conn.server).protocol === 'https:';
   const agent = secure
     ? new HttpsAgent({
         keepAlive: true,
@@ -220,14 +226,23 @@ export function httpCaller(conn: Connection): Call {
         ...(conn.tlsServerName !== undefined && { servername: conn.tlsServerName }),
       })
     : new HttpAgent({ keepAlive: true });
+  return transportCaller(conn.server, () => ({ agent, headers: conn.authHeaders() }));
+}
+
+/** Calls to `server`, each sent as `transport()` says (it may be async: an exec credential plugin). */
+export function transportCaller(server: string, transport: () => Transport | Promise<Transport>): Call {
+  const url = new URL(server);
+  const secure = url.protocol === 'https:';
+  if (!secure && url.protocol !== 'http:') throw new Error(`unsupported API server URL ${server}`);
   const prefix = url.pathname.replace(/\/+$/, '');
-  return (method, path, opts) =>
-    new Promise((resolvePromise, reject) => {
+  return async (method, path, opts) => {
+    const { agent, headers: auth } = await transport();
+    return new Promise((resolvePromise, reject) => {
       const payload = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body));
       const headers: Record<string, string | number> = {
         Accept: 'application/json',
         'User-Agent': 'jobmetrics-webhook',
-        ...conn.authHeaders(),
+        ...auth,
         ...(payload !== undefined && { 'Content-Type': opts.contentType ?? 'application/json', 'Content-Length': payload.length }),
       };
       const onAnswer = (res: IncomingMessage): void => {
@@ -258,10 +273,11 @@ export function httpCaller(conn: Connection): Call {
         });
       };
       const options = { host: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || (secure ? 443 : 80), method, path: prefix + path, headers, agent, signal: opts.signal };
-      const req = secure ? httpsRequest({ ...options, agent: agent as HttpsAgent }, onAnswer) : httpRequest({ ...options, agent: agent as HttpAgent }, onAnswer);
+      const req = secure ? httpsRequest(options, onAnswer) : httpRequest(options, onAnswer);
       req.on('error', (e) => reject(opts.signal.aborted ? (opts.signal.reason ?? e) : e));
       req.end(payload);
     });
+  };
 }
 
 const seg = encodeURIComponent;
