@@ -33,7 +33,8 @@ let metrics = makeMetrics(registry);
 // The ground truth over the whole run, across counter restarts.
 const truth = { ok: 0, failed: 0, observations: 0, buckets: Object.fromEntries([...BUCKETS.map(String), '+Inf'].map((b) => [b, 0])) as Record<string, number> };
 const writeTruth = (): void => {
-  if (truthFile) writeFileSync(truthFile, JSON.stringify(truth));
+  // One line per write: in a pod TRUTH_FILE=/dev/stdout leaves the whole history in the log.
+  if (truthFile) writeFileSync(truthFile, JSON.stringify(truth) + '\n');
 };
 writeTruth();
 

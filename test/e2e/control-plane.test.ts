@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNamespace, freePort, kubectlOk, makeServingCert, pinnedKubernetesVersion, startControlPlane, type ControlPlane } from './control-plane.ts';
+import { createNamespace, freePort, kubectlOk, makeServingCert, pinnedKubernetesVersion, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
 
 interface ObjectMeta {
   name: string;

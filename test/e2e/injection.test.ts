@@ -15,7 +15,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNamespace, freePort, kubectlOk, makeServingCert, startControlPlane, type ControlPlane } from './control-plane.ts';
+import { createNamespace, freePort, kubectlOk, makeServingCert, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
 import {
   applyObjects,
   e2eLocalInstall,

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNamespace, kubectlOk, startControlPlane, type ControlPlane } from './control-plane.ts';
+import { createNamespace, kubectlOk, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
 import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, type K8sObject } from './webhook-harness.ts';
 
 const INSTALL = join(MANIFESTS, 'install.yaml');

@@ -16,7 +16,7 @@ import { expect } from 'chai';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNamespace, freePort, kubectlOk, startControlPlane, type ControlPlane } from './control-plane.ts';
+import { createNamespace, freePort, kubectlOk, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
 import {
   applyObjects,
   e2eLocalInstall,

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { describeExit, startChild, stopChild } from '../../scripts/child-processes.ts';
 import { ensureBuilt } from '../support/build.ts';
-import { controlPlaneBinaries, freePort, kubectlOk, type ControlPlane } from './control-plane.ts';
+import { controlPlaneBinaries, freePort, kubectlOk, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
 
 export const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const MANIFESTS = join(REPO, 'manifests');

@@ -1,8 +1,11 @@
 /**
- * A real Kubernetes control plane on loopback for the end-to-end tests (issue 5): etcd,
- * kube-apiserver (RBAC, admission incl. MutatingAdmissionWebhook, TLS, service-account tokens) and
- * kube-controller-manager (Job, CronJob, service-account, namespace and garbage-collector
- * controllers, among others). There is no kubelet and no scheduler: pods are created, never run.
+ * A real Kubernetes control plane for the end-to-end tests and the local cluster: etcd,
+ * kube-apiserver (RBAC, admission incl. MutatingAdmissionWebhook and PodSecurity, TLS,
+ * service-account tokens) and kube-controller-manager (Job, CronJob, service-account, namespace,
+ * garbage-collector controllers, among others). By default it listens on loopback with no
+ * scheduler and no node, so pods are created and admitted but never run. With `node`, it listens
+ * on the node's address, starts kube-scheduler too and issues the credentials a kubelet and
+ * kube-proxy need (scripts/cluster/node.ts starts those).
  *
  * The binaries come from `bash scripts/install-control-plane`, which builds them from the
  * k8s.io/kubernetes release pinned in test/e2e/go.mod and caches them outside git.
@@ -29,6 +32,15 @@ export interface ControlPlaneOptions {
   admissionPlugins?: string[];
   /** kube-controller-manager controllers; defaults to {@link DEFAULT_CONTROLLERS}. */
   controllers?: string[];
+  /** Run for a real node: listen on `address` (reachable from pods), start kube-scheduler, and
+   * issue kubeconfigs for the kubelet (`system:node:<nodeName>`) and kube-proxy. */
+  node?: { nodeName: string; address: string };
+}
+
+/** Kubeconfigs of the node's components, when the control plane was started with `node`. */
+export interface NodeCredentials {
+  kubelet: string;
+  kubeProxy: string;
 }
 
 export interface KubectlResult {
@@ -61,6 +73,8 @@ export interface ControlPlane {
   adminToken: string;
   /** Folder with the logs and state (as passed in). */
   dir: string;
+  /** Kubeconfigs for the kubelet and kube-proxy (only with the `node` option). */
+  nodeCredentials: NodeCredentials | undefined;
   /** Runs kubectl against this control plane; never throws for a non-zero exit. */
   kubectl(args: string[], opts?: KubectlOptions): Promise<KubectlResult>;
   /** Stops the controller-manager, the API server and etcd. Idempotent. */
@@ -73,6 +87,9 @@ export interface ControlPlaneBinaries {
   etcd: string;
   kubeApiserver: string;
   kubeControllerManager: string;
+  kubeScheduler: string;
+  kubelet: string;
+  kubeProxy: string;
   kubectl: string;
 }
 
@@ -88,14 +105,30 @@ export const DEFAULT_CONTROLLERS: readonly string[] = [
   'certificatesigningrequest-signing-controller',
 ];
 
-const HERE = dirname(fileURLToPath(import.meta.url));
-const SERVICE_CIDR = '10.96.0.0/16';
+/** What a node running real pods needs on top: Deployments, Services and their endpoints,
+ * PodDisruptionBudgets, finished-pod cleanup. */
+export const NODE_CONTROLLERS: readonly string[] = [
+  ...DEFAULT_CONTROLLERS,
+  'deployment-controller',
+  'replicaset-controller',
+  'endpointslice-controller',
+  'endpoints-controller',
+  'disruption-controller',
+  'podgc-controller',
+  'ttl-after-finished-controller',
+  'taint-eviction-controller',
+];
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** The Service network. The local cluster routes it only through kube-proxy's rules on this
+ * machine (scripts/cluster/node.ts). */
+export const SERVICE_CIDR = '10.96.0.0/16';
 const SERVICE_IP = '10.96.0.1';
-const INSTALL_HINT = 'run `bash scripts/install-control-plane` (builds kube-apiserver, kube-controller-manager and kubectl with Go and fetches etcd; the first build takes a while)';
+const INSTALL_HINT = 'run `bash scripts/install-control-plane` (builds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet, kube-proxy and kubectl with Go and fetches etcd; the first build takes a while)';
 
 /** The k8s.io/kubernetes release pinned in test/e2e/go.mod, e.g. `v1.37.2`. */
 export function pinnedKubernetesVersion(): string {
-  const goMod = join(HERE, 'go.mod');
+  const goMod = join(ROOT, 'test', 'e2e', 'go.mod');
   const text = readFileSync(goMod, 'utf8');
   const m = /^\s*(?:require\s+)?k8s\.io\/kubernetes\s+(v\d+\.\d+\.\d+)\b/m.exec(text);
   if (!m?.[1]) throw new Error(`cannot find the k8s.io/kubernetes requirement in ${goMod}`);
@@ -113,9 +146,14 @@ export function controlPlaneBinaries(): ControlPlaneBinaries {
     etcd: join(bin, 'etcd'),
     kubeApiserver: join(bin, 'kube-apiserver'),
     kubeControllerManager: join(bin, 'kube-controller-manager'),
+    kubeScheduler: join(bin, 'kube-scheduler'),
+    kubelet: join(bin, 'kubelet'),
+    kubeProxy: join(bin, 'kube-proxy'),
     kubectl: join(bin, 'kubectl'),
   };
-  const missing = [out.etcd, out.kubeApiserver, out.kubeControllerManager, out.kubectl].filter((p) => !isExecutable(p));
+  const missing = [out.etcd, out.kubeApiserver, out.kubeControllerManager, out.kubeScheduler, out.kubelet, out.kubeProxy, out.kubectl].filter(
+    (p) => !isExecutable(p),
+  );
   if (missing.length > 0) {
     throw new Error(`the Kubernetes ${version} control plane is not built (missing: ${missing.join(', ')}); ${INSTALL_HINT}`);
   }
@@ -147,6 +185,9 @@ interface Pki {
   frontProxyCaPem: string;
   frontProxyClientCertPem: string;
   frontProxyClientKeyPem: string;
+  /** The API server's client certificate towards kubelets (logs, exec), in system:masters. */
+  kubeletClientCertPem: string;
+  kubeletClientKeyPem: string;
 }
 
 function rsaKey(): { publicPem: string; privatePem: string } {
@@ -160,6 +201,7 @@ function rsaKey(): { publicPem: string; privatePem: string } {
 
 function makeCert(opts: {
   commonName: string;
+  organization?: string;
   publicPem: string;
   signerKeyPem: string;
   issuer?: forge.pki.Certificate;
@@ -174,7 +216,7 @@ function makeCert(opts: {
   const now = Date.now();
   cert.validity.notBefore = new Date(now - 60 * 60_000);
   cert.validity.notAfter = new Date(now + 7 * 24 * 60 * 60_000);
-  const subject = [{ name: 'commonName', value: opts.commonName }];
+  const subject = [{ name: 'commonName', value: opts.commonName }, ...(opts.organization ? [{ name: 'organizationName', value: opts.organization }] : [])];
   cert.setSubject(subject);
   cert.setIssuer(opts.issuer ? opts.issuer.subject.attributes : subject);
   const extensions: object[] = [
@@ -197,7 +239,7 @@ function makeCert(opts: {
   return cert;
 }
 
-function makePki(): Pki {
+function makePki(address: string): Pki {
   const ca = rsaKey();
   const caCert = makeCert({ commonName: 'jobmetrics-e2e-ca', publicPem: ca.publicPem, signerKeyPem: ca.privatePem, isCa: true });
   const server = rsaKey();
@@ -208,7 +250,7 @@ function makePki(): Pki {
     issuer: caCert,
     isCa: false,
     dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
-    ips: ['127.0.0.1', SERVICE_IP],
+    ips: [...new Set(['127.0.0.1', address, SERVICE_IP])],
   });
   const sa = rsaKey();
   // The aggregation layer's front proxy (requestheader authentication): its own CA, as kubeadm does.
@@ -223,7 +265,19 @@ function makePki(): Pki {
     isCa: false,
     clientOnly: true,
   });
+  const kubeletClient = rsaKey();
+  const kubeletClientCert = makeCert({
+    commonName: 'kube-apiserver-kubelet-client',
+    organization: 'system:masters',
+    publicPem: kubeletClient.publicPem,
+    signerKeyPem: ca.privatePem,
+    issuer: caCert,
+    isCa: false,
+    clientOnly: true,
+  });
   return {
+    kubeletClientCertPem: forge.pki.certificateToPem(kubeletClientCert),
+    kubeletClientKeyPem: kubeletClient.privatePem,
     frontProxyCaPem: forge.pki.certificateToPem(proxyCaCert),
     frontProxyClientCertPem: forge.pki.certificateToPem(proxyClientCert),
     frontProxyClientKeyPem: proxyClient.privatePem,
@@ -335,7 +389,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await mkdir(pki, { recursive: true });
   await mkdir(join(dir, 'etcd-data'), { recursive: true, mode: 0o700 });
 
-  const material = makePki();
+  const address = opts.node?.address ?? '127.0.0.1';
+  const material = makePki(address);
   const files = {
     ca: join(pki, 'ca.crt'),
     caKey: join(pki, 'ca.key'),
@@ -347,11 +402,17 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
     frontProxyCa: join(pki, 'front-proxy-ca.crt'),
     frontProxyCert: join(pki, 'front-proxy-client.crt'),
     frontProxyKey: join(pki, 'front-proxy-client.key'),
+    kubeletClientCert: join(pki, 'apiserver-kubelet-client.crt'),
+    kubeletClientKey: join(pki, 'apiserver-kubelet-client.key'),
     adminKubeconfig: join(dir, 'admin.kubeconfig'),
     kcmKubeconfig: join(dir, 'controller-manager.kubeconfig'),
+    schedulerKubeconfig: join(dir, 'scheduler.kubeconfig'),
+    kubeletKubeconfig: join(dir, 'kubelet.kubeconfig'),
+    kubeProxyKubeconfig: join(dir, 'kube-proxy.kubeconfig'),
   };
   const adminToken = randomBytes(24).toString('hex');
   const kcmToken = randomBytes(24).toString('hex');
+  const nodeTokens = { scheduler: randomBytes(24).toString('hex'), kubelet: randomBytes(24).toString('hex'), kubeProxy: randomBytes(24).toString('hex') };
   await writeFile(files.ca, material.caPem);
   await writeFile(files.caKey, material.caKeyPem, { mode: 0o600 });
   await writeFile(files.serverCert, material.serverCertPem);
@@ -361,17 +422,30 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
   await writeFile(files.frontProxyCa, material.frontProxyCaPem);
   await writeFile(files.frontProxyCert, material.frontProxyClientCertPem);
   await writeFile(files.frontProxyKey, material.frontProxyClientKeyPem, { mode: 0o600 });
-  // token,user,uid,"groups"
-  await writeFile(
-    files.tokens,
-    `${adminToken},admin,${randomUUID()},"system:masters"\n${kcmToken},system:kube-controller-manager,${randomUUID()}\n`,
-    { mode: 0o600 },
-  );
+  await writeFile(files.kubeletClientCert, material.kubeletClientCertPem);
+  await writeFile(files.kubeletClientKey, material.kubeletClientKeyPem, { mode: 0o600 });
+  // token,user,uid,"groups" — the users and groups the API server's bootstrap RBAC policy and
+  // the Node authorizer expect (system:kube-scheduler, system:node:<name> in system:nodes,
+  // system:kube-proxy bound to system:node-proxier).
+  const tokenLines = [`${adminToken},admin,${randomUUID()},"system:masters"`, `${kcmToken},system:kube-controller-manager,${randomUUID()}`];
+  if (opts.node) {
+    tokenLines.push(
+      `${nodeTokens.scheduler},system:kube-scheduler,${randomUUID()}`,
+      `${nodeTokens.kubelet},system:node:${opts.node.nodeName},${randomUUID()},"system:nodes,system:authenticated"`,
+      `${nodeTokens.kubeProxy},system:kube-proxy,${randomUUID()}`,
+    );
+  }
+  await writeFile(files.tokens, tokenLines.join('\n') + '\n', { mode: 0o600 });
 
-  const [etcdClient, etcdPeer, apiPort, kcmPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-  const serverUrl = `https://127.0.0.1:${apiPort}`;
+  const [etcdClient, etcdPeer, apiPort, kcmPort, schedulerPort] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
+  const serverUrl = `https://${address}:${apiPort}`;
   await writeFile(files.adminKubeconfig, kubeconfig(serverUrl, files.ca, 'admin', adminToken), { mode: 0o600 });
   await writeFile(files.kcmKubeconfig, kubeconfig(serverUrl, files.ca, 'system:kube-controller-manager', kcmToken), { mode: 0o600 });
+  if (opts.node) {
+    await writeFile(files.schedulerKubeconfig, kubeconfig(serverUrl, files.ca, 'system:kube-scheduler', nodeTokens.scheduler), { mode: 0o600 });
+    await writeFile(files.kubeletKubeconfig, kubeconfig(serverUrl, files.ca, `system:node:${opts.node.nodeName}`, nodeTokens.kubelet), { mode: 0o600 });
+    await writeFile(files.kubeProxyKubeconfig, kubeconfig(serverUrl, files.ca, 'system:kube-proxy', nodeTokens.kubeProxy), { mode: 0o600 });
+  }
 
   const children: Child[] = [];
   const stopAll = async (): Promise<void> => {
@@ -404,10 +478,11 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       startChild('kube-apiserver', bins.kubeApiserver, [
         `--etcd-servers=${etcdUrl}`,
         `--etcd-prefix=/registry`,
-        '--bind-address=127.0.0.1',
-        '--advertise-address=127.0.0.1',
-        // The `kubernetes` Service's endpoints may not point at loopback; nothing here needs them.
-        '--endpoint-reconciler-type=none',
+        `--bind-address=${address}`,
+        `--advertise-address=${address}`,
+        // The `kubernetes` Service's endpoints may not point at loopback; without a node nothing
+        // needs them. With one, pods reach the API server through them.
+        ...(opts.node ? [] : ['--endpoint-reconciler-type=none']),
         `--secure-port=${apiPort}`,
         `--tls-cert-file=${files.serverCert}`,
         `--tls-private-key-file=${files.serverKey}`,
@@ -420,6 +495,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         '--requestheader-extra-headers-prefix=X-Remote-Extra-',
         `--proxy-client-cert-file=${files.frontProxyCert}`,
         `--proxy-client-key-file=${files.frontProxyKey}`,
+        `--kubelet-client-certificate=${files.kubeletClientCert}`,
+        `--kubelet-client-key=${files.kubeletClientKey}`,
         '--authorization-mode=Node,RBAC',
         `--enable-admission-plugins=${[...new Set(plugins)].join(',')}`,
         `--service-account-key-file=${files.saPub}`,
@@ -445,7 +522,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         '--bind-address=127.0.0.1',
         `--secure-port=${kcmPort}`,
         `--cert-dir=${join(dir, 'kcm-certs')}`,
-        `--controllers=${(opts.controllers ?? DEFAULT_CONTROLLERS).join(',')}`,
+        `--controllers=${(opts.controllers ?? (opts.node ? NODE_CONTROLLERS : DEFAULT_CONTROLLERS)).join(',')}`,
         '--use-service-account-credentials=true',
         `--service-account-private-key-file=${files.saKey}`,
         `--root-ca-file=${files.ca}`,
@@ -462,6 +539,24 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       const r = await get(`https://127.0.0.1:${kcmPort}/healthz`, { insecure: true });
       return r.status === 200;
     });
+    if (opts.node) {
+      children.push(
+        startChild('kube-scheduler', bins.kubeScheduler, [
+          `--kubeconfig=${files.schedulerKubeconfig}`,
+          `--authentication-kubeconfig=${files.schedulerKubeconfig}`,
+          `--authorization-kubeconfig=${files.schedulerKubeconfig}`,
+          '--bind-address=127.0.0.1',
+          `--secure-port=${schedulerPort}`,
+          '--leader-elect=false',
+          '--profiling=false',
+          '--v=1',
+        ], join(dir, 'kube-scheduler.log')),
+      );
+      await waitUntil('kube-scheduler /healthz', 60_000, children, async () => {
+        const r = await get(`https://127.0.0.1:${schedulerPort}/healthz`, { insecure: true });
+        return r.status === 200;
+      });
+    }
     // The service-account controller is working once the default namespace has its account.
     await waitUntil('the default ServiceAccount in namespace default', 60_000, children, async () => {
       const r = await get(`${serverUrl}/api/v1/namespaces/default/serviceaccounts/default`, { ca: material.caPem, token: adminToken });
@@ -479,6 +574,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       caPem: material.caPem,
       adminToken,
       dir,
+      nodeCredentials: opts.node ? { kubelet: files.kubeletKubeconfig, kubeProxy: files.kubeProxyKubeconfig } : undefined,
       kubectl: (args, kopts) => runKubectl(bins.kubectl, files.adminKubeconfig, args, kopts ?? {}),
       stop: () => (stopped ??= stopAll()),
     };

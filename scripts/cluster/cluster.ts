@@ -1,0 +1,116 @@
+/**
+ * The local cluster: a real control plane (etcd, kube-apiserver, kube-controller-manager,
+ * kube-scheduler), one real node (containerd, runc, kubelet, kube-proxy), cluster DNS, and
+ * jobmetrics installed as an admin installs it — `kubectl apply -f manifests/install.yaml`.
+ * The end-to-end tests and `npm run cluster` both start it through {@link startCluster}.
+ *
+ * Addresses: the node is 10.244.0.1 on its own bridge, pods get 10.244.0.0/24, Services
+ * 10.96.0.0/16 (reached only through kube-proxy's rules on this machine). The pod network has no
+ * masquerading and no route off this machine (scripts/cluster/host.ts).
+ */
+import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
+import type { HostNetwork } from './host.ts';
+import { cleanupNode, startNode, type RunningNode } from './node.ts';
+import { ROOT } from './paths.ts';
+
+export const NODE_NAME = 'jobmetrics-node';
+export const NETWORK: HostNetwork = {
+  bridge: 'jm0',
+  address: '10.244.0.1',
+  prefixLength: 24,
+  podCidr: '10.244.0.0/24',
+  serviceCidr: SERVICE_CIDR,
+};
+export const CLUSTER_DNS = '10.96.0.10';
+
+export interface ClusterImages {
+  /** OCI archives to import into the node. */
+  readonly archives: readonly string[];
+  /** The sandbox (pause) image's name, among the archives. */
+  readonly pause: string;
+  /** The CoreDNS image's name, among the archives. */
+  readonly coredns: string;
+}
+
+export interface ClusterOptions {
+  readonly dir: string;
+  readonly images: ClusterImages;
+  /** Install jobmetrics from this manifest (default: manifests/install.yaml). */
+  readonly installManifest?: string;
+  /** One line per step. */
+  readonly progress?: (line: string) => void;
+}
+
+export interface Cluster {
+  readonly dir: string;
+  readonly cp: ControlPlane;
+  readonly node: RunningNode;
+  readonly kubeconfigPath: string;
+  /** The in-cluster Prometheus, reachable from this machine through its Service address. */
+  readonly prometheusUrl: string;
+  stop(): Promise<void>;
+}
+
+/** Starts everything and installs jobmetrics; on failure, stops and cleans up what it started. */
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const say = opts.progress ?? (() => {});
+  const t0 = Date.now();
+  const step = (line: string): void => say(`[${Math.round((Date.now() - t0) / 1000)}s] ${line}`);
+  const dir = resolve(opts.dir);
+  const bins = controlPlaneBinaries();
+  const leftovers = cleanupNode(join(dir, 'node'), NETWORK, bins.kubeProxy);
+  if (leftovers.length > 0) step(`cleaned up an earlier run: ${leftovers.join(', ')}`);
+  await mkdir(dir, { recursive: true });
+
+  step('control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler');
+  const cp = await startControlPlane({ dir: join(dir, 'control-plane'), node: { nodeName: NODE_NAME, address: NETWORK.address } });
+  let node: RunningNode | undefined;
+  const stop = async (): Promise<void> => {
+    await node?.stop();
+    await cp.stop();
+    cleanupNode(join(dir, 'node'), NETWORK, bins.kubeProxy);
+  };
+  try {
+    step(`node: containerd, ${opts.images.archives.length} images, kubelet, kube-proxy`);
+    node = await startNode({
+      dir: join(dir, 'node'),
+      nodeName: NODE_NAME,
+      network: NETWORK,
+      clusterDns: CLUSTER_DNS,
+      pauseImage: opts.images.pause,
+      credentials: cp.nodeCredentials ?? missing('node credentials'),
+      caFile: join(cp.dir, 'pki', 'ca.crt'),
+      binaries: { kubelet: bins.kubelet, kubeProxy: bins.kubeProxy },
+      images: opts.images.archives,
+    });
+    await kubectlOk(cp, ['wait', '--for=condition=Ready', `node/${NODE_NAME}`, '--timeout=120s'], { timeoutMs: 130_000 });
+
+    step('cluster DNS (CoreDNS)');
+    const dns = readFileSync(join(ROOT, 'scripts', 'cluster', 'coredns.yaml'), 'utf8')
+      .replaceAll('__COREDNS_IMAGE__', opts.images.coredns)
+      .replaceAll('__CLUSTER_DNS__', CLUSTER_DNS);
+    await kubectlOk(cp, ['apply', '-f', '-'], { input: dns });
+    await kubectlOk(cp, ['-n', 'kube-system', 'rollout', 'status', 'deployment/coredns', '--timeout=120s'], { timeoutMs: 130_000 });
+
+    step('jobmetrics: kubectl apply -f manifests/install.yaml');
+    const manifest = opts.installManifest ?? join(ROOT, 'manifests', 'install.yaml');
+    await kubectlOk(cp, ['apply', '-f', manifest]);
+    for (const d of ['jobmetrics-webhook', 'jobmetrics-aggregator', 'jobmetrics-prometheus']) {
+      await kubectlOk(cp, ['-n', 'jobmetrics', 'rollout', 'status', `deployment/${d}`, '--timeout=180s'], { timeoutMs: 190_000 });
+    }
+    const ip = (await kubectlOk(cp, ['-n', 'jobmetrics', 'get', 'service', 'jobmetrics-prometheus', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    step('ready');
+    return { dir, cp, node, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, stop };
+  } catch (err) {
+    const report = node?.describe() ?? '';
+    await stop();
+    throw new Error(`cluster did not start in ${dir}: ${err instanceof Error ? err.message : String(err)}\n${report}`, { cause: err });
+  }
+}
+
+function missing(what: string): never {
+  throw new Error(`internal: ${what} missing`);
+}

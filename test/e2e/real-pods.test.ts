@@ -1,0 +1,233 @@
+/**
+ * Real Job pods on a real node: the kubelet runs them through containerd and runc (pause as PID 1,
+ * one cgroup per container, the sidecar as a non-root uid, native-sidecar ordering, grace
+ * periods), jobmetrics is installed from manifests/install.yaml with the images built from the
+ * project's Dockerfiles, and the API server reaches the webhook through its Service (kube-proxy).
+ * Every expected value is the jobs' own ground truth (the sample job writes what it counted to
+ * stdout); every actual value is what the in-cluster Prometheus holds after aggregation.
+ */
+import { expect } from 'chai';
+import type { Cluster } from '../../scripts/cluster/cluster.ts';
+import { kubectlOk } from '../../scripts/cluster/control-plane.ts';
+import {
+  apply,
+  jobPods,
+  labelledNamespace,
+  promQuery,
+  PYTHON_JOB_IMAGE,
+  SAMPLE_JOB_IMAGE,
+  sampleJob,
+  sampleMain,
+  settle,
+  startTestCluster,
+  sumTruths,
+  truthFromLog,
+  waitForJob,
+  type Sample,
+  type Truth,
+} from './cluster-harness.ts';
+
+const SIDECAR = 'jobmetrics-sidecar';
+const STATUS = 'jobmetrics.io/status';
+
+function byOutcome(samples: readonly Sample[]): Record<string, number> {
+  return Object.fromEntries(samples.map((s) => [s.labels['outcome'] ?? '', s.value]).sort());
+}
+
+function expectedOutcomes(t: Truth): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (t.failed > 0) out['failed'] = t.failed;
+  if (t.ok > 0) out['ok'] = t.ok;
+  return out;
+}
+
+const sameAs = (want: Record<string, number>) => (s: Sample[]): boolean => JSON.stringify(byOutcome(s)) === JSON.stringify(want);
+
+/** The sidecar's summary log line (JSON) in a pod. */
+async function sidecarSummary(cluster: Cluster, ns: string, pod: string): Promise<Record<string, unknown>> {
+  const log = await kubectlOk(cluster.cp, ['-n', ns, 'logs', pod, '-c', SIDECAR]);
+  const line = log
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .filter((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('summary'))
+    .at(-1);
+  if (!line) throw new Error(`no summary in the sidecar log of ${ns}/${pod}:\n${log.slice(-3000)}`);
+  return line;
+}
+
+describe('real Job pods on a kubelet node (containerd, runc, our images, install.yaml)', function () {
+  this.timeout(300_000);
+  let cluster: Cluster;
+
+  before(async function () {
+    this.timeout(1_200_000);
+    cluster = await startTestCluster();
+  });
+
+  after(async function () {
+    this.timeout(120_000);
+    await cluster?.stop();
+  });
+
+  /** Runs a sample Job to its end; returns its pods and what they counted together. */
+  async function runSampleJob(ns: string, name: string, opts: Omit<Parameters<typeof sampleJob>[0], 'name' | 'ns'> = {}) {
+    await apply(cluster, sampleJob({ name, ns, ...opts }));
+    const status = await waitForJob(cluster, ns, name);
+    const pods = await jobPods(cluster, ns, name);
+    const truths = await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main')));
+    return { status, pods, truth: sumTruths(truths) };
+  }
+
+  it('native mode: completions 6, parallelism 3 → Complete; Prometheus holds exactly the jobs’ totals, one series per label set', async () => {
+    const ns = 'e2e-native';
+    await labelledNamespace(cluster, ns);
+    const { status, pods, truth } = await runSampleJob(ns, 'counts', { completions: 6, parallelism: 3 });
+    expect(status).to.deep.include({ condition: 'Complete', succeeded: 6 });
+    expect(pods).to.have.length(6);
+    for (const p of pods) {
+      expect(p.annotations[STATUS], p.name).to.equal('injected');
+      expect(p.initContainers, p.name).to.include(SIDECAR);
+    }
+    const want = expectedOutcomes(truth);
+    const got = await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want));
+    expect(byOutcome(got)).to.deep.equal(want);
+    for (const s of got) {
+      expect(s.labels).to.include({ namespace: ns, job: 'counts' });
+      expect(s.labels).to.not.have.property('pod');
+    }
+    const count = await promQuery(cluster, `demo_item_duration_seconds_count{namespace="${ns}"}`);
+    expect(count.map((s) => s.value)).to.deep.equal([truth.observations]);
+  });
+
+  it('a job in another language (Python, prometheus_client from Debian) is counted exactly', async () => {
+    const ns = 'e2e-python';
+    await labelledNamespace(cluster, ns);
+    const { status, truth } = await runSampleJob(ns, 'py', { completions: 2, parallelism: 2, image: PYTHON_JOB_IMAGE });
+    expect(status.condition).to.equal('Complete');
+    const want = expectedOutcomes(truth);
+    const got = await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want));
+    expect(byOutcome(got)).to.deep.equal(want);
+  });
+
+  it('a CronJob’s three runs: one series per label set; increase() over the window equals their sum', async () => {
+    const ns = 'e2e-cron';
+    await labelledNamespace(cluster, ns);
+    const template = sampleJob({ name: 'x', ns, env: { ITEMS: '40', DURATION_MS: '12000' } }) as { spec: Record<string, unknown> };
+    await apply(cluster, {
+      apiVersion: 'batch/v1',
+      kind: 'CronJob',
+      metadata: { name: 'nightly', namespace: ns },
+      spec: { schedule: '0 0 1 1 *', suspend: true, jobTemplate: { spec: template.spec } },
+    });
+    const truths: Truth[] = [];
+    for (const run of ['run-1', 'run-2', 'run-3']) {
+      // kubectl create job --from makes the CronJob the Job's owner, as the CronJob controller does.
+      await kubectlOk(cluster.cp, ['-n', ns, 'create', 'job', run, '--from=cronjob/nightly']);
+      expect((await waitForJob(cluster, ns, run)).condition).to.equal('Complete');
+      for (const p of await jobPods(cluster, ns, run)) truths.push(await truthFromLog(cluster, ns, p.name, 'main'));
+    }
+    const truth = sumTruths(truths);
+    const want = expectedOutcomes(truth);
+    const got = await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want));
+    expect(byOutcome(got)).to.deep.equal(want);
+    for (const s of got) expect(s.labels['job']).to.equal('nightly');
+    // increase() at the last sample's time: no extrapolation at the end, and the output was born
+    // at 0 (the explicit zeros reached the aggregator an interval before the values).
+    const range = await promQuery(cluster, `timestamp(demo_items_processed_total{namespace="${ns}", outcome="ok"})`);
+    const at = range[0]?.value ?? 0;
+    const res = await fetch(`${cluster.prometheusUrl}/api/v1/query?query=${encodeURIComponent(`increase(demo_items_processed_total{namespace="${ns}", outcome="ok"}[30m])`)}&time=${at}`);
+    const inc = ((await res.json()) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
+    expect(Number(inc)).to.equal(truth.ok);
+  });
+
+  it('a namespace that enforces Pod Security "restricted": injected pods are admitted and run', async () => {
+    const ns = 'e2e-restricted';
+    await labelledNamespace(cluster, ns, { 'pod-security.kubernetes.io/enforce': 'restricted' });
+    const { status, pods, truth } = await runSampleJob(ns, 'strict', {
+      podSpec: { securityContext: { runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } } },
+      main: { securityContext: { allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } } },
+    });
+    expect(status.condition).to.equal('Complete');
+    expect(pods[0]?.annotations[STATUS]).to.equal('injected');
+    const want = expectedOutcomes(truth);
+    expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
+  });
+
+  it('a mesh-like native sidecar before ours and an extra regular container: the main container’s exit is noticed at once', async () => {
+    const ns = 'e2e-mesh';
+    await labelledNamespace(cluster, ns);
+    const node = (script: string) => ({ command: ['node', '-e', script], image: SAMPLE_JOB_IMAGE, imagePullPolicy: 'Never' });
+    const { status, pods, truth } = await runSampleJob(ns, 'meshed', {
+      podSpec: {
+        initContainers: [{ name: 'mesh-proxy', restartPolicy: 'Always', ...node("process.on('SIGTERM', () => process.exit(0)); setInterval(() => {}, 1e9)") }],
+        // Runs 20 s past the main container, so the Job ends only then.
+        containers: [
+          sampleMain(),
+          { name: 'uploader', ...node('setTimeout(() => {}, 20000)') },
+        ],
+      },
+    });
+    expect(status.condition).to.equal('Complete');
+    const pod = pods[0];
+    if (!pod) throw new Error('no pod');
+    expect(pod.annotations[STATUS]).to.equal('injected');
+    const summary = await sidecarSummary(cluster, ns, pod.name);
+    expect(summary).to.include({ trigger: 'main-exited', finalDelivered: true });
+    const want = expectedOutcomes(truth);
+    expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
+  });
+
+  it('a main container that is a shell wrapper forking the worker, and one that leaves a background process behind: exact, no hang', async () => {
+    const ns = 'e2e-shell';
+    await labelledNamespace(cluster, ns);
+    const wrapped = await runSampleJob(ns, 'wrapper', { main: { command: ['sh', '-c', 'node /app/sample-job.js; echo worker done'] } });
+    const leaky = await runSampleJob(ns, 'leaky', { main: { command: ['sh', '-c', '(sleep 3600 &); exec node /app/sample-job.js'] } });
+    expect(wrapped.status.condition).to.equal('Complete');
+    expect(leaky.status.condition).to.equal('Complete');
+    for (const [job, r] of [['wrapper', wrapped], ['leaky', leaky]] as const) {
+      const want = expectedOutcomes(r.truth);
+      const got = await settle(cluster, `demo_items_processed_total{namespace="${ns}", job="${job}"}`, sameAs(want));
+      expect(byOutcome(got), job).to.deep.equal(want);
+    }
+  });
+
+  it('legacy mode: the same Job completes because the sidecar exits after the main container, and the totals are exact', async () => {
+    const ns = 'e2e-legacy';
+    await labelledNamespace(cluster, ns);
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', 'JOBMETRICS_SIDECAR_MODE=legacy']);
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+    try {
+      const { status, pods, truth } = await runSampleJob(ns, 'counts', { completions: 6, parallelism: 3 });
+      expect(status).to.deep.include({ condition: 'Complete', succeeded: 6 });
+      for (const p of pods) {
+        expect(p.containers, p.name).to.include(SIDECAR);
+        expect(p.initContainers, p.name).to.not.include(SIDECAR);
+        const sidecar = p.statuses.find((s) => s.name === SIDECAR);
+        expect(sidecar?.terminated?.exitCode, p.name).to.equal(0);
+      }
+      const want = expectedOutcomes(truth);
+      expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
+    } finally {
+      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', 'JOBMETRICS_SIDECAR_MODE-']);
+      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+    }
+  });
+
+  it('two webhook replicas, one deleted during a burst of Job creations: no pod rejected, all injected', async () => {
+    const ns = 'e2e-burst';
+    await labelledNamespace(cluster, ns);
+    const webhookPods = (await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'name'])).trim().split('\n');
+    expect(webhookPods).to.have.length(2);
+    const jobs = Array.from({ length: 16 }, (_, i) => `burst-${i}`);
+    const creating = (async () => {
+      for (const name of jobs) await apply(cluster, sampleJob({ name, ns, env: { ITEMS: '5', DURATION_MS: '200', SETTLE_MS: '1200' } }));
+    })();
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'delete', webhookPods[0] ?? '', '--wait=false']);
+    await creating;
+    for (const name of jobs) expect((await waitForJob(cluster, ns, name)).condition, name).to.equal('Complete');
+    const statuses = (await Promise.all(jobs.map((j) => jobPods(cluster, ns, j)))).flat().map((p) => p.annotations[STATUS]);
+    expect(statuses).to.have.length(jobs.length);
+    expect(new Set(statuses)).to.deep.equal(new Set(['injected']));
+  });
+});
