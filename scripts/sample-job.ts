@@ -5,7 +5,8 @@
  *
  * Environment: PORT, ITEMS (how many), DURATION_MS (spread over this long), SETTLE_MS (stay up
  * this long after the last increment, so the last value is scraped), EXIT_CODE, TRUTH_FILE,
- * RESTART_AT (restart the counters once, after this many items: a counter reset).
+ * RESTART_AT (restart the counters once, after this many items: a counter reset), ANNOUNCE_EXIT
+ * (print `{"exiting": <ms since the epoch>}` on stdout just before exiting, for timing benchmarks).
  */
 import { writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -77,4 +78,5 @@ for (let i = 0; i < items; i++) {
 }
 await sleep(settleMs);
 server.close();
+if (env('ANNOUNCE_EXIT', '') !== '') process.stdout.write(JSON.stringify({ exiting: Date.now() }) + '\n');
 process.exit(exitCode);
