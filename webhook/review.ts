@@ -88,6 +88,21 @@ export interface ReviewDeps {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** What is wrong with a request.uid that is not a usable string; the API server sends a UUID. */
+function uidProblem(uid: unknown): string {
+  if (uid === undefined) return 'request.uid is missing';
+  if (uid === '') return 'request.uid is empty';
+  return `request.uid is ${jsonType(uid)}, expected a string`;
+}
+
+/** The JSON type of a decoded value, with its article, for messages: "a number", "null", "an array". */
+function jsonType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  return `a ${typeof v}`;
+}
+
 /** Parses and checks the envelope. Pure. */
 export function decodeReview(body: string): Decoded {
   let review: unknown;
@@ -107,7 +122,7 @@ export function decodeReview(body: string): Decoded {
     };
   }
   if (!isObject(request)) return { ok: false, uid, message: 'AdmissionReview has no request' };
-  if (uid === '') return { ok: false, uid, message: 'request.uid is missing' };
+  if (uid === '') return { ok: false, uid, message: uidProblem(request['uid']) };
   const kind = request['kind'];
   if (!isObject(kind) || typeof kind['kind'] !== 'string') return { ok: false, uid, message: 'request.kind is missing' };
   if (typeof request['operation'] !== 'string') return { ok: false, uid, message: 'request.operation is missing' };
