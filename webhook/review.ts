@@ -224,7 +224,7 @@ async function reviewRequest(req: AdmissionRequestView, deps: ReviewDeps): Promi
           patchType: 'JSONPatch',
           patch: Buffer.from(JSON.stringify(ops)).toString('base64'),
           ...(!result.inject &&
-            result.skip.reason === 'invalid-annotation' && { warnings: [`jobmetrics: ${result.skip.message}`] }),
+            (result.skip.reason === 'invalid-annotation' || result.skip.reason === 'invalid-port') && { warnings: [`jobmetrics: ${result.skip.message}`] }),
         };
   return result.inject
     ? { httpStatus: 200, outcome: 'injected', body: reviewOut(response), detail: { ...detail, injection: result.injection } }
