@@ -41,8 +41,9 @@ export interface AdmissionReviewOut {
   readonly response: AdmissionResponse;
 }
 
-export type Outcome = 'injected' | 'skipped' | 'ignored' | 'bad_request' | 'too_large' | 'error';
-export const OUTCOMES: readonly Outcome[] = ['injected', 'skipped', 'ignored', 'bad_request', 'too_large', 'error'];
+/** `overloaded`: refused before its body was read, because the bodies in flight fill the budget. */
+export type Outcome = 'injected' | 'skipped' | 'ignored' | 'bad_request' | 'too_large' | 'overloaded' | 'error';
+export const OUTCOMES: readonly Outcome[] = ['injected', 'skipped', 'ignored', 'bad_request', 'too_large', 'overloaded', 'error'];
 
 export interface ReviewAnswer {
   readonly httpStatus: number;
