@@ -98,6 +98,13 @@ describe('webhook review', () => {
     expect(a.body.response.warnings?.[0]).to.match(/^jobmetrics: invalid annotation jobmetrics\.io\/interval/);
   });
 
+  it('a container port that is no port number skips with invalid-port and a warning', async () => {
+    const a = await review(admissionReview(loadPod('pod-container-port-invalid')), deps());
+    expect(a.outcome).to.equal('skipped');
+    expect(a.detail.skip?.reason).to.equal('invalid-port');
+    expect(a.body.response.warnings).to.deep.equal(['jobmetrics: container port "metrics" of container worker is -5, not an integer port number 1…65535']);
+  });
+
   const bad: [string, string, number, RegExp, string][] = [
     ['non-JSON', '{"apiVersion":', 400, /body is not JSON/, ''],
     ['a JSON array', '[]', 400, /not a JSON object/, ''],
