@@ -177,7 +177,7 @@ const ECHO_SOURCE = `
 import { createServer } from 'node:https';
 import { readFileSync } from 'node:fs';
 const dir = process.env.TLS_DIR;
-// The webhook's TLS options (webhook/server.ts) and keep-alive timeout.
+// The webhook's TLS options (webhook/server.ts), keep-alive timeout and default request timeouts.
 const server = createServer({ cert: readFileSync(dir + '/tls.crt'), key: readFileSync(dir + '/tls.key'), minVersion: 'TLSv1.2' }, (req, res) => {
   const chunks = [];
   req.on('data', (c) => chunks.push(c));
@@ -187,7 +187,8 @@ const server = createServer({ cert: readFileSync(dir + '/tls.crt'), key: readFil
   });
 });
 server.keepAliveTimeout = 120000;
-server.headersTimeout = 125000;
+server.headersTimeout = 5000;
+server.requestTimeout = 10000;
 server.listen(0, '127.0.0.1', () => console.log('echo listening ' + server.address().port));
 `;
 

@@ -48,13 +48,23 @@ const URL_PATH = /^\/[\x21-\x7e]*$/;
 const MAX_PATH = 1024;
 const MAX_WORKLOAD = 253;
 
+// A number in any notation JSON or JavaScript would read (-5, 80.5, 1e20, +80): a number, so never
+// a port name, even where IANA_SVC_NAME would allow it ("1e20" has a letter).
+const NUMBER_LIKE = /^[+-]?(?:\d+\.?\d*|\.\d+)(?:e[+-]?\d+)?$/i;
+
+/** A TCP port: an integer from 1 to 65535 (k8s.io/apimachinery validation.IsValidPortNum). */
+export function isPortNumber(n: unknown): n is number {
+  return typeof n === 'number' && Number.isInteger(n) && n >= 1 && n <= 65535;
+}
+
 export function parsePortValue(value: string, from: string): PortRef | string {
   const v = value.trim();
   if (/^\d+$/.test(v)) {
     const port = Number(v);
-    if (port >= 1 && port <= 65535) return { kind: 'number', port, from };
+    if (isPortNumber(port)) return { kind: 'number', port, from };
     return 'must be a port number 1…65535 or a container port name';
   }
+  if (NUMBER_LIKE.test(v)) return 'must be an integer port number 1…65535 or a container port name';
   if (PORT_NAME.test(v)) return { kind: 'name', name: v, from };
   return 'must be a port number 1…65535 or a container port name (IANA_SVC_NAME: up to 15 of a-z, 0-9, -)';
 }

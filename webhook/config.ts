@@ -33,6 +33,8 @@ export interface WebhookSettings {
   readonly tlsDir?: string;
   readonly mode: ModeSetting;
   readonly maxRequestBytes: number;
+  /** Guards against slow and idle clients; docs/webhook.md "Limits and load shedding". */
+  readonly limits: ConnectionLimits;
   readonly shutdownGraceMs: number;
   readonly logLevel: Level;
   readonly kube: {
@@ -49,6 +51,17 @@ export interface WebhookSettings {
   };
   readonly workloadLookup: { readonly enabled: boolean; readonly timeoutMs: number; readonly cacheTtlMs: number };
   readonly sidecar: SidecarSettings;
+}
+
+export interface ConnectionLimits {
+  /** Request-body bytes held at once, over all requests: read, being reviewed, or declared and awaited. */
+  readonly maxInFlightBytes: number;
+  /** Open connections, idle ones included; a connection beyond it is closed at once. */
+  readonly maxConnections: number;
+  /** From the first byte of a request (or of the TLS handshake) to the end of its headers. */
+  readonly headersTimeoutMs: number;
+  /** From the first byte of a request to the end of its body. */
+  readonly requestTimeoutMs: number;
 }
 
 /** One setting: where it lives in the YAML file, its env variable, its default, how to read it. */
@@ -102,13 +115,26 @@ const listen: SettingSpec['parse'] = (raw) => {
   if (!m || port > 65535) return bad(`"${raw}" must be host:port, e.g. 0.0.0.0:8443 or [::]:8443`);
   return ok({ host: m[1] ?? m[2] ?? '', port });
 };
-const bytes: SettingSpec['parse'] = (raw) => {
-  const m = /^(\d+)(Ki|Mi)?$/.exec(raw);
-  if (!m) return bad(`"${raw}" must be a byte count like 3145728 or 3Mi`);
-  const n = Number(m[1]) * (m[2] === 'Mi' ? 1 << 20 : m[2] === 'Ki' ? 1 << 10 : 1);
-  if (n < 64 << 10 || n > 64 << 20) return bad(`"${raw}" is outside 64Ki…64Mi`);
-  return ok(n);
-};
+const UNIT: Readonly<Record<string, number>> = { '': 1, Ki: 1 << 10, Mi: 1 << 20, Gi: 1 << 30 };
+const bytes =
+  (min: string, max: string): SettingSpec['parse'] =>
+  (raw) => {
+    const amount = (text: string): number | undefined => {
+      const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(text);
+      return m ? Number(m[1]) * (UNIT[m[2] ?? ''] ?? 1) : undefined;
+    };
+    const n = amount(raw);
+    if (n === undefined) return bad(`"${raw}" must be a byte count like 3145728 or 3Mi`);
+    if (n < (amount(min) ?? 0) || n > (amount(max) ?? Infinity)) return bad(`"${raw}" is outside ${min}…${max}`);
+    return ok(n);
+  };
+const integer =
+  (min: number, max: number): SettingSpec['parse'] =>
+  (raw) => {
+    if (!/^\d+$/.test(raw)) return bad(`"${raw}" must be a whole number`);
+    const n = Number(raw);
+    return n < min || n > max ? bad(`"${raw}" is outside ${min}…${max}`) : ok(n);
+  };
 // A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), or '' for none.
 const quantity: SettingSpec['parse'] = (raw) =>
   raw === '' || /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$/.test(raw)
@@ -123,7 +149,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'listen', env: 'JOBMETRICS_LISTEN', default: '0.0.0.0:8443', doc: 'HTTPS listen address, host:port', parse: listen },
   { key: 'tlsDir', env: 'JOBMETRICS_TLS_DIR', default: '', doc: 'directory with tls.crt and tls.key (a mounted kubernetes.io/tls Secret); reloaded on change. Empty: bootstrap through the API', parse: text },
   { key: 'mode', env: 'JOBMETRICS_SIDECAR_MODE', default: 'auto', doc: 'sidecar mode: auto (native on Kubernetes >= 1.29, else legacy), native, legacy', parse: oneOf(MODE_SETTINGS) },
-  { key: 'maxRequestBytes', env: 'JOBMETRICS_MAX_REQUEST_BYTES', default: '3Mi', doc: 'largest AdmissionReview body accepted; larger gets 413 (the API server itself accepts at most 3 MiB per request)', parse: bytes },
+  { key: 'maxRequestBytes', env: 'JOBMETRICS_MAX_REQUEST_BYTES', default: '3Mi', doc: 'largest AdmissionReview body accepted; larger gets 413 (the API server itself accepts at most 3 MiB per request)', parse: bytes('64Ki', '64Mi') },
+  { key: 'maxInFlightBytes', env: 'JOBMETRICS_MAX_IN_FLIGHT_BYTES', default: '32Mi', doc: 'request-body bytes held at once over all requests (Content-Length is reserved before the body is read); a request beyond it gets 503 at once. At least twice maxRequestBytes', parse: bytes('1Mi', '1Gi') },
+  { key: 'maxConnections', env: 'JOBMETRICS_MAX_CONNECTIONS', default: '512', doc: 'open connections, idle keep-alive ones included; one beyond it is closed at once', parse: integer(1, 65_535) },
+  { key: 'headersTimeout', env: 'JOBMETRICS_HEADERS_TIMEOUT', default: '5s', doc: 'TLS handshake, and the first byte of a request to the end of its headers; then 408 and the connection is closed', parse: duration(1_000, 60_000, 'ms') },
+  { key: 'requestTimeout', env: 'JOBMETRICS_REQUEST_TIMEOUT', default: '10s', doc: "the first byte of a request to the end of its body; then 408 and the connection is closed. At least headersTimeout; above the webhook's timeoutSeconds (5), which abandons the call anyway", parse: duration(1_000, 300_000, 'ms') },
   { key: 'shutdownGrace', env: 'JOBMETRICS_SHUTDOWN_GRACE', default: '20s', doc: 'on SIGTERM, how long in-flight reviews may take before connections are closed', parse: duration(0, 300_000, 'ms') },
   { key: 'logLevel', env: 'JOBMETRICS_LOG_LEVEL', default: 'info', doc: 'debug, info, warn or error', parse: oneOf(['debug', 'info', 'warn', 'error']) },
   { key: 'kube.kubeconfig', env: 'KUBECONFIG', default: '', doc: 'kubeconfig file for API calls; empty: the in-cluster service account', parse: text },
@@ -192,10 +222,13 @@ export function loadSettings(input: LoadInput): LoadResult {
   }
 
   const values = new Map<string, unknown>();
+  /** `key (where it came from)`, as errors name a setting. */
+  const named = new Map<string, string>();
   for (const spec of SETTINGS) {
     const fromEnv = input.env[spec.env];
     const raw = fromEnv !== undefined ? fromEnv.trim() : (fileValues.get(spec.key) ?? spec.default);
     const r = spec.parse(raw);
+    named.set(spec.key, `${spec.key} (${fromEnv !== undefined ? spec.env : fileValues.has(spec.key) ? path : 'default'})`);
     if (r.ok) values.set(spec.key, r.value);
     else errors.push({ setting: `${spec.key} (${fromEnv !== undefined ? spec.env : (path ?? 'default')})`, message: r.error });
   }
@@ -203,6 +236,22 @@ export function loadSettings(input: LoadInput): LoadResult {
 
   const str = (k: string): string => values.get(k) as string;
   const num = (k: string): number => values.get(k) as number;
+  // Settings that only make sense together.
+  if (num('maxInFlightBytes') < 2 * num('maxRequestBytes')) {
+    errors.push({
+      setting: named.get('maxInFlightBytes') ?? 'maxInFlightBytes',
+      message: `${num('maxInFlightBytes')} bytes must be at least twice maxRequestBytes (${num('maxRequestBytes')}), so a largest review still leaves room for ordinary ones`,
+    });
+  }
+  // node:http swaps the two when headersTimeout is the longer one: requestTimeout would then be
+  // headersTimeout (node src/node_http_parser.cc, ConnectionsList::Expired).
+  if (num('requestTimeout') < num('headersTimeout')) {
+    errors.push({
+      setting: named.get('requestTimeout') ?? 'requestTimeout',
+      message: `${num('requestTimeout')} ms must be at least headersTimeout (${num('headersTimeout')} ms)`,
+    });
+  }
+  if (errors.length > 0) return { ok: false, errors };
   const resources = (kind: 'requests' | 'limits'): Record<string, string> => {
     const out: Record<string, string> = {};
     for (const r of ['cpu', 'memory']) {
@@ -218,6 +267,12 @@ export function loadSettings(input: LoadInput): LoadResult {
     ...(tlsDir !== '' && { tlsDir }),
     mode: values.get('mode') as ModeSetting,
     maxRequestBytes: num('maxRequestBytes'),
+    limits: {
+      maxInFlightBytes: num('maxInFlightBytes'),
+      maxConnections: num('maxConnections'),
+      headersTimeoutMs: num('headersTimeout'),
+      requestTimeoutMs: num('requestTimeout'),
+    },
     shutdownGraceMs: num('shutdownGrace'),
     logLevel: values.get('logLevel') as Level,
     kube: {

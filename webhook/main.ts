@@ -145,7 +145,7 @@ async function main(): Promise<void> {
   // --- serve ----------------------------------------------------------------------------------
   server = createWebhookServer({
     listen: settings.listen,
-    maxRequestBytes: settings.maxRequestBytes,
+    limits: { maxRequestBytes: settings.maxRequestBytes, ...settings.limits },
     tls,
     metrics,
     log,

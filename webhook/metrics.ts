@@ -2,7 +2,7 @@
  * The webhook's own /metrics (prom-client), on a registry of its own so tests can create
  * several servers in one process.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { LookupResult } from './job-owner.ts';
 import type { Outcome } from './review.ts';
 
@@ -14,6 +14,8 @@ export interface WebhookMetrics {
   readonly duration: Histogram<'outcome'>;
   readonly jobLookups: Counter<'result'>;
   readonly tlsReloads: Counter<'result'>;
+  readonly connectionsDropped: Counter;
+  readonly bodyBytesInFlight: Gauge;
   observe(outcome: Outcome, seconds: number): void;
   lookup(result: LookupResult): void;
 }
@@ -23,7 +25,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookM
   if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix: 'jobmetrics_webhook_' });
   const requests = new Counter({
     name: 'jobmetrics_webhook_requests_total',
-    help: 'AdmissionReviews answered, by outcome (injected, skipped, ignored, bad_request, too_large, error).',
+    help: 'AdmissionReviews answered, by outcome (injected, skipped, ignored, bad_request, too_large, overloaded, error).',
     labelNames: ['outcome'] as const,
     registers: [registry],
   });
@@ -59,8 +61,20 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookM
     labelNames: ['result'] as const,
     registers: [registry],
   });
+  const connectionsDropped = new Counter({
+    name: 'jobmetrics_webhook_connections_dropped_total',
+    help: 'Connections closed on arrival because maxConnections were open.',
+    registers: [registry],
+  });
+  const bodyBytesInFlight = new Gauge({
+    name: 'jobmetrics_webhook_request_body_bytes_in_flight',
+    help: 'Request-body bytes reserved now (declared Content-Length of requests being read or reviewed), against maxInFlightBytes.',
+    registers: [registry],
+  });
   return {
     registry,
+    connectionsDropped,
+    bodyBytesInFlight,
     requests,
     injections,
     skips,

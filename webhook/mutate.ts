@@ -4,7 +4,7 @@
  * said about the Job's owner, the time for the CronJob name pattern) comes in through the context,
  * so the golden-file tests pin the whole behaviour.
  */
-import { describeAnnotationError, parseTargetAnnotations, type PortRef, type TargetAnnotations } from '../shared/annotations.ts';
+import { describeAnnotationError, isPortNumber, parseTargetAnnotations, type PortRef, type TargetAnnotations } from '../shared/annotations.ts';
 import {
   ANNOTATION,
   INJECT_DISABLED,
@@ -45,6 +45,7 @@ export const SKIP_REASONS = [
   'share-process-namespace-false',
   'windows-pod',
   'invalid-annotation',
+  'invalid-port',
   'no-metrics-port',
   'no-workload-name',
 ] as const;
@@ -95,7 +96,7 @@ export function mutate(pod: RawPod, ctx: MutateContext): MutateResult {
 
 type Decision = { readonly skip: Skip } | { readonly injection: Injection };
 
-function skip(reason: SkipReason, message: string): Decision {
+function skip(reason: SkipReason, message: string): { readonly skip: Skip } {
   return { skip: { reason, message } };
 }
 
@@ -134,14 +135,10 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
     );
   }
   const target = resolvePort(ann, spec.containers);
-  if (typeof target === 'string') {
-    return target === 'none'
-      ? skip(
-          'no-metrics-port',
-          `no metrics port: set ${ANNOTATION.port}, or name a container port ${METRICS_PORT_NAMES.join(' or ')}`,
-        )
-      : skip('invalid-annotation', target);
+  if (target === 'none') {
+    return skip('no-metrics-port', `no metrics port: set ${ANNOTATION.port}, or name a container port ${METRICS_PORT_NAMES.join(' or ')}`);
   }
+  if ('skip' in target) return target;
 
   const job = jobOf(pod);
   const workload = workloadName({ pod, job, annotation: ann.workload, lookup: ctx.jobOwner, nowMs: ctx.nowMs });
@@ -162,38 +159,50 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
 
 /**
  * The port to scrape and the container exposing it. Returns `'none'` when nothing names a
- * port, or the message of an invalid annotation.
+ * port, or the skip for an annotation naming no port or a named port that is no TCP port.
  */
 function resolvePort(
   ann: TargetAnnotations,
   containers: readonly RawContainer[],
-): { port: number; container?: string } | 'none' | string {
+): { port: number; container?: string } | 'none' | { readonly skip: Skip } {
   // Look in the main container first when the annotation names it, then in every container.
   const ordered =
     ann.container === undefined
       ? containers
       : [...containers.filter((c) => c.name === ann.container), ...containers.filter((c) => c.name !== ann.container)];
-  const find = (pred: (name: string | undefined, port: number) => boolean): { port: number; container: string } | undefined => {
+  const find = (pred: (name: string | undefined, port: unknown) => boolean): { port: unknown; container: string } | undefined => {
     for (const c of ordered) {
       for (const p of c.ports ?? []) {
-        if (typeof p.containerPort === 'number' && pred(p.name, p.containerPort)) return { port: p.containerPort, container: c.name };
+        if (pred(p.name, p.containerPort)) return { port: p.containerPort, container: c.name };
       }
     }
     return undefined;
   };
+  // The API server validates containerPort only after the mutating webhooks have run, so the pod
+  // in the review may carry any JSON value there: only an integer 1…65535 is a port to scrape.
+  const named = (portName: string): { port: number; container: string } | { readonly skip: Skip } | undefined => {
+    const found = find((name) => name === portName);
+    if (found === undefined) return undefined;
+    if (isPortNumber(found.port)) return { port: found.port, container: found.container };
+    return skip(
+      'invalid-port',
+      `container port "${portName}" of container ${found.container} is ${JSON.stringify(found.port) ?? 'missing'}, not an integer port number 1…65535`,
+    );
+  };
   const ref: PortRef | undefined = ann.port;
   if (ref?.kind === 'number') {
     const owner = find((_, port) => port === ref.port);
-    return owner ?? { port: ref.port };
+    return owner ? { port: ref.port, container: owner.container } : { port: ref.port };
   }
   if (ref?.kind === 'name') {
-    const named = find((name) => name === ref.name);
-    if (named) return named;
-    return `invalid annotation ${ref.from}="${ref.name}": no container port has that name`;
+    return (
+      named(ref.name) ??
+      skip('invalid-annotation', `invalid annotation ${ref.from}="${ref.name}": no container port has that name`)
+    );
   }
   for (const portName of METRICS_PORT_NAMES) {
-    const named = find((name) => name === portName);
-    if (named) return named;
+    const r = named(portName);
+    if (r) return r;
   }
   return 'none';
 }

@@ -41,8 +41,9 @@ export interface AdmissionReviewOut {
   readonly response: AdmissionResponse;
 }
 
-export type Outcome = 'injected' | 'skipped' | 'ignored' | 'bad_request' | 'too_large' | 'error';
-export const OUTCOMES: readonly Outcome[] = ['injected', 'skipped', 'ignored', 'bad_request', 'too_large', 'error'];
+/** `overloaded`: refused before its body was read, because the bodies in flight fill the budget. */
+export type Outcome = 'injected' | 'skipped' | 'ignored' | 'bad_request' | 'too_large' | 'overloaded' | 'error';
+export const OUTCOMES: readonly Outcome[] = ['injected', 'skipped', 'ignored', 'bad_request', 'too_large', 'overloaded', 'error'];
 
 export interface ReviewAnswer {
   readonly httpStatus: number;
@@ -88,6 +89,21 @@ export interface ReviewDeps {
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
+/** What is wrong with a request.uid that is not a usable string; the API server sends a UUID. */
+function uidProblem(uid: unknown): string {
+  if (uid === undefined) return 'request.uid is missing';
+  if (uid === '') return 'request.uid is empty';
+  return `request.uid is ${jsonType(uid)}, expected a string`;
+}
+
+/** The JSON type of a decoded value, with its article, for messages: "a number", "null", "an array". */
+function jsonType(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') return 'an object';
+  return `a ${typeof v}`;
+}
+
 /** Parses and checks the envelope. Pure. */
 export function decodeReview(body: string): Decoded {
   let review: unknown;
@@ -107,7 +123,7 @@ export function decodeReview(body: string): Decoded {
     };
   }
   if (!isObject(request)) return { ok: false, uid, message: 'AdmissionReview has no request' };
-  if (uid === '') return { ok: false, uid, message: 'request.uid is missing' };
+  if (uid === '') return { ok: false, uid, message: uidProblem(request['uid']) };
   const kind = request['kind'];
   if (!isObject(kind) || typeof kind['kind'] !== 'string') return { ok: false, uid, message: 'request.kind is missing' };
   if (typeof request['operation'] !== 'string') return { ok: false, uid, message: 'request.operation is missing' };
@@ -209,7 +225,7 @@ async function reviewRequest(req: AdmissionRequestView, deps: ReviewDeps): Promi
           patchType: 'JSONPatch',
           patch: Buffer.from(JSON.stringify(ops)).toString('base64'),
           ...(!result.inject &&
-            result.skip.reason === 'invalid-annotation' && { warnings: [`jobmetrics: ${result.skip.message}`] }),
+            (result.skip.reason === 'invalid-annotation' || result.skip.reason === 'invalid-port') && { warnings: [`jobmetrics: ${result.skip.message}`] }),
         };
   return result.inject
     ? { httpStatus: 200, outcome: 'injected', body: reviewOut(response), detail: { ...detail, injection: result.injection } }

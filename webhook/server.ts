@@ -1,8 +1,8 @@
 /**
  * The HTTPS edge: express 5 over node:https. `POST /mutate` (AdmissionReview v1), `/healthz`,
  * `/readyz`, `/metrics`. Everything that decides lives in webhook/review.ts and webhook/mutate.ts;
- * this file reads bodies (with a limit), counts, logs, answers, reloads certificates and shuts
- * down gracefully.
+ * this file admits and reads bodies (webhook/body-budget.ts), enforces the connection limits and
+ * timeouts, counts, logs, answers, reloads certificates and shuts down gracefully.
  */
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
@@ -10,13 +10,15 @@ import type { AddressInfo } from 'node:net';
 import type { Socket } from 'node:net';
 import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from '../shared/log.ts';
+import { BodyBudget } from './body-budget.ts';
+import type { ConnectionLimits } from './config.ts';
 import type { WebhookMetrics } from './metrics.ts';
 import { errorAnswer, review, type ReviewAnswer, type ReviewDeps } from './review.ts';
 import type { TlsMaterial } from './tls.ts';
 
 export interface ServerOptions {
   readonly listen: { readonly host: string; readonly port: number };
-  readonly maxRequestBytes: number;
+  readonly limits: ServerLimits;
   readonly tls: TlsMaterial;
   readonly review: ReviewDeps;
   readonly metrics: WebhookMetrics;
@@ -24,6 +26,21 @@ export interface ServerOptions {
   /** Extra readiness, e.g. "a trusted certificate is being served". Default: always ready. */
   readonly ready?: () => boolean;
 }
+
+export interface ServerLimits extends ConnectionLimits {
+  readonly maxRequestBytes: number;
+}
+
+/**
+ * How often node:http looks for connections past headersTimeout or requestTimeout (its default is
+ * 30 s, so a timeout fired up to 30 s late). The check walks only connections with a request in
+ * progress.
+ */
+const TIMEOUT_CHECK_MS = 1_000;
+/** Idle keep-alive connections; see the comment where it is set. */
+const KEEP_ALIVE_MS = 120_000;
+/** At most one log line per this interval for repeated load shedding, with the count in between. */
+const SHED_LOG_EVERY_MS = 10_000;
 
 export interface WebhookServer {
   readonly server: Server;
@@ -62,6 +79,9 @@ type TimedRequest = Request & { started?: bigint };
 export function createWebhookServer(o: ServerOptions): WebhookServer {
   let shuttingDown = false;
   let inFlight = 0;
+  const limits = o.limits;
+  const budget = new BodyBudget(limits);
+  const shedLog = throttledLog(o.log, SHED_LOG_EVERY_MS);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -101,6 +121,8 @@ export function createWebhookServer(o: ServerOptions): WebhookServer {
       o.log.info('skipped', { uid: d.uid, namespace: d.namespace, pod: d.pod, dryRun: d.dryRun, reason: d.skip.reason, why: d.skip.message, ms });
     } else if (a.outcome === 'ignored') {
       o.log.debug('ignored', { uid: d.uid, why: d.message, ms });
+    } else if (a.outcome === 'overloaded') {
+      shedLog('shedding load: request refused before its body was read', { status: a.httpStatus, why: d.message });
     } else {
       o.log.warn('review not handled', { outcome: a.outcome, status: a.httpStatus, uid: d.uid, why: d.message, ms });
     }
@@ -120,10 +142,37 @@ export function createWebhookServer(o: ServerOptions): WebhookServer {
     record(a, started === undefined ? 0 : Number(process.hrtime.bigint() - started) / 1e9);
   };
 
+  /**
+   * Reserves the body's bytes before any is read (webhook/body-budget.ts). A request that does not
+   * fit is answered at once, 413 or 503, with `Connection: close`: its body is never read, and
+   * the connection goes away with the answer. The API server takes any answer but 200 as a failed
+   * call and applies `failurePolicy: Ignore`: the pod is created, without the sidecar. There is
+   * no Retry-After, because a retry would come back into the same overload within the webhook's
+   * timeoutSeconds.
+   */
+  const admitBody = (req: Request, res: Response, next: NextFunction): void => {
+    // node:http has already refused a malformed or doubled Content-Length with 400.
+    const header = req.headers['content-length'];
+    const a = budget.admit(header === undefined ? undefined : Number(header));
+    if (!a.ok) {
+      res.setHeader('Connection', 'close');
+      send(req, res, errorAnswer(a.status, a.outcome, '', a.message));
+      return;
+    }
+    o.metrics.bodyBytesInFlight.set(budget.held);
+    // 'close' comes after the answer, and also when the connection goes first (a timeout, a reset).
+    res.once('close', () => {
+      a.release();
+      o.metrics.bodyBytesInFlight.set(budget.held);
+    });
+    next();
+  };
+
   app.post(
     '/mutate',
+    admitBody,
     // Raw bytes for any content type: a wrong Content-Type still gets an AdmissionReview answer.
-    express.raw({ type: () => true, limit: o.maxRequestBytes }),
+    express.raw({ type: () => true, limit: limits.maxRequestBytes }),
     async (req: Request, res: Response) => {
       const body = Buffer.isBuffer(req.body) ? req.body.toString('utf8') : '';
       send(req, res, await review(body, o.review));
@@ -150,20 +199,52 @@ export function createWebhookServer(o: ServerOptions): WebhookServer {
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     const e = err as { type?: string; status?: number; message?: string; limit?: number; length?: number };
     if (e.type === 'entity.too.large') {
-      send(req, res, errorAnswer(413, 'too_large', '', `request body of ${e.length ?? '?'} bytes exceeds the limit of ${o.maxRequestBytes} bytes`));
+      send(req, res, errorAnswer(413, 'too_large', '', `request body of ${e.length ?? '?'} bytes exceeds the limit of ${limits.maxRequestBytes} bytes`));
       return;
     }
     const status = typeof e.status === 'number' && e.status >= 400 && e.status < 500 ? e.status : 500;
     send(req, res, errorAnswer(status, status === 500 ? 'error' : 'bad_request', '', `cannot read the request: ${e.message ?? String(err)}`));
   });
 
-  const server = createServer({ cert: o.tls.cert, key: o.tls.key, minVersion: 'TLSv1.2', ...expressHttpClasses(app) }, app);
-  // The API server reuses connections; closing an idle one just as it sends a review makes that
-  // call fail (and the pod go without the sidecar, failurePolicy: Ignore). Keep idle connections
-  // longer than the client does (Go's http.Transport: 90 s) so the client closes first.
-  server.keepAliveTimeout = 120_000;
-  server.headersTimeout = 125_000;
-  server.requestTimeout = 30_000;
+  const server = createServer(
+    {
+      cert: o.tls.cert,
+      key: o.tls.key,
+      minVersion: 'TLSv1.2',
+      ...expressHttpClasses(app),
+      // A slow client holds memory and a connection only this long. Both are measured from the
+      // first byte of a request; an idle keep-alive connection has no request in progress, so
+      // neither applies to it. headersTimeout must not exceed requestTimeout: node:http swaps
+      // them then (settings validation refuses that).
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+      // A TLS handshake that does not finish holds a connection too (node's default: 120 s).
+      handshakeTimeout: limits.headersTimeoutMs,
+      // The API server reuses connections; closing an idle one just as it sends a review makes
+      // that call fail (and the pod go without the sidecar, failurePolicy: Ignore). Keep idle
+      // connections longer than the client does (Go's http.Transport: 90 s) so the client closes
+      // first.
+      keepAliveTimeout: KEEP_ALIVE_MS,
+    },
+    app,
+  );
+  // Every connection costs memory (TLS and HTTP state, buffers) whether it sends anything or not.
+  // Beyond the cap, node closes a new connection at once ('drop').
+  server.maxConnections = limits.maxConnections;
+  const dropLog = throttledLog(o.log, SHED_LOG_EVERY_MS);
+  let idleClosedAt = 0;
+  server.on('drop', () => {
+    o.metrics.connectionsDropped.inc();
+    dropLog('shedding load: connection closed at maxConnections', { maxConnections: limits.maxConnections });
+    // Idle keep-alive connections would hold their places for KEEP_ALIVE_MS: when the cap is
+    // reached, let them go (at most once a second), so the clients that have work get in.
+    const now = Date.now();
+    if (now - idleClosedAt >= 1_000) {
+      idleClosedAt = now;
+      server.closeIdleConnections();
+    }
+  });
   const sockets = new Set<Socket>();
   server.on('connection', (s: Socket) => {
     sockets.add(s);
@@ -203,5 +284,24 @@ export function createWebhookServer(o: ServerOptions): WebhookServer {
         server.closeIdleConnections();
       });
     },
+  };
+}
+
+/**
+ * A warn logger for a message that may repeat many times a second under load: the first is logged,
+ * then at most one every `everyMs`, with how many were left out in between.
+ */
+function throttledLog(log: Logger, everyMs: number): (msg: string, fields: Record<string, unknown>) => void {
+  let last = -Infinity;
+  let suppressed = 0;
+  return (msg, fields) => {
+    const now = Date.now();
+    if (now - last < everyMs) {
+      suppressed++;
+      return;
+    }
+    log.warn(msg, { ...fields, ...(suppressed > 0 && { sinceLastLine: suppressed }) });
+    last = now;
+    suppressed = 0;
   };
 }

@@ -21,6 +21,7 @@ describe('webhook settings', () => {
     expect(s.tlsDir).to.equal(undefined);
     expect(s.mode).to.equal('auto');
     expect(s.maxRequestBytes).to.equal(3 * 1024 * 1024);
+    expect(s.limits).to.deep.equal({ maxInFlightBytes: 32 * 1024 * 1024, maxConnections: 512, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000 });
     expect(s.sidecar.interval).to.equal('1s');
     expect(s.sidecar.pushInterval).to.equal('10s');
     expect(s.sidecar.flushTimeout).to.equal('10s');
@@ -90,6 +91,14 @@ describe('webhook settings', () => {
     ['a bad listen address', input([], { JOBMETRICS_LISTEN: '8443' }), /listen \(JOBMETRICS_LISTEN\): "8443" must be host:port/],
     ['a bad quantity', input([], { JOBMETRICS_SIDECAR_MEMORY_LIMIT: '128MB' }), /sidecar\.resources\.limits\.memory .*not a Kubernetes quantity/],
     ['a bad boolean', input([], { JOBMETRICS_WORKLOAD_LOOKUP: 'yes' }), /workloadLookup\.enabled .*must be true or false/],
+    ['a byte count with a unit it does not know', input([], { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '32MB' }), /maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): "32MB" must be a byte count like 3145728 or 3Mi/],
+    ['a budget below twice the largest body', input([], { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '5Mi' }), /^maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): 5242880 bytes must be at least twice maxRequestBytes \(3145728\)/],
+    ['a budget below twice the largest body, from the file', (files['/budget.yaml'] = 'maxRequestBytes: 20Mi\n', input(['--config', '/budget.yaml'])), /^maxInFlightBytes \(default\): 33554432 bytes must be at least twice maxRequestBytes \(20971520\)/],
+    ['zero connections', input([], { JOBMETRICS_MAX_CONNECTIONS: '0' }), /maxConnections \(JOBMETRICS_MAX_CONNECTIONS\): "0" is outside 1…65535/],
+    ['a fractional connection count', input([], { JOBMETRICS_MAX_CONNECTIONS: '1.5' }), /maxConnections \(JOBMETRICS_MAX_CONNECTIONS\): "1\.5" must be a whole number/],
+    // node:http would swap the two, and a slow body would get the longer one.
+    ['a requestTimeout shorter than headersTimeout', input([], { JOBMETRICS_HEADERS_TIMEOUT: '30s', JOBMETRICS_REQUEST_TIMEOUT: '10s' }), /^requestTimeout \(JOBMETRICS_REQUEST_TIMEOUT\): 10000 ms must be at least headersTimeout \(30000 ms\)$/],
+    ['a headersTimeout under a second', input([], { JOBMETRICS_HEADERS_TIMEOUT: '500ms' }), /headersTimeout \(JOBMETRICS_HEADERS_TIMEOUT\): "500ms" is outside 1s…1m/],
     ['a nested value where a single one belongs', (files['/nested.yaml'] = 'mode:\n  a: 1\n', input(['--config', '/nested.yaml'])), /mode \(\/nested\.yaml\): must be a single value/],
   ];
   for (const [title, inp, message] of bad) {

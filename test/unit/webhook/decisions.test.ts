@@ -4,7 +4,7 @@ import { parseTargetAnnotations } from '../../../shared/annotations.ts';
 import { defaultSettings } from '../../../webhook/config.ts';
 import { chooseMode, parseServerVersion } from '../../../webhook/mode.ts';
 import { mutate } from '../../../webhook/mutate.ts';
-import type { RawPod } from '../../../webhook/pod.ts';
+import type { RawContainerPort, RawPod } from '../../../webhook/pod.ts';
 import { cronJobFromJobName, jobOf, workloadName } from '../../../webhook/workload.ts';
 import { loadPod } from './golden.ts';
 
@@ -18,6 +18,13 @@ describe('shared/annotations parseTargetAnnotations', () => {
     { in: { 'jobmetrics.io/port': '8080', 'prometheus.io/port': 'not valid at all' }, ok: { port: { kind: 'number', port: 8080, from: 'jobmetrics.io/port' } } },
     { in: { 'jobmetrics.io/port': 'http-metrics' }, ok: { port: { kind: 'name', name: 'http-metrics', from: 'jobmetrics.io/port' } } },
     { in: { 'jobmetrics.io/port': '0' }, error: /jobmetrics\.io\/port="0": must be a port number/ },
+    { in: { 'jobmetrics.io/port': '65536' }, error: /jobmetrics\.io\/port="65536": must be a port number 1…65535/ },
+    { in: { 'jobmetrics.io/port': '-5' }, error: /jobmetrics\.io\/port="-5": must be an integer port number 1…65535/ },
+    { in: { 'prometheus.io/port': '80.5' }, error: /prometheus\.io\/port="80\.5": must be an integer port number 1…65535/ },
+    { in: { 'jobmetrics.io/port': '1e20' }, error: /jobmetrics\.io\/port="1e20": must be an integer port number 1…65535/ },
+    { in: { 'jobmetrics.io/port': '1E3' }, error: /jobmetrics\.io\/port="1E3": must be an integer port number/ },
+    { in: { 'jobmetrics.io/port': '+8080' }, error: /jobmetrics\.io\/port="\+8080": must be an integer port number/ },
+    { in: { 'jobmetrics.io/port': '99999999999999999999' }, error: /must be a port number 1…65535/ },
     { in: { 'jobmetrics.io/port': 'a-very-long-port-name' }, error: /IANA_SVC_NAME/ },
     { in: { 'jobmetrics.io/port': 'Metrics' }, error: /jobmetrics\.io\/port/ },
     { in: { 'jobmetrics.io/path': 'metrics' }, error: /must be a URL path starting with "\/"/ },
@@ -151,4 +158,35 @@ describe('webhook mutate: context-driven skips', () => {
     const r = mutate(p, ctx);
     expect(r.inject && r.injection.scrapeUrl).to.equal('http://localhost:8080/metrics');
   });
+});
+
+describe('webhook mutate: a container port must be an integer 1…65535', () => {
+  const ctx = { sidecar: defaultSettings().sidecar, mode: 'legacy' as const, nowMs: NOW };
+  /** A Job pod whose container `main` has one port named `name` with this containerPort. */
+  const podWithPort = (containerPort: unknown, name = 'metrics', annotations: Record<string, string> = {}): RawPod => ({
+    metadata: { generateName: 'export-', labels: { 'job-name': 'export' }, annotations },
+    spec: { containers: [{ name: 'main', ports: [{ name, containerPort } as RawContainerPort] }] },
+  });
+  const rows: [string, RawPod, string][] = [
+    ['9090', podWithPort(9090), 'injected http://localhost:9090/metrics'],
+    ['1', podWithPort(1), 'injected http://localhost:1/metrics'],
+    ['65535', podWithPort(65535), 'injected http://localhost:65535/metrics'],
+    ['-5', podWithPort(-5), 'invalid-port: container port "metrics" of container main is -5, not an integer port number 1…65535'],
+    ['80.5', podWithPort(80.5), 'invalid-port: container port "metrics" of container main is 80.5, not an integer port number 1…65535'],
+    ['1e20', podWithPort(1e20), 'invalid-port: container port "metrics" of container main is 100000000000000000000, not an integer port number 1…65535'],
+    ['0', podWithPort(0), 'invalid-port: container port "metrics" of container main is 0, not an integer port number 1…65535'],
+    ['65536', podWithPort(65536), 'invalid-port: container port "metrics" of container main is 65536, not an integer port number 1…65535'],
+    ['a string', podWithPort('9090', 'http-metrics'), 'invalid-port: container port "http-metrics" of container main is "9090", not an integer port number 1…65535'],
+    ['null', podWithPort(null), 'invalid-port: container port "metrics" of container main is null, not an integer port number 1…65535'],
+    ['absent', podWithPort(undefined), 'invalid-port: container port "metrics" of container main is missing, not an integer port number 1…65535'],
+    ['-5, named by the annotation', podWithPort(-5, 'scrape', { 'jobmetrics.io/port': 'scrape' }), 'invalid-port: container port "scrape" of container main is -5, not an integer port number 1…65535'],
+    ['-5, the annotation giving the number', podWithPort(-5, 'metrics', { 'jobmetrics.io/port': '8080' }), 'injected http://localhost:8080/metrics'],
+  ];
+  for (const [title, pod, want] of rows) {
+    it(`containerPort ${title} → ${want}`, () => {
+      const r = mutate(pod, ctx);
+      expect(r.inject ? `injected ${r.injection.scrapeUrl}` : `${r.skip.reason}: ${r.skip.message}`).to.equal(want);
+      if (!r.inject) expect(r.pod.metadata?.annotations?.['jobmetrics.io/status']).to.equal(`skipped: ${r.skip.message}`);
+    });
+  }
 });

@@ -52,6 +52,8 @@ const cases: readonly Case[] = [
   { name: 'pod-share-process-namespace-false', mode: 'native', expect: { inject: false, reason: 'share-process-namespace-false' } },
   { name: 'pod-annotations-bad-interval', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /jobmetrics\.io\/interval="5ms": "5ms" is outside 100ms…1m/ } },
   { name: 'pod-annotations-bad-port', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /jobmetrics\.io\/port="70000"/ } },
+  { name: 'pod-annotations-bad-port-negative', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /jobmetrics\.io\/port="-5": must be an integer port number 1…65535/ } },
+  { name: 'pod-container-port-invalid', mode: 'native', expect: { inject: false, reason: 'invalid-port', status: /container port "metrics" of container worker is -5, not an integer port number 1…65535/ } },
   { name: 'pod-annotations-bad-container', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /no such container \(have worker\)/ } },
   { name: 'pod-annotations-bad-scheme', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /prometheus\.io\/scheme="ftp": must be http or https/ } },
   { name: 'pod-annotations-unknown-port-name', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /no container port has that name/ } },

@@ -98,13 +98,26 @@ describe('webhook review', () => {
     expect(a.body.response.warnings?.[0]).to.match(/^jobmetrics: invalid annotation jobmetrics\.io\/interval/);
   });
 
+  it('a container port that is no port number skips with invalid-port and a warning', async () => {
+    const a = await review(admissionReview(loadPod('pod-container-port-invalid')), deps());
+    expect(a.outcome).to.equal('skipped');
+    expect(a.detail.skip?.reason).to.equal('invalid-port');
+    expect(a.body.response.warnings).to.deep.equal(['jobmetrics: container port "metrics" of container worker is -5, not an integer port number 1…65535']);
+  });
+
   const bad: [string, string, number, RegExp, string][] = [
     ['non-JSON', '{"apiVersion":', 400, /body is not JSON/, ''],
     ['a JSON array', '[]', 400, /not a JSON object/, ''],
     ['the wrong kind', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'Pod', request: { uid: 'u1' } }), 400, /expected kind AdmissionReview/, 'u1'],
     ['v1beta1', JSON.stringify({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: { uid: 'u2' } }), 400, /apiVersion "admission\.k8s\.io\/v1beta1"/, 'u2'],
     ['no request', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }), 400, /has no request/, ''],
-    ['no uid', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { kind: { kind: 'Pod' } } }), 400, /uid is missing/, ''],
+    ['no uid', JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { kind: { kind: 'Pod' } } }), 400, /^request\.uid is missing$/, ''],
+    ['a uid that is a number', admissionReview(pod, { uid: 42 }), 400, /^request\.uid is a number, expected a string$/, ''],
+    ['a uid that is null', admissionReview(pod, { uid: null }), 400, /^request\.uid is null, expected a string$/, ''],
+    ['a uid that is an object', admissionReview(pod, { uid: { id: 'x' } }), 400, /^request\.uid is an object, expected a string$/, ''],
+    ['a uid that is a list', admissionReview(pod, { uid: ['x'] }), 400, /^request\.uid is an array, expected a string$/, ''],
+    ['a uid that is a boolean', admissionReview(pod, { uid: true }), 400, /^request\.uid is a boolean, expected a string$/, ''],
+    ['an empty uid', admissionReview(pod, { uid: '' }), 400, /^request\.uid is empty$/, ''],
     ['a pod without spec', admissionReview({ metadata: { name: 'x' } }), 400, /spec is missing/, '705ab4f5-6393-11e8-b7cc-42010a800002'],
     ['labels that are not strings', admissionReview({ metadata: { labels: { a: 1 } }, spec: { containers: [] } }), 400, /labels is not a map of strings/, '705ab4f5-6393-11e8-b7cc-42010a800002'],
   ];
