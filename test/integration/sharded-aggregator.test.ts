@@ -17,24 +17,13 @@ import { startTopology, type Topology } from '../../scripts/aggregator-topology.
 import { sumOf, vmagentMetricsAt } from '../../scripts/aggregator-stack.ts';
 import { addInto, compareWithTruth, countStored } from '../../scripts/output-exactness.ts';
 import { runSimulatedPod, type PodResult, type PodTiming } from '../../scripts/simulated-pod.ts';
+import { seeded } from '../../scripts/seeded-random.ts';
 import { closeIdleConnections } from '../../sidecar/remote-write.ts';
 
 const NS = 'sharded';
 const PODS = 50;
 const JOBS = 4;
 const SERIES = 30;
-
-/** A deterministic pseudo-random source (mulberry32), so a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('sharded aggregator tier (manifests/overlays/sharded-aggregator): real vmagents, exact totals', function () {
   this.timeout(120_000);
