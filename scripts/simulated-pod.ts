@@ -39,6 +39,8 @@ export interface PodTiming {
   /** The aggregator's staleness interval (the sidecar's new-generation rule). */
   readonly stalenessMs: number;
   readonly random: () => number;
+  /** Called after every delivery (for progress lines). */
+  readonly onDelivery?: (ok: boolean, samples: number, retries: number) => void;
 }
 
 export interface PodResult {
@@ -49,6 +51,8 @@ export interface PodResult {
   readonly finalDelivered: boolean;
   /** The end of the pod's life (its main container's exit). */
   readonly exitAtMs: number;
+  /** Ended by the caller's signal rather than at the end of its lifetime. */
+  readonly endedEarly: boolean;
   /** When the final delivery was acknowledged. */
   readonly deliveredAtMs: number | undefined;
   readonly deliveries: number;
@@ -144,6 +148,7 @@ export async function runSimulatedPod(spec: PodSpec, t: PodTiming, end?: AbortSi
         if (mayHaveArrived(o)) maybeArrived = true;
       },
     });
+    t.onDelivery?.(outcome.ok, plan.samples, outcome.attempts - 1);
     if (outcome.ok) {
       store.acknowledge(plan, Date.now());
       stats.samplesDelivered += plan.samples;
@@ -177,6 +182,7 @@ export async function runSimulatedPod(spec: PodSpec, t: PodTiming, end?: AbortSi
   }
   // Exit: the last work, the last reading, the final delivery until the flush deadline.
   const exitAtMs = Date.now();
+  const endedEarly = end?.aborted === true && exitAtMs < endMs;
   main.advance(t.random);
   const families = main.families();
   store.update(families, exitAtMs);
@@ -189,5 +195,5 @@ export async function runSimulatedPod(spec: PodSpec, t: PodTiming, end?: AbortSi
     if (r.ok) deliveredAtMs = Date.now();
     else if (!r.retryable) break;
   }
-  return { pod: spec.pod, job: spec.job, truth: truthOf(spec, families), finalDelivered, exitAtMs, deliveredAtMs, ...stats };
+  return { pod: spec.pod, job: spec.job, truth: truthOf(spec, families), finalDelivered, exitAtMs, endedEarly, deliveredAtMs, ...stats };
 }
