@@ -42,6 +42,8 @@ export interface TopologyOptions {
   /** `staleness_interval` of every rule; default the shipped file's. */
   readonly stalenessInterval?: string;
   readonly readyTimeoutMs?: number;
+  /** Addresses of the routers' Service (scripts/tcp-balancer.ts); default 1. */
+  readonly serviceAddresses?: number;
 }
 
 /** One vmagent process of the tier. */
@@ -60,6 +62,8 @@ export interface Topology {
   readonly spec: TopologySpec;
   /** What the sidecars are given: the routers' Service. */
   readonly remoteWriteUrl: string;
+  /** The same Service at each of its addresses (`serviceAddresses`). */
+  readonly remoteWriteUrls: readonly string[];
   readonly prometheusUrl: string;
   readonly routers: readonly Member[];
   readonly shards: readonly Member[];
@@ -196,7 +200,7 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
     }
     const routers = members.filter((m) => m.role === 'router');
     const shards = members.filter((m) => m.role === 'shard');
-    const balancer: Balancer = await startBalancer(() => routers.map((r) => `127.0.0.1:${r.port}`));
+    const balancer: Balancer = await startBalancer(() => routers.map((r) => `127.0.0.1:${r.port}`), opts.serviceAddresses ?? 1);
     cleanup.push(() => balancer.close());
 
     const member = (role: Member['role'], index: number): MutableMember => {
@@ -228,7 +232,8 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
 
     const topology: Topology = {
       spec,
-      remoteWriteUrl: `http://${balancer.address}/api/v1/write`,
+      remoteWriteUrl: `http://${balancer.addresses[0] ?? ''}/api/v1/write`,
+      remoteWriteUrls: balancer.addresses.map((a) => `http://${a}/api/v1/write`),
       prometheusUrl: prom.url,
       routers,
       shards,

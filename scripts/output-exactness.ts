@@ -48,6 +48,8 @@ export function countStored(series: readonly StoredSeries[], replicaLabel?: stri
 
 export interface Exactness {
   readonly seriesExpected: number;
+  /** Σ (truth − floor): what the pods counted but never had acknowledged (final flushes past their deadline). */
+  readonly undelivered: number;
   readonly seriesExact: number;
   /** Expected but absent from the store. */
   readonly seriesMissing: number;
@@ -55,36 +57,45 @@ export interface Exactness {
   readonly seriesUnexpected: number;
   readonly expectedTotal: number;
   readonly countedTotal: number;
-  /** Σ over series of (truth − counted) where counted is below the truth. */
+  /** Σ over series of (floor − counted) where counted is below the floor: lost by the aggregator tier. */
   readonly lost: number;
-  /** Σ over series of (counted − truth) where counted is above the truth. */
+  /** Σ over series of (counted − truth) where counted is above the truth: counted twice. */
   readonly double: number;
   /** Up to 5 series that differ, for the report: key, truth, counted. */
   readonly examples: ReadonlyArray<readonly [string, number, number]>;
 }
 
-export function compareWithTruth(truth: ReadonlyMap<string, number>, counted: ReadonlyMap<string, number>): Exactness {
+/**
+ * Compares the counted totals with what the pods counted (`truth`). `floor` (default `truth`) is
+ * what the aggregator tier was given for sure: the acknowledged values; between it and the truth
+ * lie deliveries that failed and may or may not have been counted. A series is exact when its
+ * count lies in [floor, truth].
+ */
+export function compareWithTruth(truth: ReadonlyMap<string, number>, counted: ReadonlyMap<string, number>, floor: ReadonlyMap<string, number> = truth): Exactness {
   let seriesExact = 0;
   let seriesMissing = 0;
   let lost = 0;
   let double = 0;
   let expectedTotal = 0;
   let total = 0;
+  let undelivered = 0;
   const examples: Array<readonly [string, number, number]> = [];
   for (const [key, want] of truth) {
+    const low = floor.get(key) ?? 0;
     expectedTotal += want;
+    undelivered += want - low;
     const got = counted.get(key);
     if (got === undefined) {
       seriesMissing++;
-      lost += want;
-      if (want !== 0 && examples.length < 5) examples.push([key, want, NaN]);
+      lost += low;
+      if (low !== 0 && examples.length < 5) examples.push([key, want, NaN]);
       continue;
     }
     total += got;
-    if (got === want) seriesExact++;
+    if (got >= low && got <= want) seriesExact++;
     else if (examples.length < 5) examples.push([key, want, got]);
-    if (got < want) lost += want - got;
-    else double += got - want;
+    if (got < low) lost += low - got;
+    if (got > want) double += got - want;
   }
   let seriesUnexpected = 0;
   for (const [key, got] of counted) {
@@ -93,7 +104,7 @@ export function compareWithTruth(truth: ReadonlyMap<string, number>, counted: Re
     double += got;
     total += got;
   }
-  return { seriesExpected: truth.size, seriesExact, seriesMissing, seriesUnexpected, expectedTotal, countedTotal: total, lost, double, examples };
+  return { seriesExpected: truth.size, undelivered, seriesExact, seriesMissing, seriesUnexpected, expectedTotal, countedTotal: total, lost, double, examples };
 }
 
 /** Adds `b` into `a` (the ground truth of many pods). */

@@ -15,7 +15,7 @@
  */
 import type { MetricFamily, Sample } from '../shared/exposition/types.ts';
 import { deliverWithRetry, encodeWriteRequest } from '../sidecar/remote-write.ts';
-import { SeriesStore } from '../sidecar/series-store.ts';
+import { KIND_LABEL, SeriesStore } from '../sidecar/series-store.ts';
 import { mayHaveArrived } from '../sidecar/sidecar.ts';
 import { seriesKey } from './remote-write-recorder.ts';
 
@@ -41,6 +41,8 @@ export interface PodTiming {
   readonly random: () => number;
   /** Called after every delivery (for progress lines). */
   readonly onDelivery?: (ok: boolean, samples: number, retries: number) => void;
+  /** Called with the error of every failed attempt that is retried. */
+  readonly onRetry?: (error: string) => void;
 }
 
 export interface PodResult {
@@ -48,6 +50,13 @@ export interface PodResult {
   readonly job: string;
   /** Output series key (scripts/remote-write-recorder.ts `seriesKey`, without `pod`) → final value. */
   readonly truth: ReadonlyMap<string, number>;
+  /**
+   * What the aggregator acknowledged of each output series: `truth` when the final delivery
+   * worked; else the last acknowledged values (a failed delivery may still have been counted, so
+   * the aggregator's share lies between this and `truth`). After a new generation the store's
+   * offsets are not visible here: then 0 (a safe floor).
+   */
+  readonly acknowledged: ReadonlyMap<string, number>;
   readonly finalDelivered: boolean;
   /** The end of the pod's life (its main container's exit). */
   readonly exitAtMs: number;
@@ -116,6 +125,11 @@ function truthOf(spec: PodSpec, families: readonly MetricFamily[]): Map<string, 
   return out;
 }
 
+/** The output series key of a delivered series: its labels without `pod` and the kind label. */
+function outputKey(labels: ReadonlyArray<readonly [string, string]>): string {
+  return seriesKey(labels.filter(([n]) => n !== 'pod' && n !== KIND_LABEL));
+}
+
 const sleepUntil = (atMs: number, signal: AbortSignal | undefined): Promise<void> =>
   new Promise((resolve) => {
     if (signal?.aborted) return resolve();
@@ -133,6 +147,7 @@ export async function runSimulatedPod(spec: PodSpec, t: PodTiming, end?: AbortSi
   const main = new MainContainer(spec.series);
   const store = new SeriesStore({ namespace: spec.namespace, job: spec.job, pod: spec.pod, maxSeries: 50_000 });
   const stats = { deliveries: 0, retries: 0, failedDeliveries: 0, samplesDelivered: 0 };
+  const acknowledged = new Map<string, number>();
 
   // runSidecar's `deliver`, step for step (sidecar/sidecar.ts).
   const deliver = async (deadlineMs: number, zerosOnly = false): Promise<{ ok: boolean; retryable: boolean }> => {
@@ -145,12 +160,19 @@ export async function runSimulatedPod(spec: PodSpec, t: PodTiming, end?: AbortSi
       timeoutMs: Math.min(5_000, t.flushTimeoutMs),
       onRetry: (_attempt, o) => {
         stats.retries++;
+        if (!o.ok) t.onRetry?.(o.error.message);
         if (mayHaveArrived(o)) maybeArrived = true;
       },
     });
     t.onDelivery?.(outcome.ok, plan.samples, outcome.attempts - 1);
     if (outcome.ok) {
       store.acknowledge(plan, Date.now());
+      if (plan.generation === 0) {
+        for (const series of plan.series) {
+          const last = series.samples[series.samples.length - 1];
+          if (last !== undefined) acknowledged.set(outputKey(series.labels), last.value);
+        }
+      }
       stats.samplesDelivered += plan.samples;
       return { ok: true, retryable: false };
     }
@@ -195,5 +217,7 @@ export async function runSimulatedPod(spec: PodSpec, t: PodTiming, end?: AbortSi
     if (r.ok) deliveredAtMs = Date.now();
     else if (!r.retryable) break;
   }
-  return { pod: spec.pod, job: spec.job, truth: truthOf(spec, families), finalDelivered, exitAtMs, endedEarly, deliveredAtMs, ...stats };
+  const truth = truthOf(spec, families);
+  const floor = finalDelivered ? truth : new Map([...truth.keys()].map((k) => [k, store.generation === 0 ? (acknowledged.get(k) ?? 0) : 0]));
+  return { pod: spec.pod, job: spec.job, truth, acknowledged: floor, finalDelivered, exitAtMs, endedEarly, deliveredAtMs, ...stats };
 }

@@ -8,8 +8,8 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
 export interface Balancer {
-  /** `127.0.0.1:<port>`. */
-  readonly address: string;
+  /** `127.0.0.1:<port>`, one per listening port. */
+  readonly addresses: readonly string[];
   /** Connections handed to each backend so far, by backend `host:port`. */
   readonly connections: ReadonlyMap<string, number>;
   close(): Promise<void>;
@@ -27,12 +27,17 @@ function dial(target: string): Promise<Socket> {
   });
 }
 
-/** Listens on `127.0.0.1:<port>` (0: any free port) and balances over `backends()` (read per connection). */
-export async function startBalancer(backends: () => readonly string[], port = 0): Promise<Balancer> {
+/**
+ * Listens on `ports` free loopback ports and balances over `backends()` (read per connection).
+ * Several ports stand for one Service address seen by many pods: an HTTP client pools its
+ * connections per address, so a load generator that simulates many pods in one process spreads
+ * them over the ports to get the many connections that many pods would open.
+ */
+export async function startBalancer(backends: () => readonly string[], ports = 1): Promise<Balancer> {
   const counts = new Map<string, number>();
   const open = new Set<Socket>();
   let next = 0;
-  const server: Server = createServer((client) => {
+  const onConnection = (client: Socket): void => {
     open.add(client);
     client.pause();
     client.on('error', () => {});
@@ -66,20 +71,26 @@ export async function startBalancer(backends: () => readonly string[], port = 0)
       }
       client.destroy();
     })();
-  });
-  await new Promise<void>((resolveListen, rejectListen) => {
-    server.once('error', rejectListen);
-    server.listen(port, '127.0.0.1', () => resolveListen());
-  });
-  const addr = server.address();
-  if (addr === null || typeof addr === 'string') throw new Error('balancer: no TCP address');
+  };
+  const servers: Server[] = [];
+  const addresses: string[] = [];
+  for (let i = 0; i < ports; i++) {
+    const server = createServer(onConnection);
+    await new Promise<void>((resolveListen, rejectListen) => {
+      server.once('error', rejectListen);
+      server.listen(0, '127.0.0.1', () => resolveListen());
+    });
+    const addr = server.address();
+    if (addr === null || typeof addr === 'string') throw new Error('balancer: no TCP address');
+    servers.push(server);
+    addresses.push(`127.0.0.1:${addr.port}`);
+  }
   return {
-    address: `127.0.0.1:${addr.port}`,
+    addresses,
     connections: counts,
-    close: () =>
-      new Promise<void>((resolveClose) => {
-        for (const s of open) s.destroy();
-        server.close(() => resolveClose());
-      }),
+    close: async () => {
+      for (const s of open) s.destroy();
+      await Promise.all(servers.map((server) => new Promise<void>((resolveClose) => server.close(() => resolveClose()))));
+    },
   };
 }
