@@ -431,15 +431,15 @@ export function formatReport(r: LoadResult): string {
 
 export function verdict(r: LoadResult): string[] {
   const e = r.exactness;
-  const out = [`exactness: ${e.double === 0 ? 'MET' : 'NOT MET'} (0 counted twice: ${e.double})`];
-  if (r.lossBound === undefined) out.push(`no loss: ${e.lost === 0 ? 'MET' : 'NOT MET'} (lost ${e.lost})`);
-  else out.push(`loss within one aggregation interval of the crashed shard: ${e.lost <= r.lossBound ? 'MET' : 'NOT MET'} (lost ${e.lost}, bound ${r.lossBound})`);
+  const out = [`target nothing counted twice: ${e.double === 0 ? 'MET' : 'NOT MET'} (counted twice: ${e.double})`];
+  if (r.lossBound === undefined) out.push(`target nothing lost by the tier: ${e.lost === 0 ? 'MET' : 'NOT MET'} (lost ${e.lost})`);
+  else out.push(`target loss within one aggregation interval of the crashed shard: ${e.lost <= r.lossBound ? 'MET' : 'NOT MET'} (lost ${e.lost}, bound ${r.lossBound})`);
   return out;
 }
 
 export async function run(o: LoadOptions = {}): Promise<string> {
   const r = await benchAggregatorLoad(o);
-  return [formatReport(r), '', ...verdict(r).map((v) => `- ${v}`)].join('\n');
+  return [formatReport(r), '', ...verdict(r)].join('\n\n');
 }
 
 // ---- CLI ---------------------------------------------------------------------------------------
