@@ -439,7 +439,7 @@ export function verdict(r: LoadResult): string[] {
 
 export async function run(o: LoadOptions = {}): Promise<string> {
   const r = await benchAggregatorLoad(o);
-  return [formatReport(r), '', ...verdict(r)].join('\n\n');
+  return [formatReport(r), ...verdict(r)].join('\n\n');
 }
 
 // ---- CLI ---------------------------------------------------------------------------------------
