@@ -33,7 +33,7 @@ import { startBalancer, type Balancer } from './tcp-balancer.ts';
 import { localizeArgs, readTopology, SHARD_SET, shardHosts, type TopologySpec } from './topology-spec.ts';
 
 export interface TopologyOptions {
-  /** Folder for data and logs (created by the caller; left in place by stop()). */
+  /** Folder for data and logs (created by the caller; left in place by close()). */
   readonly dir: string;
   /** `sharded-aggregator` or `ha-aggregator`. */
   readonly overlay: string;
@@ -67,7 +67,7 @@ export interface Topology {
   readonly prometheusUrl: string;
   readonly routers: readonly Member[];
   readonly shards: readonly Member[];
-  /** Prometheus and the recorders' process is ours; these are the other processes, for CPU and memory. */
+  /** The Prometheus process (for its CPU and memory; the recorders and the balancer run in ours). */
   readonly prometheus: Child;
   /** Output series keys (scripts/remote-write-recorder.ts) each shard wrote, by shard index. */
   outputsByShard(): ReadonlyArray<ReadonlyMap<string, number>>;
@@ -80,7 +80,9 @@ export interface Topology {
    * delivered the outputs.
    */
   flush(): Promise<void>;
+  /** SIGTERM: a graceful stop (vmagent writes its queues and `flush_on_shutdown` outputs); SIGKILL: a crash. */
   stop(role: Member['role'], index: number, signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Starts a stopped member again on its port, so the routers and the Service find it. */
   start(role: Member['role'], index: number): Promise<void>;
   restart(role: Member['role'], index: number, signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   close(): Promise<void>;
