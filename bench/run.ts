@@ -3,7 +3,7 @@
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
  *   npm run bench                            parser, sidecar, exit-latency, tail-loss, webhook,
- *                                            aggregator-load (~27 min)
+ *                                            aggregator-load, webhook-burst (~30 min)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
  *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
@@ -24,7 +24,7 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load'] as const;
+const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst'] as const;
 type Name = (typeof NAMES)[number];
 const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load' };
 
@@ -104,6 +104,8 @@ async function runOne(name: Name, a: Args): Promise<string> {
     case 'webhook':
       // bench/webhook.ts's own defaults (10 s runs after a 3 s warm-up) unless --quick.
       return (await import('./webhook.ts')).run(a.quick ? { durationS: 3, warmupS: 1 } : {});
+    case 'webhook-burst':
+      return (await import('./webhook-burst.ts')).run(a.quick ? { pods: 200 } : {});
     case 'aggregator-load': {
       const m = await import('./aggregator-load.ts');
       return m.run({ ...(a.quick ? { pods: 200, durationMs: 60_000 } : {}), ...m.parseLoadArgs(a.load) });
@@ -118,6 +120,7 @@ const TITLES: Record<Name, string> = {
   'tail-loss': 'Tail loss',
   webhook: 'Webhook',
   'aggregator-load': 'Aggregator tier under load',
+  'webhook-burst': 'Webhook under a pod-creation burst',
 };
 
 async function main(): Promise<number> {
