@@ -69,7 +69,7 @@ export interface Topology {
   readonly shards: readonly Member[];
   /** The Prometheus process (for its CPU and memory; the recorders and the balancer run in ours). */
   readonly prometheus: Child;
-  /** Output series keys (scripts/remote-write-recorder.ts) each shard wrote, by shard index. */
+  /** Output series keys (scripts/series-key.ts) each shard wrote, by shard index. */
   outputsByShard(): ReadonlyArray<ReadonlyMap<string, number>>;
   query(promql: string, atSec?: number): Promise<QueryResult[]>;
   /** The raw samples of every series `selector` matches over the last `range` (e.g. `1h`). */

@@ -7,20 +7,9 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { decodeWriteRequest } from '../test/support/write-request.ts';
+import { seriesKey } from './series-key.ts';
 
 const snappy: typeof import('snappyjs') = createRequire(import.meta.url)('snappyjs');
-
-/** `name{a="1",b="2"}` with the labels sorted, `__name__` first: one string per label set. */
-export function seriesKey(labels: ReadonlyArray<readonly [string, string]>): string {
-  let name = '';
-  const rest: Array<readonly [string, string]> = [];
-  for (const l of labels) {
-    if (l[0] === '__name__') name = l[1];
-    else rest.push(l);
-  }
-  rest.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return `${name}{${rest.map(([n, v]) => `${n}=${JSON.stringify(v)}`).join(',')}}`;
-}
 
 export interface Recorder {
   readonly url: string;

@@ -17,7 +17,7 @@ import type { MetricFamily, Sample } from '../shared/exposition/types.ts';
 import { deliverWithRetry, encodeWriteRequest } from '../sidecar/remote-write.ts';
 import { KIND_LABEL, SeriesStore } from '../sidecar/series-store.ts';
 import { mayHaveArrived } from '../sidecar/sidecar.ts';
-import { seriesKey } from './remote-write-recorder.ts';
+import { seriesKey } from './series-key.ts';
 
 export interface PodSpec {
   readonly namespace: string;
@@ -48,7 +48,7 @@ export interface PodTiming {
 export interface PodResult {
   readonly pod: string;
   readonly job: string;
-  /** Output series key (scripts/remote-write-recorder.ts `seriesKey`, without `pod`) → final value. */
+  /** Output series key (scripts/series-key.ts, without `pod`) → final value. */
   readonly truth: ReadonlyMap<string, number>;
   /**
    * What the aggregator acknowledged of each output series: `truth` when the final delivery
