@@ -7,14 +7,18 @@
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
  *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
- *                                            per interval, webhook 3 s runs
+ *                                            per interval, webhook 3 s runs, aggregator-load
+ *                                            200 pods for 60 s, webhook-burst 200 pods
  *   npm run bench -- exit-latency --runs 50 --no-vmagent
  *   npm run bench -- sidecar --profile       also a CPU profile of the sidecar per configuration
  *   npm run bench -- aggregator-load --pods 1000 --series 100 --duration 5m --overlay ha-aggregator
  *                                            the aggregator tier under load with faults (its own
- *                                            options: bench/aggregator-load.ts); --quick: 200 pods, 60 s
+ *                                            options: bench/aggregator-load.ts)
+ *   npm run bench -- webhook-burst           1 000 pods created at once through a real API server,
+ *                                            with and without the webhook (bench/webhook-burst.ts)
  *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
- *                                            Parser, Exit and Tail-loss sections of docs/benchmarks.md
+ *                                            Parser, Exit, Tail-loss, Aggregator-load and
+ *                                            Webhook-burst sections of docs/benchmarks.md
  *                                            (the Webhook section is bench/webhook.ts's own)
  *
  * The machine has few cores and is shared: run measurements under the benchmark lock, so they
