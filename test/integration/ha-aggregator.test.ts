@@ -4,7 +4,8 @@
  * series sent to 2 of them (`-remoteWrite.shardByURLReplicas=2`), each aggregator labelling its
  * outputs `jobmetrics_replica=<pod name>`, into one Prometheus, which keeps both copies. Counted as
  * `max without (jobmetrics_replica)` (scripts/output-exactness.ts), the totals are exact with both
- * copies running and with one aggregator killed in the middle of the load.
+ * copies running, with one aggregator crashed and started again, and with one killed and left down,
+ * in the middle of the load.
  *
  * The stream-aggregation rules run with a 1 s interval instead of 10 s; everything else is as shipped.
  */
@@ -105,6 +106,20 @@ describe('HA aggregator tier (manifests/overlays/ha-aggregator): two copies of e
     // Summing the copies instead of taking the higher would count everything twice.
     const summed = [...countStored(stored).counted.values()].reduce((a, b) => a + b, 0);
     expect(summed).to.equal(2 * exact.expectedTotal);
+  });
+
+  it('one aggregator crashed (SIGKILL) and started again in the middle of the load: max over the copies is still exact, its own copies never above the truth', async () => {
+    const ns = 'ha-crash';
+    const crashed = 1;
+    const truth = await load(ns, 30, 23, () => tier().restart('shard', crashed, 'SIGKILL'));
+    const stored = await tier().rangeSamples(`{namespace="${ns}"}`, '10m');
+    const exact = compareWithTruth(truth, countStored(stored, REPLICA).counted);
+    expect(exact.examples).to.deep.equal([]);
+    expect(exact).to.include({ seriesExpected: JOBS * SERIES, seriesExact: JOBS * SERIES, lost: 0, double: 0 });
+    // The restarted aggregator's copies went on after the crash, never above the truth.
+    const own = countStored(stored.filter((s) => s.metric[REPLICA] === `jobmetrics-aggregator-shard-${crashed}`), REPLICA).counted;
+    expect(own.size).to.be.above(0);
+    expect([...own].filter(([k, v]) => v > (truth.get(k) ?? 0))).to.deep.equal([]);
   });
 
   it('one aggregator killed (SIGKILL) in the middle of the load and left down: still exact, its copies stop', async () => {
