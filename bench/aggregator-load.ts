@@ -10,7 +10,8 @@
  *   with its final flush, another starts, so --pods are live at once (after a ramp of 20 s). At
  *   --duration the live ones end together (a burst of final flushes) and no more start.
  * - Every pod has --series series (one counter family; from 24 series on also a 10-bucket
- *   histogram), in one of --jobs workloads; every 3 s one pod is a probe with a workload of its own,
+ *   histogram; read into the store once per push interval and at the exit), in one of --jobs
+ *   workloads; every 3 s one pod is a probe with a workload of its own,
  *   whose final value is polled in Prometheus: exit → visible.
  * - Faults (unless --no-faults), at 30 %, 50 % and 70 % of the duration: one shard crashes (SIGKILL)
  *   and is started again at once; one router is restarted (SIGTERM: a rolling update); with the HA
