@@ -1,6 +1,6 @@
 /**
  * Pod creation in a burst, with and without the webhook: a real API server (etcd, kube-apiserver,
- * kube-controller-manager v1.37 from test/e2e/control-plane.ts; no kubelet, so pods stay pending),
+ * kube-controller-manager v1.37 from scripts/cluster/control-plane.ts; no kubelet, so pods stay pending),
  * the shipped MutatingWebhookConfiguration (overlay e2e-local: only the URL differs), and 2 webhook
  * processes (the built `dist/webhook/main.js` with the shipped settings and the webhook
  * ServiceAccount's RBAC) behind one address (scripts/tcp-balancer.ts, TLS passed through, standing
@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { startBalancer } from '../scripts/tcp-balancer.ts';
-import { createNamespace, makeServingCert, startControlPlane, type ControlPlane } from '../test/e2e/control-plane.ts';
+import { createNamespace, makeServingCert, startControlPlane, type ControlPlane } from '../scripts/cluster/control-plane.ts';
 import { applyObjects, e2eLocalInstall, ensureBuilt, eventually, serviceAccountKubeconfig, startWebhook, type WebhookProcess } from '../test/e2e/webhook-harness.ts';
 import { percentile } from './exit-latency.ts';
 
