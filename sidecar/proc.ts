@@ -1,6 +1,6 @@
 /**
- * Reading /proc without any capability: `/proc/<pid>/stat` and `/proc/<pid>/cgroup` are
- * world-readable (proc(5)), unlike `exe`, `environ` or ptrace. Parsing is pure; reading is a thin
+ * Reading /proc without any capability: `/proc/<pid>/stat`, `cgroup` and `mountinfo` are
+ * world-readable (proc(5)), unlike `exe`, `environ`, `fd`, `root` or ptrace. Parsing is pure; reading is a thin
  * layer that takes `procRoot`, so tests can point it at a fixture tree.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -106,5 +106,14 @@ export function readStatSync(procRoot: string, pid: number): ProcStat | undefine
     return parseProcStat(readFileSync(join(procRoot, String(pid), 'stat'), 'utf8'));
   } catch {
     return undefined; // ENOENT/ESRCH: gone
+  }
+}
+
+/** `/proc/<pid>/mountinfo` (proc(5)), or undefined when the process is gone or it is unreadable. */
+export function readMountinfo(procRoot: string, pid: number): string | undefined {
+  try {
+    return readFileSync(join(procRoot, String(pid), 'mountinfo'), 'utf8');
+  } catch {
+    return undefined;
   }
 }
