@@ -108,6 +108,7 @@ describe('ContainerNames', () => {
   it('reads one mountinfo per cgroup, retries a cgroup whose read failed, forgets gone cgroups', () => {
     const reads: number[] = [];
     const texts = new Map<number, string>([
+      [1, mountinfo()],
       [7, mountinfo(terminationMount('istio-proxy', 'a1'))],
       [36, mountinfo(terminationMount('worker', 'b2'))],
       [40, mountinfo(terminationMount('worker', 'b2'))],
