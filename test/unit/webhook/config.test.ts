@@ -23,7 +23,7 @@ describe('webhook settings', () => {
     expect(s.maxRequestBytes).to.equal(3 * 1024 * 1024);
     expect(s.sidecar.interval).to.equal('1s');
     expect(s.sidecar.pushInterval).to.equal('10s');
-    expect(s.sidecar.flushTimeout).to.equal('10s');
+    expect(s.sidecar.flushTimeoutMs).to.equal(10_000);
     expect(s.sidecar.resources).to.deep.equal({ requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } });
     expect(s.bootstrap).to.deep.equal({
       serviceName: 'jobmetrics-webhook',
