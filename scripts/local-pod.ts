@@ -52,6 +52,8 @@ export interface PodResult {
   readonly name: string;
   readonly main: ContainerExit;
   readonly sidecar: ContainerExit;
+  /** How often each container was restarted (restartPolicy OnFailure or Always). */
+  readonly restarts: Readonly<Record<string, number>>;
   /** The sidecar's JSON log lines, parsed. */
   readonly sidecarLog: ReadonlyArray<Record<string, unknown>>;
   /** The sidecar's exit summary line, when it wrote one. */
@@ -84,6 +86,14 @@ export interface LocalPodOptions {
   readonly sidecarFirstMs?: number;
   /** Run the sidecar from this command instead of the compiled bin. */
   readonly sidecarCommand?: { readonly command: string; readonly args: readonly string[] };
+  /**
+   * The kubelet's restarts (pod-init.ts): the main container with the pod's `restartPolicy:
+   * OnFailure`, the sidecar as a native one (`Always`: restarted when it dies, SIGTERM once the
+   * main container has finished for good).
+   */
+  readonly mainRestartPolicy?: 'Never' | 'OnFailure';
+  readonly sidecarRestartPolicy?: 'Never' | 'Always';
+  readonly restartDelayMs?: number;
 }
 
 /** The pod's result, or an error naming the pod when it has not ended within `ms`. */
@@ -107,6 +117,8 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
     env: opts.main.env,
     logFile: join(opts.dir, `${opts.name}.main.log`),
     ...(opts.sidecarFirstMs !== undefined ? { startDelayMs: opts.sidecarFirstMs } : {}),
+    ...(opts.mainRestartPolicy !== undefined ? { restartPolicy: opts.mainRestartPolicy } : {}),
+    ...(opts.restartDelayMs !== undefined ? { restartDelayMs: opts.restartDelayMs } : {}),
   };
   const sidecar: ContainerSpec = {
     name: 'sidecar',
@@ -115,6 +127,8 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
     env: opts.sidecarEnv,
     logFile: join(opts.dir, `${opts.name}.sidecar.log`),
     ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),
+    ...(opts.sidecarRestartPolicy !== undefined ? { restartPolicy: opts.sidecarRestartPolicy } : {}),
+    ...(opts.restartDelayMs !== undefined ? { restartDelayMs: opts.restartDelayMs } : {}),
   };
   const containers = opts.sidecarFirstMs !== undefined ? [sidecar, main] : [main, sidecar];
   const spec: PodSpec = { containers };
@@ -127,11 +141,13 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
     env: { ...process.env, POD_SPEC: JSON.stringify(spec) },
   });
   const exits = new Map<string, ContainerExit>();
+  const restarts: Record<string, number> = {};
   const result = new Promise<PodResult>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
         const e = JSON.parse(line) as { event: string; container?: string; code?: number | null; signal?: string | null; atMs: number };
         if (e.event === 'exit' && e.container) exits.set(e.container, { code: e.code ?? null, signal: e.signal ?? null, atMs: e.atMs });
+        if (e.event === 'restart' && e.container) restarts[e.container] = (restarts[e.container] ?? 0) + 1;
       } catch {
         // pod-init writes only JSON lines; anything else is not ours to interpret.
       }
@@ -146,7 +162,7 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
       }
       const sidecarLog = readJsonLines(join(opts.dir, `${opts.name}.sidecar.log`));
       const summary = sidecarLog.find((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('summary'));
-      resolve({ name: opts.name, main, sidecar, sidecarLog, summary });
+      resolve({ name: opts.name, main, sidecar, restarts, sidecarLog, summary });
     });
   });
   return {
@@ -199,6 +215,11 @@ export interface SampleJobOptions {
   readonly truthFile: string;
   readonly restartAt?: number;
   readonly metricsDelayMs?: number;
+  /**
+   * Restarted in its pod (restartPolicy OnFailure): its first `failAttempts` runs exit 1, later
+   * ones EXIT_CODE; the truth file sums every run (it counts runs in `<truthFile>.attempts`).
+   */
+  readonly failAttempts?: number;
 }
 
 /** The main container of a sample job pod. */
@@ -213,6 +234,10 @@ export function sampleJob(o: SampleJobOptions): LocalPodOptions['main'] {
   if (o.exitCode !== undefined) env['EXIT_CODE'] = String(o.exitCode);
   if (o.restartAt !== undefined) env['RESTART_AT'] = String(o.restartAt);
   if (o.metricsDelayMs !== undefined) env['METRICS_DELAY_MS'] = String(o.metricsDelayMs);
+  if (o.failAttempts !== undefined) {
+    env['FAIL_ATTEMPTS'] = String(o.failAttempts);
+    env['ATTEMPT_FILE'] = `${o.truthFile}.attempts`;
+  }
   return { command: process.execPath, args: [PROGRAMS.sampleJob], env };
 }
 

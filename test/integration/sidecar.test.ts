@@ -232,6 +232,60 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(result.summary?.['trigger']).to.equal('main-exited');
   });
 
+  it('native mode, restartPolicy OnFailure: the job fails twice, then succeeds in the same pod; every attempt is delivered exactly', async () => {
+    // pod-init restarts the main container like the kubelet (same pod, same sidecar), and sends
+    // the native sidecar SIGTERM once the main container has finished for good.
+    const p = await startPod(stack, dir, {
+      job: 'on-failure',
+      pod: 'on-failure-a',
+      items: 30,
+      durationMs: 600,
+      settleMs: 400,
+      failAttempts: 2,
+      mainRestartPolicy: 'OnFailure',
+      sidecarRestartPolicy: 'Always',
+      restartDelayMs: 500,
+      sidecarFirstMs: 700,
+      sidecar: { JOBMETRICS_MODE: 'native' },
+    });
+    const { result, truth } = await p.done;
+    expect(result.restarts, 'two restarts of the main container, none of the sidecar').to.deep.equal({ main: 2 });
+    expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
+    const flushes = result.sidecarLog.filter((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('summary'));
+    expect(flushes.map((l) => [l['attempt'], l['trigger'], l['finalDelivered']]), 'a final flush per attempt').to.deep.equal([
+      [1, 'main-exited', true],
+      [2, 'main-exited', true],
+      [3, 'main-exited', true],
+    ]);
+    expect(itemsCounted(truth), 'three runs of 30 items').to.equal(90);
+    expect(await aggregatedItems(stack, 'on-failure')).to.equal(itemsCounted(truth));
+  });
+
+  it('native sidecar SIGKILLed and restarted with its state dir while the job counts: the exact total, nothing counted twice', async () => {
+    const stateDir = tmp('state');
+    const p = await startPod(stack, dir, {
+      job: 'sidecar-restart',
+      pod: 'sidecar-restart-a',
+      items: 120,
+      durationMs: 6_000,
+      settleMs: 600,
+      sidecarRestartPolicy: 'Always',
+      restartDelayMs: 300,
+      sidecarFirstMs: 700,
+      sidecar: { JOBMETRICS_MODE: 'native', JOBMETRICS_STATE_DIR: stateDir },
+    });
+    // Deliveries every second have been acknowledged by then; the job is half-way.
+    await sleep(3_500);
+    p.pod.signal('sidecar', 'SIGKILL');
+    const { result, truth } = await p.done;
+    expect(result.restarts).to.deep.equal({ sidecar: 1 });
+    expect(result.main.code).to.equal(0);
+    const messages = result.sidecarLog.map((l) => l['msg']);
+    expect(messages, 'the second sidecar went on from the state').to.include('restarted: going on from the acknowledged state');
+    expect(itemsCounted(truth)).to.equal(120);
+    expect(await aggregatedItems(stack, 'sidecar-restart')).to.equal(itemsCounted(truth));
+  });
+
   it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
     await sleep(1_500);

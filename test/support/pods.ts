@@ -20,6 +20,12 @@ export interface SamplePodOptions {
   readonly scrapeUrl?: string;
   /** Native mode's order: the sidecar starts first, the job this long after. */
   readonly sidecarFirstMs?: number;
+  /** The main container restarted in its pod: its first runs exit 1 (restartPolicy OnFailure). */
+  readonly failAttempts?: number;
+  /** The kubelet's restarts (scripts/local-pod.ts). */
+  readonly mainRestartPolicy?: 'Never' | 'OnFailure';
+  readonly sidecarRestartPolicy?: 'Never' | 'Always';
+  readonly restartDelayMs?: number;
 }
 
 export interface SamplePod {
@@ -44,6 +50,7 @@ export async function startSamplePod(o: SamplePodOptions): Promise<SamplePod> {
     ...(o.exitCode !== undefined ? { exitCode: o.exitCode } : {}),
     ...(o.restartAt !== undefined ? { restartAt: o.restartAt } : {}),
     ...(o.metricsDelayMs !== undefined ? { metricsDelayMs: o.metricsDelayMs } : {}),
+    ...(o.failAttempts !== undefined ? { failAttempts: o.failAttempts } : {}),
   };
   const env = sidecarEnv({ port, remoteWriteUrl: o.remoteWriteUrl, namespace: o.namespace, job: o.job, pod: o.pod, extra: { ...FAST_SIDECAR, ...o.sidecar } });
   if (o.scrapeUrl) env['JOBMETRICS_SCRAPE_URL'] = o.scrapeUrl;
@@ -53,6 +60,9 @@ export async function startSamplePod(o: SamplePodOptions): Promise<SamplePod> {
     main: sampleJob(job),
     sidecarEnv: env,
     ...(o.sidecarFirstMs !== undefined ? { sidecarFirstMs: o.sidecarFirstMs } : {}),
+    ...(o.mainRestartPolicy !== undefined ? { mainRestartPolicy: o.mainRestartPolicy } : {}),
+    ...(o.sidecarRestartPolicy !== undefined ? { sidecarRestartPolicy: o.sidecarRestartPolicy } : {}),
+    ...(o.restartDelayMs !== undefined ? { restartDelayMs: o.restartDelayMs } : {}),
   });
   const done = pod.result.then((result) => ({ result, truth: readTruth(truthFile) }));
   return { pod, truthFile, done };
