@@ -8,6 +8,13 @@
  * Written after every acknowledged delivery (and every one that may have arrived), atomically:
  * a temporary file renamed over the old one, so a SIGKILL mid-write leaves the previous state.
  * Checking what is read is pure (parseState); reading and writing are a thin layer.
+ *
+ * The file is JSON with one array per counter rather than an object, which halves its size and
+ * the time to write it (1 000 series: ~190 KB; the write happens on every acknowledged push):
+ *
+ *   {"format":1,"pod":"…","generation":0,"lastAckMs":…,"series":[
+ *     [name, [label, value, …], raw, timestampMs, base, offset, zeroTimestampMs,
+ *      ackedValue|null, ackedTimestampMs|null, ackedTotal|null, maybeTotal|null], …]}
  */
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,7 +40,7 @@ export function parseState(text: string, pod: string): { ok: true; snapshot: Sto
   if (value['pod'] !== pod) return { ok: false, error: `belongs to pod ${JSON.stringify(value['pod'])}, not ${JSON.stringify(pod)}` };
   const generation = value['generation'];
   if (!isCount(generation)) return { ok: false, error: 'generation is not a count' };
-  const lastAckMs = value['lastAckMs'];
+  const lastAckMs = value['lastAckMs'] ?? undefined;
   if (lastAckMs !== undefined && !isNumber(lastAckMs)) return { ok: false, error: 'lastAckMs is not a number' };
   const list = value['series'];
   if (!Array.isArray(list)) return { ok: false, error: 'series is not a list' };
@@ -48,7 +55,20 @@ export function parseState(text: string, pod: string): { ok: true; snapshot: Sto
 
 /** The text of a state file. */
 export function formatState(snapshot: StoreSnapshot): string {
-  return JSON.stringify({ format: FORMAT, ...snapshot });
+  const series = snapshot.series.map((r) => [
+    r.name,
+    r.labels.flat(),
+    r.raw,
+    r.timestampMs,
+    r.base,
+    r.offset,
+    r.zeroTimestampMs,
+    r.acked?.value ?? null,
+    r.acked?.timestampMs ?? null,
+    r.ackedTotal ?? null,
+    r.maybeTotal ?? null,
+  ]);
+  return JSON.stringify({ format: FORMAT, pod: snapshot.pod, generation: snapshot.generation, lastAckMs: snapshot.lastAckMs ?? null, series });
 }
 
 export function loadState(dir: string, pod: string): LoadResult {
@@ -76,27 +96,28 @@ export function saveState(dir: string, snapshot: StoreSnapshot): void {
 }
 
 function seriesOf(r: unknown): SeriesSnapshot | string {
-  if (!isObject(r)) return 'not an object';
-  const { name, labels, raw, timestampMs, base, offset, zeroTimestampMs, acked, ackedTotal, maybeTotal } = r;
+  if (!Array.isArray(r) || r.length !== 11) return 'not a list of 11 fields';
+  const [name, flat, raw, timestampMs, base, offset, zeroTimestampMs, ackedValue, ackedTimestampMs, ackedTotal, maybeTotal] = r as unknown[];
   if (typeof name !== 'string') return 'name is not a string';
-  if (!Array.isArray(labels) || !labels.every((l) => Array.isArray(l) && l.length === 2 && typeof l[0] === 'string' && typeof l[1] === 'string')) {
-    return 'labels are not [name, value] pairs';
-  }
-  for (const [field, v] of Object.entries({ raw, timestampMs, base, offset, zeroTimestampMs })) if (!isNumber(v)) return `${field} is not a number`;
-  if (acked !== undefined && !(isObject(acked) && isNumber(acked['value']) && isNumber(acked['timestampMs']))) return 'acked is not a sample';
-  if (ackedTotal !== undefined && !isNumber(ackedTotal)) return 'ackedTotal is not a number';
-  if (maybeTotal !== undefined && !isNumber(maybeTotal)) return 'maybeTotal is not a number';
+  if (!Array.isArray(flat) || flat.length % 2 !== 0 || !flat.every((x) => typeof x === 'string')) return 'labels are not name, value pairs';
+  const labels: Array<readonly [string, string]> = [];
+  for (let i = 0; i < flat.length; i += 2) labels.push([flat[i] as string, flat[i + 1] as string]);
+  const numbers = { raw, timestampMs, base, offset, zeroTimestampMs };
+  for (const [field, v] of Object.entries(numbers)) if (!isNumber(v)) return `${field} is not a number`;
+  const optional = { ackedValue, ackedTimestampMs, ackedTotal, maybeTotal };
+  for (const [field, v] of Object.entries(optional)) if (v !== null && !isNumber(v)) return `${field} is neither a number nor null`;
+  if ((ackedValue === null) !== (ackedTimestampMs === null)) return 'ackedValue and ackedTimestampMs must both be set or both null';
   return {
     name,
-    labels: labels as Array<[string, string]>,
+    labels,
     raw: raw as number,
     timestampMs: timestampMs as number,
     base: base as number,
     offset: offset as number,
     zeroTimestampMs: zeroTimestampMs as number,
-    ...(acked !== undefined && { acked: acked as { value: number; timestampMs: number } }),
-    ...(ackedTotal !== undefined && { ackedTotal }),
-    ...(maybeTotal !== undefined && { maybeTotal }),
+    ...(ackedValue !== null && { acked: { value: ackedValue as number, timestampMs: ackedTimestampMs as number } }),
+    ...(ackedTotal !== null && { ackedTotal: ackedTotal as number }),
+    ...(maybeTotal !== null && { maybeTotal: maybeTotal as number }),
   };
 }
 

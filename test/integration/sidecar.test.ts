@@ -10,7 +10,8 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
-import { pidNamespaceSupport } from '../../scripts/local-pod.ts';
+import { pidNamespaceSupport, readTruth } from '../../scripts/local-pod.ts';
+import { loadState } from '../../sidecar/state.ts';
 import { ensureBuilt } from '../support/build.ts';
 import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePodOptions } from '../support/pods.ts';
 
@@ -274,8 +275,15 @@ describe('sidecar against real vmagent and Prometheus', function () {
       sidecarFirstMs: 700,
       sidecar: { JOBMETRICS_MODE: 'native', JOBMETRICS_STATE_DIR: stateDir },
     });
-    // Deliveries every second have been acknowledged by then; the job is half-way.
-    await sleep(3_500);
+    // Kill it once a delivery with counted items has been acknowledged (its state says so), while
+    // the job still counts: a fresh sidecar would then send a 0 and the whole value again.
+    const acknowledged = async (): Promise<boolean> => {
+      const s = loadState(stateDir, 'sidecar-restart-a');
+      return s.found && s.ok && s.snapshot.series.some((x) => x.name === 'demo_items_processed_total' && (x.acked?.value ?? 0) > 0);
+    };
+    const deadline = Date.now() + 60_000;
+    while (!(await acknowledged()) && Date.now() < deadline) await sleep(100);
+    const countedAtKill = itemsCounted(readTruth(p.truthFile));
     p.pod.signal('sidecar', 'SIGKILL');
     const { result, truth } = await p.done;
     expect(result.restarts).to.deep.equal({ sidecar: 1 });
@@ -283,6 +291,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
     const messages = result.sidecarLog.map((l) => l['msg']);
     expect(messages, 'the second sidecar went on from the state').to.include('restarted: going on from the acknowledged state');
     expect(itemsCounted(truth)).to.equal(120);
+    expect(countedAtKill, 'killed while the job was counting').to.be.within(1, 119);
     expect(await aggregatedItems(stack, 'sidecar-restart')).to.equal(itemsCounted(truth));
   });
 

@@ -170,7 +170,9 @@ describe('state file (sidecar/state.ts)', () => {
     ['another format', '{"format":2}', /format 1/],
     ['another pod', formatState({ pod: 'other-pod', generation: 0, series: [] }), /belongs to pod "other-pod"/],
     ['a bad generation', '{"format":1,"pod":"import-x7","generation":-1,"series":[]}', /generation/],
-    ['a bad series', '{"format":1,"pod":"import-x7","generation":0,"series":[{"name":"a","labels":[["x"]]}]}', /series\[0\]: labels/],
+    ['a bad series', '{"format":1,"pod":"import-x7","generation":0,"series":[{"name":"a"}]}', /series\[0\]: not a list/],
+    ['bad labels', '{"format":1,"pod":"import-x7","generation":0,"series":[["a",["x"],1,2,0,0,1,null,null,null,null]]}', /series\[0\]: labels/],
+    ['half an acknowledgement', '{"format":1,"pod":"import-x7","generation":0,"series":[["a",[],1,2,0,0,1,1,null,null,null]]}', /both/],
   ];
   for (const [name, text, error] of bad) {
     it(`refuses ${name}, saying why`, () => {
