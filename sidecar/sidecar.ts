@@ -134,6 +134,11 @@ export interface Exit {
   readonly deadlineMs: number;
 }
 
+/**
+ * The sidecar's life: start, then per run of the main container scrape and push, exit, final
+ * flush; then, in native mode, either the next run of the main container (restarted by the
+ * kubelet in this pod) or idle until SIGTERM. Returns the last flush's summary.
+ */
 export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): Promise<SidecarSummary> {
   const run = start(cfg, env);
   let watch = watchMain(run);
