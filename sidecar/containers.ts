@@ -7,8 +7,9 @@
  * carry no ptrace check (proc(5); the kernel's mounts_open_common does not call
  * ptrace_may_access): `cgroup` and `mountinfo`.
  *
- * - `cgroup` groups processes by container: the runtime puts every container in a cgroup of its
- *   own (cgroup v1 with the cgroupfs driver: `/kubepods/<qos>/pod<uid>/<container id>`).
+ * - `cgroup` groups processes by container where the runtime gives every container a cgroup of its
+ *   own (cgroup v1 with the cgroupfs driver: `/kubepods/<qos>/pod<uid>/<container id>`): a
+ *   process whose mountinfo could not be read is named by the others of its cgroup.
  * - `mountinfo` names the container: the kubelet bind-mounts each container's termination-message
  *   file from `<kubelet root>/pods/<pod uid>/containers/<container name>/<random id>` onto its
  *   `terminationMessagePath` (default `/dev/termination-log`), so one mount's root field ends in
@@ -51,45 +52,42 @@ function unescapeMountField(s: string): string {
 }
 
 /**
- * Names every process's container, reading one mountinfo per cgroup: the processes of one
- * container share its cgroup and its mounts, and a container's mountinfo is a few kilobytes.
+ * Names every process's container from its own mountinfo, read once per process (a few KB; a pod
+ * holds a handful of processes, and the exit watch lists them only every few seconds). Not once per
+ * cgroup: where cgroups do not tell containers apart (a hybrid cgroup v1 node shows `0::/` for
+ * every process; the local demo runs every container in one cgroup), one read would name them all.
  * `read(pid)` returns the text, or undefined when the process is gone or the file unreadable.
  */
 export class ContainerNames {
   readonly #read: (pid: number) => string | undefined;
-  /** By cgroup: the container's name, or null when that cgroup's mounts name none. */
-  readonly #byCgroup = new Map<string, string | null>();
+  /** By PID and cgroup (a PID reused by another container differs in cgroup): the name, or null. */
+  readonly #known = new Map<string, string | null>();
 
   constructor(read: (pid: number) => string | undefined) {
     this.#read = read;
   }
 
-  /** How many cgroups have been looked at (for tests: one read per new cgroup). */
-  get cgroupsKnown(): number {
-    return this.#byCgroup.size;
+  /** How many processes are remembered (for tests: one read per process, gone ones forgotten). */
+  get processesKnown(): number {
+    return this.#known.size;
   }
 
   name(entries: readonly ProcEntry[]): ProcessFacts[] {
     const live = new Set<string>();
     const out = entries.map((e): ProcessFacts => {
-      if (e.cgroup === undefined) return { ...e, container: this.#lookup(e.pid) ?? undefined };
-      live.add(e.cgroup);
-      let known = this.#byCgroup.get(e.cgroup);
+      const key = `${e.pid}:${e.cgroup ?? ''}`;
+      live.add(key);
+      let known = this.#known.get(key);
       if (known === undefined) {
-        known = this.#lookup(e.pid);
-        // A failed read (the process ended) is not remembered: the next process of that cgroup tries.
-        if (known !== undefined) this.#byCgroup.set(e.cgroup, known);
+        const text = this.#read(e.pid);
+        if (text === undefined) return e; // gone, or unreadable: try again next time
+        known = containerFromMountinfo(text) ?? null;
+        this.#known.set(key, known);
       }
-      return { ...e, container: known ?? undefined };
+      return known === null ? e : { ...e, container: known };
     });
-    // Containers come and go (a restarted container gets a new cgroup): forget the gone ones.
-    for (const cgroup of this.#byCgroup.keys()) if (!live.has(cgroup)) this.#byCgroup.delete(cgroup);
+    for (const key of this.#known.keys()) if (!live.has(key)) this.#known.delete(key);
     return out;
-  }
-
-  #lookup(pid: number): string | null | undefined {
-    const text = this.#read(pid);
-    return text === undefined ? undefined : (containerFromMountinfo(text) ?? null);
   }
 }
 
@@ -124,9 +122,17 @@ export function mainProcesses(facts: readonly ProcessFacts[], selfPid: number, m
   const others = facts.filter((e) => !isOurs(e));
 
   const named = mainContainer !== undefined && others.some((e) => e.container !== undefined);
-  // A process whose own mountinfo could not be read is named by another of its cgroup.
+  // A process whose own mountinfo could not be read is named by the others of its cgroup, when
+  // they all agree (a cgroup shared by several containers names nothing).
   const mainCgroups = new Set<string>();
-  if (named) for (const e of others) if (e.container === mainContainer && e.cgroup !== undefined) mainCgroups.add(e.cgroup);
+  const otherCgroups = new Set<string>();
+  if (named) {
+    for (const e of others) {
+      if (e.cgroup === undefined || e.container === undefined) continue;
+      (e.container === mainContainer ? mainCgroups : otherCgroups).add(e.cgroup);
+    }
+    for (const c of otherCgroups) mainCgroups.delete(c);
+  }
 
   const main = new Set<number>();
   for (const e of others) {

@@ -37,11 +37,14 @@ export function hasExited(stat: ProcStat): boolean {
 
 /**
  * The cgroup of a process from `/proc/<pid>/cgroup`: the v2 line (`0::/path`), else the v1 line
- * of a controller every runtime sets up, else the first line.
+ * of a controller every runtime sets up, else the first line. On a hybrid node (cgroup v1 with the
+ * unified hierarchy mounted but unused) the v2 line is `0::/` for every process; then the v1 line
+ * is the one that tells containers apart.
  */
 export function parseCgroup(text: string): string | undefined {
   let first: string | undefined;
   let v1: string | undefined;
+  let v2: string | undefined;
   for (const line of text.split('\n')) {
     if (line === '') continue;
     const i = line.indexOf(':');
@@ -49,10 +52,11 @@ export function parseCgroup(text: string): string | undefined {
     if (i < 0 || j < 0) continue;
     const controllers = line.slice(i + 1, j);
     const path = line.slice(j + 1);
-    if (line.startsWith('0::')) return path;
-    if (controllers.split(',').includes('pids') || controllers.split(',').includes('memory')) v1 ??= path;
+    if (line.startsWith('0::')) v2 = path;
+    else if (controllers.split(',').includes('pids') || controllers.split(',').includes('memory')) v1 ??= path;
     first ??= path;
   }
+  if (v2 !== undefined && (v2 !== '/' || v1 === undefined || v1 === '/')) return v2;
   return v1 ?? first;
 }
 

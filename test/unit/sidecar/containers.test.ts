@@ -72,6 +72,13 @@ describe('mainProcesses', () => {
       main: 'worker',
       want: [80],
     },
+    {
+      name: 'named, one cgroup for all: an unread process is not named by it',
+      facts: [f(1, 0, { cgroup: '/' }), f(7, 0, { cgroup: '/', container: 'mesh' }), f(12, 0, { cgroup: '/' }), f(36, 0, { cgroup: '/', container: 'worker' }), f(41, 0, { cgroup: '/' })],
+      self: 12,
+      main: 'worker',
+      want: [36],
+    },
     { name: 'named, main exiting: zombies have exited', facts: [...pod.slice(0, 3), f(36, 0, { state: 'Z', cgroup: '/kubepods/pod/c-main', container: 'worker' })], self: 12, main: 'worker', want: [] },
     {
       name: 'no kubelet mounts (the local demo): the rule without names, even with a name given',
@@ -105,7 +112,7 @@ describe('mainProcesses', () => {
 });
 
 describe('ContainerNames', () => {
-  it('reads one mountinfo per cgroup, retries a cgroup whose read failed, forgets gone cgroups', () => {
+  it('reads each process’s mountinfo once, retries one that could not be read, forgets gone processes', () => {
     const reads: number[] = [];
     const texts = new Map<number, string>([
       [1, mountinfo()],
@@ -118,15 +125,16 @@ describe('ContainerNames', () => {
       return texts.get(pid);
     });
     const e = (pid: number, cgroup: string) => ({ pid, ppid: 0, comm: 'x', state: 'S', cgroup });
-    // 35 is gone before its mountinfo is read; 36 of the same cgroup names the cgroup (and
-    // mainProcesses counts whatever lives in it).
-    const first = names.name([e(1, '/pause'), e(7, '/mesh'), e(35, '/main'), e(36, '/main'), e(40, '/main')]);
-    expect(first.map((x) => x.container)).to.deep.equal([undefined, 'istio-proxy', undefined, 'worker', 'worker']);
-    expect(reads).to.deep.equal([1, 7, 35, 36]);
-    names.name([e(1, '/pause'), e(7, '/mesh'), e(40, '/main')]);
-    expect(reads, 'nothing new to read').to.have.length(4);
-    names.name([e(1, '/pause'), e(7, '/mesh')]);
-    expect(names.cgroupsKnown, 'the main container’s cgroup is gone').to.equal(2);
+    // 35 is gone before its mountinfo is read: unnamed (mainProcesses names it by its cgroup).
+    const first = names.name([e(1, '/'), e(7, '/'), e(35, '/'), e(36, '/'), e(40, '/')]);
+    expect(first.map((x) => x.container), 'one cgroup for all, as on a hybrid node').to.deep.equal([undefined, 'istio-proxy', undefined, 'worker', 'worker']);
+    expect(reads).to.deep.equal([1, 7, 35, 36, 40]);
+    names.name([e(1, '/'), e(7, '/'), e(35, '/'), e(40, '/')]);
+    expect(reads, 'only 35 again').to.deep.equal([1, 7, 35, 36, 40, 35]);
+    names.name([e(1, '/'), e(7, '/')]);
+    expect(names.processesKnown, 'the main container’s processes are gone').to.equal(2);
+    names.name([e(1, '/'), e(7, '/c2')]);
+    expect(reads.at(-1), 'PID 7 in another cgroup is another process').to.equal(7);
   });
 });
 
@@ -171,6 +179,18 @@ describe('mainScanner over fixture /proc trees', () => {
         proc(36, 0, cg('c'), mountinfo(terminationMount('worker', '33')));
       },
       want: [7, 36],
+    },
+    {
+      name: 'one cgroup for all containers (0::/ on a hybrid node, the local demo): each process named by its own mounts',
+      build: () => {
+        proc(1, 0, '/', mountinfo());
+        proc(7, 0, '/', mountinfo(terminationMount('mesh', '11')));
+        proc(12, 0, '/', mountinfo(terminationMount('jobmetrics-sidecar', '22')));
+        proc(36, 0, '/', mountinfo(terminationMount('worker', '33')));
+        proc(41, 36, '/', mountinfo(terminationMount('worker', '33')));
+      },
+      main: 'worker',
+      want: [36, 41],
     },
     {
       name: 'unreadable mountinfo everywhere (another kernel policy): the rule without names',

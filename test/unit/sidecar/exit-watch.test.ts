@@ -21,6 +21,9 @@ describe('parseCgroup', () => {
   it('prefers the cgroup v2 line', () => expect(parseCgroup('12:pids:/a\n0::/kubepods/pod1/c2\n')).to.equal('/kubepods/pod1/c2'));
   it('falls back to the v1 pids controller', () => expect(parseCgroup('3:cpu:/x\n2:pids:/kubepods/c1\n')).to.equal('/kubepods/c1'));
   it('is undefined for nothing', () => expect(parseCgroup('')).to.equal(undefined));
+  it('a hybrid node: the v1 line when the v2 line is the root', () =>
+    expect(parseCgroup('12:pids:/kubepods/besteffort/podu/c1\n11:memory:/kubepods/besteffort/podu/c1\n0::/\n')).to.equal('/kubepods/besteffort/podu/c1'));
+  it('the v2 root when nothing else says more', () => expect(parseCgroup('2:pids:/\n0::/\n')).to.equal('/'));
 });
 
 describe('waitForMainExit over a proc tree in a temp dir', () => {
