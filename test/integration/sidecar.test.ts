@@ -30,6 +30,17 @@ function startPod(stack: Stack, dir: string, o: Omit<SamplePodOptions, 'dir' | '
   return startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, ...o });
 }
 
+/** What a running job has counted so far (its truth file is rewritten per item: a read may catch it half-written). */
+function countedSoFar(truthFile: string): number {
+  for (;;) {
+    try {
+      return itemsCounted(readTruth(truthFile));
+    } catch (error) {
+      if (!(error instanceof SyntaxError)) throw error;
+    }
+  }
+}
+
 function tmp(name: string): string {
   return mkdtempSync(join(tmpdir(), `jobmetrics-it-${name}-`));
 }
@@ -283,7 +294,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
     };
     const deadline = Date.now() + 60_000;
     while (!(await acknowledged()) && Date.now() < deadline) await sleep(100);
-    const countedAtKill = itemsCounted(readTruth(p.truthFile));
+    const countedAtKill = countedSoFar(p.truthFile);
     p.pod.signal('sidecar', 'SIGKILL');
     const { result, truth } = await p.done;
     expect(result.restarts).to.deep.equal({ sidecar: 1 });
