@@ -5,8 +5,9 @@
  * is the part of a pod that jobmetrics depends on, and nothing else.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ContainerSpec, PodSpec } from './pod-init.ts';
@@ -52,6 +53,8 @@ export interface PodResult {
   readonly name: string;
   readonly main: ContainerExit;
   readonly sidecar: ContainerExit;
+  /** Every container's last exit, extra containers included. */
+  readonly exits: Readonly<Record<string, ContainerExit>>;
   /** How often each container was restarted (restartPolicy OnFailure or Always). */
   readonly restarts: Readonly<Record<string, number>>;
   /** The sidecar's JSON log lines, parsed. */
@@ -94,6 +97,45 @@ export interface LocalPodOptions {
   readonly mainRestartPolicy?: 'Never' | 'OnFailure';
   readonly sidecarRestartPolicy?: 'Never' | 'Always';
   readonly restartDelayMs?: number;
+  /**
+   * More containers in the pod's PID namespace: a native sidecar declared before ours (`before`,
+   * e.g. a mesh proxy that runs until SIGTERM) or another regular container after the main one.
+   */
+  readonly extraContainers?: readonly ExtraContainer[];
+  /**
+   * Give every container the mount the kubelet gives it (each in a mount namespace of its own):
+   * its termination-message file bind-mounted from `<dir>/kubelet/pods/<pod>/containers/<name>/<id>`,
+   * which names the container in its world-readable mountinfo (sidecar/containers.ts).
+   */
+  readonly kubeletMounts?: boolean;
+  /** Run the sidecar as this uid/gid with every capability dropped, as the injected container runs. */
+  readonly sidecarUid?: number;
+}
+
+export interface ExtraContainer {
+  readonly name: string;
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly restartPolicy?: 'Never' | 'Always';
+  /** Started before the sidecar (a native sidecar declared before ours); else after the main container. */
+  readonly before?: boolean;
+}
+
+/**
+ * `command args` in a mount namespace of its own where, as the kubelet does for every container, a
+ * file under `<dir>/kubelet/pods/<pod>/containers/<container>/<id>` is bind-mounted (onto a file
+ * of the pod's folder: the mount point does not matter, the mount's root names the container).
+ */
+function withKubeletMount(dir: string, pod: string, container: string, command: string, args: readonly string[]): { command: string; args: string[] } {
+  const source = join(dir, 'kubelet', 'pods', pod, 'containers', container, randomBytes(4).toString('hex'));
+  const target = join(dir, `${pod}.${container}.termination-log`);
+  mkdirSync(dirname(source), { recursive: true });
+  writeFileSync(source, '');
+  writeFileSync(target, '');
+  return {
+    command: 'unshare',
+    args: ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', source, target, command, ...args],
+  };
 }
 
 /** The pod's result, or an error naming the pod when it has not ended within `ms`. */
@@ -110,10 +152,23 @@ export async function resultWithin(pod: LocalPod, ms: number, name: string): Pro
 }
 
 export function startLocalPod(opts: LocalPodOptions): LocalPod {
+  const wrap = (container: string, command: string, args: readonly string[]): { command: string; args: readonly string[] } =>
+    opts.kubeletMounts ? withKubeletMount(opts.dir, opts.name, container, command, args) : { command, args };
+  const mainCommand = wrap('main', opts.main.command, opts.main.args);
+  const sidecarArgv = opts.sidecarCommand ?? { command: process.execPath, args: [...SIDECAR_NODE_FLAGS, PROGRAMS.sidecar] };
+  const sidecarCommand = wrap(
+    'sidecar',
+    ...((opts.sidecarUid === undefined
+      ? [sidecarArgv.command, sidecarArgv.args]
+      : [
+          'setpriv',
+          [`--reuid=${opts.sidecarUid}`, `--regid=${opts.sidecarUid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', sidecarArgv.command, ...sidecarArgv.args],
+        ]) as [string, readonly string[]]),
+  );
   const main: ContainerSpec = {
     name: 'main',
-    command: opts.main.command,
-    args: opts.main.args,
+    command: mainCommand.command,
+    args: mainCommand.args,
     env: opts.main.env,
     logFile: join(opts.dir, `${opts.name}.main.log`),
     ...(opts.sidecarFirstMs !== undefined ? { startDelayMs: opts.sidecarFirstMs } : {}),
@@ -122,15 +177,24 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
   };
   const sidecar: ContainerSpec = {
     name: 'sidecar',
-    command: opts.sidecarCommand?.command ?? process.execPath,
-    args: opts.sidecarCommand?.args ?? [...SIDECAR_NODE_FLAGS, PROGRAMS.sidecar],
+    command: sidecarCommand.command,
+    args: sidecarCommand.args,
     env: opts.sidecarEnv,
     logFile: join(opts.dir, `${opts.name}.sidecar.log`),
     ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),
     ...(opts.sidecarRestartPolicy !== undefined ? { restartPolicy: opts.sidecarRestartPolicy } : {}),
     ...(opts.restartDelayMs !== undefined ? { restartDelayMs: opts.restartDelayMs } : {}),
   };
-  const containers = opts.sidecarFirstMs !== undefined ? [sidecar, main] : [main, sidecar];
+  const extra = (e: ExtraContainer): ContainerSpec => ({
+    name: e.name,
+    ...wrap(e.name, e.command, e.args),
+    env: {},
+    logFile: join(opts.dir, `${opts.name}.${e.name}.log`),
+    ...(e.restartPolicy !== undefined ? { restartPolicy: e.restartPolicy } : {}),
+  });
+  const before = (opts.extraContainers ?? []).filter((e) => e.before).map(extra);
+  const after = (opts.extraContainers ?? []).filter((e) => !e.before).map(extra);
+  const containers = [...before, ...(opts.sidecarFirstMs !== undefined ? [sidecar, main] : [main, sidecar]), ...after];
   const spec: PodSpec = { containers };
   const useNs = opts.pidNamespace ?? pidNamespaceSupport().ok;
   const argv = useNs
@@ -162,7 +226,7 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
       }
       const sidecarLog = readJsonLines(join(opts.dir, `${opts.name}.sidecar.log`));
       const summary = sidecarLog.find((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('summary'));
-      resolve({ name: opts.name, main, sidecar, restarts, sidecarLog, summary });
+      resolve({ name: opts.name, main, sidecar, exits: Object.fromEntries(exits), restarts, sidecarLog, summary });
     });
   });
   return {

@@ -306,6 +306,36 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(await aggregatedItems(stack, 'sidecar-restart')).to.equal(itemsCounted(truth));
   });
 
+  it('a mesh-like native sidecar before ours and an extra regular container: the main container’s exit is noticed at once', async () => {
+    // Every container gets the kubelet's termination-message mount; ours runs as uid 65532 with
+    // every capability dropped, as injected, and is told which container is main. The mesh proxy
+    // runs until SIGTERM; the extra container outlives the main one by seconds.
+    const p = await startPod(stack, dir, {
+      job: 'mesh',
+      pod: 'mesh-a',
+      items: 40,
+      durationMs: 800,
+      settleMs: 400,
+      sidecarFirstMs: 700,
+      sidecarRestartPolicy: 'Always',
+      kubeletMounts: true,
+      sidecarUid: 65532,
+      extraContainers: [
+        { name: 'mesh', command: 'sleep', args: ['600'], restartPolicy: 'Always', before: true },
+        { name: 'shipper', command: 'sleep', args: ['8'] },
+      ],
+      sidecar: { JOBMETRICS_MODE: 'native', JOBMETRICS_MAIN_CONTAINER: 'main' },
+    });
+    const { result, truth } = await p.done;
+    expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
+    const seen = result.sidecarLog.find((l) => l['msg'] === 'main container seen');
+    expect(seen?.['pids'], 'only the main container’s process').to.have.length(1);
+    expect(result.summary?.['trigger'], 'flushed at the main container’s exit, not at SIGTERM').to.equal('main-exited');
+    const flushedAt = Date.parse(String(result.summary?.['time']));
+    expect(flushedAt, 'before the extra container ended').to.be.below(result.exits['shipper']?.atMs ?? 0);
+    expect(await aggregatedItems(stack, 'mesh')).to.equal(itemsCounted(truth));
+  });
+
   it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
     await sleep(1_500);

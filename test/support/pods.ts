@@ -1,6 +1,17 @@
 /** Running sample-job pods against a real aggregator stack, for the integration tests. */
 import { join } from 'node:path';
-import { freePort, readTruth, sampleJob, sidecarEnv, startLocalPod, type GroundTruth, type LocalPod, type PodResult, type SampleJobOptions } from '../../scripts/local-pod.ts';
+import {
+  freePort,
+  readTruth,
+  sampleJob,
+  sidecarEnv,
+  startLocalPod,
+  type GroundTruth,
+  type LocalPod,
+  type LocalPodOptions,
+  type PodResult,
+  type SampleJobOptions,
+} from '../../scripts/local-pod.ts';
 
 export interface SamplePodOptions {
   readonly dir: string;
@@ -26,6 +37,10 @@ export interface SamplePodOptions {
   readonly mainRestartPolicy?: 'Never' | 'OnFailure';
   readonly sidecarRestartPolicy?: 'Never' | 'Always';
   readonly restartDelayMs?: number;
+  /** Other containers, kubelet-like mounts, the sidecar's uid (scripts/local-pod.ts). */
+  readonly extraContainers?: LocalPodOptions['extraContainers'];
+  readonly kubeletMounts?: boolean;
+  readonly sidecarUid?: number;
 }
 
 export interface SamplePod {
@@ -63,6 +78,9 @@ export async function startSamplePod(o: SamplePodOptions): Promise<SamplePod> {
     ...(o.mainRestartPolicy !== undefined ? { mainRestartPolicy: o.mainRestartPolicy } : {}),
     ...(o.sidecarRestartPolicy !== undefined ? { sidecarRestartPolicy: o.sidecarRestartPolicy } : {}),
     ...(o.restartDelayMs !== undefined ? { restartDelayMs: o.restartDelayMs } : {}),
+    ...(o.extraContainers !== undefined ? { extraContainers: o.extraContainers } : {}),
+    ...(o.kubeletMounts !== undefined ? { kubeletMounts: o.kubeletMounts } : {}),
+    ...(o.sidecarUid !== undefined ? { sidecarUid: o.sidecarUid } : {}),
   });
   const done = pod.result.then((result) => ({ result, truth: readTruth(truthFile) }));
   return { pod, truthFile, done };
