@@ -129,7 +129,7 @@ export interface ExitWatchOptions {
 
 /**
  * Lists `procRoot` and returns the main container's live PIDs, each call. Mountinfo is read only
- * when there is a container name to look for, and then once per new cgroup (containers.ts).
+ * when there is a container name to look for, and then once per new process (containers.ts).
  */
 export function mainScanner(opts: Pick<ExitWatchOptions, 'procRoot' | 'selfPid' | 'withCgroup' | 'mainContainer'>): () => Set<number> {
   const withCgroup = opts.withCgroup ?? true;
