@@ -30,12 +30,34 @@ function startPod(stack: Stack, dir: string, o: Omit<SamplePodOptions, 'dir' | '
   return startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, ...o });
 }
 
+/**
+ * Waits until `condition` holds: a signal sent before the containers have started would test
+ * nothing (on a loaded machine Node alone can take seconds to start).
+ */
+async function until(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Whether the pod's sidecar has seen the main container (its log says so). */
+function sidecarSaw(dir: string, pod: string): boolean {
+  try {
+    return readFileSync(join(dir, `${pod}.sidecar.log`), 'utf8').includes('"main container seen"');
+  } catch {
+    return false;
+  }
+}
+
 /** What a running job has counted so far (its truth file is rewritten per item: a read may catch it half-written). */
 function countedSoFar(truthFile: string): number {
   for (;;) {
     try {
       return itemsCounted(readTruth(truthFile));
     } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
       if (!(error instanceof SyntaxError)) throw error;
     }
   }
@@ -189,7 +211,9 @@ describe('sidecar against real vmagent and Prometheus', function () {
 
   it('SIGKILL of the job: everything counted one interval before the kill is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'killed', pod: 'killed-a', items: 40, durationMs: 400, settleMs: 60_000 });
-    await sleep(1_500); // counted everything by 0.4 s, then idles: the kill comes > 1 interval later
+    // It counts everything in 0.4 s, then idles: the kill comes > 1 interval after the last item.
+    await until(() => sidecarSaw(dir, 'killed-a') && countedSoFar(p.truthFile) === 40, 'killed-a counted everything, watched');
+    await sleep(1_000);
     p.pod.signal('main', 'SIGKILL');
     const { result, truth } = await p.done;
     expect(result.main.signal).to.equal('SIGKILL');
@@ -206,7 +230,8 @@ describe('sidecar against real vmagent and Prometheus', function () {
       settleMs: 400,
       sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '8s' },
     });
-    await sleep(1_500); // the job is half-way through its counting
+    // The job is counting (3 s in all), and the sidecar watches it.
+    await until(() => sidecarSaw(dir, 'sigterm-a') && countedSoFar(p.truthFile) > 0, 'sigterm-a counting, watched');
     const sentAt = Date.now();
     p.pod.signal('sidecar', 'SIGTERM');
     const { result, truth } = await p.done;
@@ -338,7 +363,8 @@ describe('sidecar against real vmagent and Prometheus', function () {
 
   it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
-    await sleep(1_500);
+    await until(() => sidecarSaw(dir, 'deleted-a') && countedSoFar(p.truthFile) === 30, 'deleted-a counted everything, watched');
+    await sleep(1_000);
     p.pod.signal('*', 'SIGTERM');
     const { result, truth } = await p.done;
     expect([result.main.signal, result.sidecar.code]).to.deep.equal(['SIGTERM', 0]);
