@@ -230,8 +230,9 @@ describe('sidecar against real vmagent and Prometheus', function () {
       settleMs: 400,
       sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '8s' },
     });
-    // The job is counting (3 s in all), and the sidecar watches it.
-    await until(() => sidecarSaw(dir, 'sigterm-a') && countedSoFar(p.truthFile) > 0, 'sigterm-a counting, watched');
+    // The job is counting (60 items in 3 s), and the sidecar has scraped it a few times.
+    await until(() => sidecarSaw(dir, 'sigterm-a') && countedSoFar(p.truthFile) >= 10, 'sigterm-a counting, watched');
+    await sleep(600);
     const sentAt = Date.now();
     p.pod.signal('sidecar', 'SIGTERM');
     const { result, truth } = await p.done;
