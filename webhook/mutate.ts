@@ -4,8 +4,8 @@
  * said about the Job's owner, the time for the CronJob name pattern) comes in through the context,
  * so the golden-file tests pin the whole behaviour.
  */
-import { formatDuration } from '../shared/duration.ts';
 import { describeAnnotationError, parseTargetAnnotations, type PortRef, type TargetAnnotations } from '../shared/annotations.ts';
+import { formatDuration } from '../shared/duration.ts';
 import {
   ANNOTATION,
   INJECT_DISABLED,
