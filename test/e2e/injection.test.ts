@@ -261,7 +261,7 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
       expect(stored.spec.initContainers).to.deep.equal([expectedSidecar(stored, 'native', 'adhoc', 'http://localhost:9200/metrics')]);
     });
 
-    it('legacy mode forced by the setting (JOBMETRICS_SIDECAR_MODE=legacy): a regular last container, no restartPolicy', async () => {
+    it('legacy mode forced by the setting (JOBMETRICS_SIDECAR_MODE=legacy): a regular last container, no restartPolicy; restartPolicy OnFailure skipped', async () => {
       await restartWebhook({ JOBMETRICS_SIDECAR_MODE: 'legacy' });
       try {
         const { pods, reviews } = await runJob(LABELLED, 'work-legacy');
@@ -272,6 +272,12 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
         expect(pod?.spec.initContainers).to.equal(undefined);
         expect(pod?.spec.containers.map((c) => c.name)).to.deep.equal(['main', 'jobmetrics-sidecar']);
         expect(pod?.spec.containers[1]).to.deep.equal(expectedSidecar(pod, 'legacy', 'work-legacy', 'http://localhost:9100/metrics'));
+        // restartPolicy OnFailure restarts the main container in the pod, which a legacy sidecar
+        // cannot follow: skipped, with the reason where an admin looks.
+        const retried = await runJob(LABELLED, 'work-legacy-retry', { spec: { restartPolicy: 'OnFailure' } });
+        expect(retried.reviews).to.deep.equal({ 'skipped:restart-needs-native': 1 });
+        expect(retried.pods[0]?.metadata.annotations?.[STATUS]).to.match(/^skipped: restartPolicy OnFailure needs native sidecar mode/);
+        expect(retried.pods[0]?.spec.containers.map((c) => c.name)).to.deep.equal(['main']);
       } finally {
         await restartWebhook();
       }
