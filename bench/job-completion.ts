@@ -131,7 +131,7 @@ async function main(): Promise<void> {
   if (runningSupervisor(peopleDir) !== undefined && readReady(peopleDir)) {
     throw new Error('a cluster from `npm run cluster -- up` is running; this benchmark starts its own: run `npm run cluster -- down` first');
   } else {
-    ensureImages(progress);
+    ensureImages();
     cluster = await startCluster({ dir: mkdtempSync(join(tmpdir(), 'jobmetrics-bench-cluster-')), images: clusterImages(), progress });
     own = true;
   }

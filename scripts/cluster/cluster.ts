@@ -12,8 +12,8 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
-import type { HostNetwork } from './host.ts';
-import { cleanupNode, startNode, type RunningNode } from './node.ts';
+import { setUpHostNetwork, type HostNetwork } from './host.ts';
+import { cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
 import { ROOT } from './paths.ts';
 
 export const NODE_NAME = 'jobmetrics-node';
@@ -63,10 +63,18 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const bins = controlPlaneBinaries();
   const leftovers = cleanupNode(join(dir, 'node'), NETWORK, bins.kubeProxy);
   if (leftovers.length > 0) step(`cleaned up an earlier run: ${leftovers.join(', ')}`);
-  await mkdir(dir, { recursive: true });
+  await mkdir(join(dir, 'node'), { recursive: true });
+  step(`host network: bridge ${NETWORK.bridge} ${NETWORK.address}/${NETWORK.prefixLength}, Service route, firewall guard`);
+  setUpHostNetwork(NETWORK, nodePaths(join(dir, 'node')).sysctlSave);
 
   step('control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler');
-  const cp = await startControlPlane({ dir: join(dir, 'control-plane'), node: { nodeName: NODE_NAME, address: NETWORK.address } });
+  let cp: ControlPlane;
+  try {
+    cp = await startControlPlane({ dir: join(dir, 'control-plane'), node: { nodeName: NODE_NAME, address: NETWORK.address } });
+  } catch (err) {
+    cleanupNode(join(dir, 'node'), NETWORK, bins.kubeProxy);
+    throw err;
+  }
   let node: RunningNode | undefined;
   const stop = async (): Promise<void> => {
     await node?.stop();

@@ -114,7 +114,7 @@ export const NODE_CONTROLLERS: readonly string[] = [
   'endpointslice-controller',
   'endpoints-controller',
   'disruption-controller',
-  'podgc-controller',
+  'pod-garbage-collector-controller',
   'ttl-after-finished-controller',
   'taint-eviction-controller',
 ];

@@ -29,9 +29,15 @@ function buildImages(args: readonly string[], progress: (line: string) => void):
   return r.stdout ?? '';
 }
 
-/** Builds whatever image is missing or stale (quick when all are cached). */
-export function ensureImages(progress: (line: string) => void = () => {}): void {
-  buildImages(['all'], progress);
+/** Runs the script with its progress lines on our stdout as they come (builds take minutes). */
+function buildImagesLive(args: readonly string[]): void {
+  const r = spawnSync('bash', [SCRIPT, ...args], { stdio: ['ignore', 'inherit', 'pipe'], encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new ImageBuildError(args, r.status, r.stderr ?? '');
+}
+
+/** Builds whatever image is missing or stale (quick when all are cached), showing its progress. */
+export function ensureImages(): void {
+  buildImagesLive(['all']);
 }
 
 /** `<name> <archive>` for every built image. */
@@ -59,8 +65,8 @@ export function clusterImages(): ClusterImages {
 }
 
 /** Builds `<dir>/Dockerfile` as `name`; returns its archive. */
-export function buildImage(dir: string, name: string, progress: (line: string) => void = () => {}): string {
-  buildImages(['job', dir, name], progress);
+export function buildImage(dir: string, name: string): string {
+  buildImagesLive(['job', dir, name]);
   const images = builtImages();
   const archive = images.get(name) ?? [...images.entries()].find(([n]) => n.endsWith(`/${name}`) || n === `docker.io/library/${name}`)?.[1];
   if (!archive) throw new Error(`scripts/build-images built ${name} but does not list it`);

@@ -59,7 +59,7 @@ async function up(dir: string): Promise<void> {
   installStep('install-node');
   installStep('install-control-plane');
   installStep('install-aggregator');
-  ensureImages((line) => say(line));
+  ensureImages();
   mkdirSync(dir, { recursive: true });
   const files = supervisorFiles(dir);
   rmSync(files.failed, { force: true });
@@ -134,8 +134,8 @@ async function image(dir: string, contextDir: string | undefined, name: string |
   if (!contextDir || !name) die(USAGE);
   if (!existsSync(join(resolve(contextDir), 'Dockerfile'))) die(`no Dockerfile in ${resolve(contextDir)}`);
   if (runningSupervisor(dir) === undefined || !readReady(dir)) die('the cluster is not running (npm run cluster -- up)');
-  ensureImages((line) => say(line));
-  const archive = buildImage(resolve(contextDir), name, (line) => say(line));
+  ensureImages();
+  const archive = buildImage(resolve(contextDir), name);
   runCommand(['ctr', '--address', join(dir, 'node', 'containerd', 'containerd.sock'), '-n', 'k8s.io', 'images', 'import', '--all-platforms', archive]);
   say(`loaded ${name} into the node (use imagePullPolicy: IfNotPresent or Never)`);
 }

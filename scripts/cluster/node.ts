@@ -21,7 +21,6 @@ import {
   removeKubepodsCgroups,
   restoreSysctls,
   runCommand,
-  setUpHostNetwork,
   teardownHostNetwork,
   unmountBelow,
   pidsWithArg,
@@ -199,13 +198,13 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
-/** Starts containerd, imports the images, then the kubelet and kube-proxy. */
+/** Starts containerd, imports the images, then the kubelet and kube-proxy. The host network
+ * (host.ts setUpHostNetwork) must be up first: the control plane listens on the node's address. */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
   const paths = nodePaths(opts.dir);
   for (const d of [join(opts.dir, 'containerd'), paths.containerdRoot, paths.containerdState, paths.cniConfDir, join(opts.dir, 'kubelet'), paths.kubeletRoot, paths.podLogs]) {
     mkdirSync(d, { recursive: true });
   }
-  setUpHostNetwork(opts.network, paths.sysctlSave);
   writeFileSync(paths.containerdConfig, containerdConfig(paths, opts.pauseImage));
   writeFileSync(join(paths.cniConfDir, '10-jobmetrics.conflist'), cniConfig(opts.network));
   // Pods get only the cluster DNS; nothing is forwarded off this machine.

@@ -23,7 +23,7 @@ export async function startTestCluster(): Promise<Cluster> {
   if (runningSupervisor(peopleDir) !== undefined) {
     throw new Error(`a cluster from \`npm run cluster -- up\` is running (${peopleDir}); stop it with \`npm run cluster -- down\` before running the real-pod tests`);
   }
-  ensureImages((line) => console.log(`      images: ${line}`));
+  ensureImages();
   const dir = mkdtempSync(join(tmpdir(), 'jobmetrics-e2e-cluster-'));
   return startCluster({ dir, images: clusterImages(), progress: (line) => console.log(`      cluster: ${line}`) });
 }
