@@ -10,9 +10,9 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
-import { pidNamespaceSupport } from '../../scripts/local-pod.ts';
+import { pidNamespaceSupport, readTruth } from '../../scripts/local-pod.ts';
 import { ensureBuilt } from '../support/build.ts';
-import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePodOptions } from '../support/pods.ts';
+import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePod, type SamplePodOptions } from '../support/pods.ts';
 
 const NS = 'it';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -27,6 +27,18 @@ async function aggregatedItems(stack: Stack, job: string): Promise<number> {
 /** A sample pod in namespace NS whose sidecar delivers to the stack's vmagent. */
 function startPod(stack: Stack, dir: string, o: Omit<SamplePodOptions, 'dir' | 'remoteWriteUrl' | 'namespace'>) {
   return startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, ...o });
+}
+
+/** Until the job's own ground truth shows `items` counted: a loaded machine may start it seconds late. */
+async function untilCounted(p: SamplePod, items: number): Promise<void> {
+  const counted = (): number => {
+    try {
+      return itemsCounted(readTruth(p.truthFile));
+    } catch {
+      return 0; // not written yet
+    }
+  };
+  while (counted() < items) await sleep(50);
 }
 
 function tmp(name: string): string {
@@ -72,7 +84,8 @@ describe('sidecar against real vmagent and Prometheus', function () {
           items: 20 + i,
           durationMs: 6_000 + (i % 7) * 300,
           settleMs: 2_500,
-          sidecar: { JOBMETRICS_INTERVAL: '500ms' },
+          // Not the flush budget under test: 150 processes on 2 cores can take longer than 5 s.
+          sidecar: { JOBMETRICS_INTERVAL: '500ms', JOBMETRICS_FLUSH_TIMEOUT: '30s' },
         }),
       );
       await sleep(100);
@@ -184,7 +197,8 @@ describe('sidecar against real vmagent and Prometheus', function () {
 
   it('SIGKILL of the job: everything counted one interval before the kill is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'killed', pod: 'killed-a', items: 40, durationMs: 400, settleMs: 60_000 });
-    await sleep(1_500); // counted everything by 0.4 s, then idles: the kill comes > 1 interval later
+    await untilCounted(p, 40);
+    await sleep(1_500); // then it idles: the kill comes > 1 interval after the last increment
     p.pod.signal('main', 'SIGKILL');
     const { result, truth } = await p.done;
     expect(result.main.signal).to.equal('SIGKILL');
@@ -200,9 +214,14 @@ describe('sidecar against real vmagent and Prometheus', function () {
       durationMs: 3_000,
       settleMs: 400,
       // A budget far above the ~2 s this takes, so a loaded machine stays inside it.
-      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '20s' },
+      // Debug logs say when the first series were scraped.
+      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '20s', JOBMETRICS_LOG_LEVEL: 'debug' },
     });
-    await sleep(1_500); // the job is half-way through its counting
+    // The sidecar holds values and the job is half-way through its counting (a loaded machine may
+    // start either late).
+    const log = join(dir, 'sigterm-a.sidecar.log');
+    while (!(existsSync(log) && readFileSync(log, 'utf8').includes('"msg":"new series"'))) await sleep(50);
+    await untilCounted(p, 30);
     const sentAt = Date.now();
     p.pod.signal('sidecar', 'SIGTERM');
     const { result, truth } = await p.done;
@@ -248,6 +267,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
 
   it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
+    await untilCounted(p, 30);
     await sleep(1_500);
     p.pod.signal('*', 'SIGTERM');
     const { result, truth } = await p.done;
@@ -325,7 +345,10 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
           startPod(stack, dir, { job: 'restart', pod: `restart-${i}`, items: 150 + 10 * i, durationMs: 7_000, sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '15s' } }),
         ),
       );
-      await sleep(3_500);
+      // Mid-run in the jobs' own terms, with outputs downstream (a loaded machine may start the
+      // pods seconds late).
+      await Promise.all(pods.map((p, i) => untilCounted(p, (150 + 10 * i) / 2)));
+      while (!(await stack.query(`demo_items_processed_total{namespace="${NS}",job="restart"}`)).some((s) => s.value > 0)) await sleep(250);
       await stack.restartVmagent('SIGTERM');
       const done = await Promise.all(pods.map((p) => p.done));
       await stack.flush();
@@ -343,6 +366,7 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
     const stack = await startStack({ dir, stalenessInterval: '6s' });
     // A real HTTP hop in front of vmagent that can refuse this one pod's deliveries (503).
     let blocked = false;
+    let forwarded = 0;
     const proxy = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -352,7 +376,7 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
           return;
         }
         fetch(stack.remoteWriteUrl, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).then(
-          async (r) => res.writeHead(r.status).end(await r.text()),
+          async (r) => (forwarded++, res.writeHead(r.status).end(await r.text())),
           () => res.writeHead(502).end(),
         );
       });
@@ -364,6 +388,8 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
       const keeper = await startPod(stack, dir, { job: 'gap', pod: 'gap-keeper', items: 300, durationMs: 16_000, sidecar });
       const gapped = await startSamplePod({ dir, remoteWriteUrl: proxyUrl, namespace: NS, job: 'gap', pod: 'gap-a', items: 200, durationMs: 14_000, sidecar });
       await sleep(3_000);
+      // A gap needs a delivery before it (a loaded machine may start the pod late).
+      while (forwarded === 0) await sleep(100);
       blocked = true;
       await sleep(9_000); // > 6 s staleness: vmagent forgets gap-a's series
       blocked = false;
