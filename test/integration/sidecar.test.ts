@@ -376,7 +376,10 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
           return;
         }
         fetch(stack.remoteWriteUrl, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).then(
-          async (r) => (forwarded++, res.writeHead(r.status).end(await r.text())),
+          async (r) => {
+            if (r.ok) forwarded++;
+            res.writeHead(r.status).end(await r.text());
+          },
           () => res.writeHead(502).end(),
         );
       });
@@ -388,7 +391,7 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
       const keeper = await startPod(stack, dir, { job: 'gap', pod: 'gap-keeper', items: 300, durationMs: 16_000, sidecar });
       const gapped = await startSamplePod({ dir, remoteWriteUrl: proxyUrl, namespace: NS, job: 'gap', pod: 'gap-a', items: 200, durationMs: 14_000, sidecar });
       await sleep(3_000);
-      // A gap needs a delivery before it (a loaded machine may start the pod late).
+      // A gap needs an acknowledged delivery before it (a loaded machine may start the pod late).
       while (forwarded === 0) await sleep(100);
       blocked = true;
       await sleep(9_000); // > 6 s staleness: vmagent forgets gap-a's series
