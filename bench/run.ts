@@ -2,15 +2,23 @@
  * `npm run bench`: every benchmark of the project, one after the other, each printing its table
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
- *   npm run bench                            parser, sidecar, exit-latency, tail-loss, webhook (~20 min)
+ *   npm run bench                            parser, sidecar, exit-latency, tail-loss, webhook,
+ *                                            aggregator-load, webhook-burst (~30 min)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
  *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
- *                                            per interval, webhook 3 s runs
+ *                                            per interval, webhook 3 s runs, aggregator-load
+ *                                            200 pods for 60 s, webhook-burst 200 pods
  *   npm run bench -- exit-latency --runs 50 --no-vmagent
  *   npm run bench -- sidecar --profile       also a CPU profile of the sidecar per configuration
+ *   npm run bench -- aggregator-load --pods 1000 --series 100 --duration 5m --overlay ha-aggregator
+ *                                            the aggregator tier under load with faults (its own
+ *                                            options: bench/aggregator-load.ts)
+ *   npm run bench -- webhook-burst           1 000 pods created at once through a real API server,
+ *                                            with and without the webhook (bench/webhook-burst.ts)
  *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
- *                                            Parser, Exit and Tail-loss sections of docs/benchmarks.md
+ *                                            Parser, Exit, Tail-loss, Aggregator-load and
+ *                                            Webhook-burst sections of docs/benchmarks.md
  *                                            (the Webhook section is bench/webhook.ts's own)
  *
  * The machine has few cores and is shared: run measurements under the benchmark lock, so they
@@ -20,9 +28,9 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook'] as const;
+const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst'] as const;
 type Name = (typeof NAMES)[number];
-const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', tail: 'tail-loss' };
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load' };
 
 interface Args {
   readonly names: Name[];
@@ -31,13 +39,16 @@ interface Args {
   readonly writeDocs: boolean;
   readonly runs: number | undefined;
   readonly noVmagent: boolean;
+  /** aggregator-load's own options (bench/aggregator-load.ts parseLoadArgs). */
+  readonly load: string[];
 }
 
 function usage(): string {
   return [
-    `usage: npm run bench -- [${NAMES.join('|')} …] [--quick] [--profile] [--runs N] [--no-vmagent] [--write-docs]`,
+    `usage: npm run bench -- [${NAMES.join('|')} …] [--quick] [--profile] [--runs N] [--no-vmagent] [--write-docs] [aggregator-load options]`,
     '  no names: all of them, in this order. --quick: shorter windows. --profile: CPU profile of the sidecar.',
     '  --runs N: exit-latency runs per receiver and tail-loss runs per interval. --no-vmagent: exit-latency at the local receiver only. --write-docs: update docs/benchmarks.md.',
+    '  aggregator-load: --pods N --series N --jobs N --duration D --lifetime D-D --interval D --overlay ha-aggregator|sharded-aggregator --no-faults --seed N',
   ].join('\n');
 }
 
@@ -48,9 +59,13 @@ function parseArgs(argv: readonly string[]): Args {
   let writeDocs = false;
   let runs: number | undefined;
   let noVmagent = false;
+  const load: string[] = [];
+  const LOAD_VALUE_OPTIONS = ['--pods', '--series', '--jobs', '--duration', '--lifetime', '--interval', '--overlay', '--seed'];
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i] ?? '';
-    if (a === '--quick') quick = true;
+    if (LOAD_VALUE_OPTIONS.includes(a)) load.push(a, argv[++i] ?? '');
+    else if (a === '--no-faults') load.push(a);
+    else if (a === '--quick') quick = true;
     else if (a === '--profile') profile = true;
     else if (a === '--write-docs') writeDocs = true;
     else if (a === '--no-vmagent') noVmagent = true;
@@ -66,7 +81,7 @@ function parseArgs(argv: readonly string[]): Args {
       if (!names.includes(name)) names.push(name);
     }
   }
-  return { names: names.length > 0 ? names : [...NAMES], quick, profile, writeDocs, runs, noVmagent };
+  return { names: names.length > 0 ? names : [...NAMES], quick, profile, writeDocs, runs, noVmagent, load };
 }
 
 const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
@@ -93,6 +108,12 @@ async function runOne(name: Name, a: Args): Promise<string> {
     case 'webhook':
       // bench/webhook.ts's own defaults (10 s runs after a 3 s warm-up) unless --quick.
       return (await import('./webhook.ts')).run(a.quick ? { durationS: 3, warmupS: 1 } : {});
+    case 'webhook-burst':
+      return (await import('./webhook-burst.ts')).run(a.quick ? { pods: 200 } : {});
+    case 'aggregator-load': {
+      const m = await import('./aggregator-load.ts');
+      return m.run({ ...(a.quick ? { pods: 200, durationMs: 60_000 } : {}), ...m.parseLoadArgs(a.load) });
+    }
   }
 }
 
@@ -102,6 +123,8 @@ const TITLES: Record<Name, string> = {
   'exit-latency': 'Exit-to-delivered latency',
   'tail-loss': 'Tail loss',
   webhook: 'Webhook',
+  'aggregator-load': 'Aggregator tier under load',
+  'webhook-burst': 'Webhook under a pod-creation burst',
 };
 
 async function main(): Promise<number> {

@@ -83,7 +83,7 @@ export interface SidecarBenchRow {
 
 let clockTicks: number | undefined;
 /** USER_HZ: the unit of utime/stime in /proc/<pid>/stat. */
-function ticksPerSecond(): number {
+export function ticksPerSecond(): number {
   if (clockTicks !== undefined) return clockTicks;
   const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
   const n = Number(r.stdout?.trim());

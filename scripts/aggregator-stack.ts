@@ -86,7 +86,7 @@ export function aggregatorBinaries(): { vmagent: string; prometheus: string } {
 
 // ---- children ------------------------------------------------------------------------------
 
-class StartError extends Error {
+export class StartError extends Error {
   constructor(
     message: string,
     readonly addressInUse: boolean,
@@ -97,7 +97,7 @@ class StartError extends Error {
 }
 
 /** Polls `url` until it answers 200; fails early, with the log's tail, if the process exits. */
-async function waitReady(name: string, r: Child, url: string, timeoutMs: number): Promise<void> {
+export async function waitReady(name: string, r: Child, url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
@@ -120,7 +120,7 @@ async function waitReady(name: string, r: Child, url: string, timeoutMs: number)
 }
 
 /** Starts a child on a port, retrying with a new free port when the bind raced (EADDRINUSE). */
-async function startOnFreePort(name: string, start: (port: number) => Promise<Child>, attempts = 5): Promise<{ port: number; running: Child }> {
+export async function startOnFreePort(name: string, start: (port: number) => Promise<Child>, attempts = 5): Promise<{ port: number; running: Child }> {
   for (let i = 1; ; i++) {
     const port = await freePort();
     try {
@@ -160,7 +160,7 @@ export function parseMetricsText(text: string): Map<string, number> {
   return out;
 }
 
-function sumOf(metrics: Map<string, number>, name: string, labelFilter?: (key: string) => boolean): number {
+export function sumOf(metrics: Map<string, number>, name: string, labelFilter?: (key: string) => boolean): number {
   let sum = 0;
   for (const [key, value] of metrics) {
     if ((key === name || key.startsWith(name + '{')) && (labelFilter === undefined || labelFilter(key))) sum += value;
@@ -183,7 +183,7 @@ function flushCounts(metrics: Map<string, number>): Map<string, number> {
   return out;
 }
 
-function promNumber(text: string): number {
+export function promNumber(text: string): number {
   if (text === '+Inf' || text === 'Inf') return Infinity;
   if (text === '-Inf') return -Infinity;
   return Number(text);
@@ -191,7 +191,7 @@ function promNumber(text: string): number {
 
 const excerpt = (s: string): string => (s.length > 200 ? s.slice(0, 199) + '…' : s);
 
-async function getText(url: string, what: string): Promise<string> {
+export async function getText(url: string, what: string): Promise<string> {
   let res: Response;
   try {
     res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
@@ -201,6 +201,109 @@ async function getText(url: string, what: string): Promise<string> {
   const body = await res.text();
   if (!res.ok) throw new Error(`aggregator stack: ${what} GET ${url} returned HTTP ${res.status}: ${excerpt(body)}`);
   return body;
+}
+
+
+// ---- shared by the stack and scripts/aggregator-topology.ts --------------------------------
+
+export interface PrometheusOptions {
+  /** Data, config and log go here. */
+  dir: string;
+  readyTimeoutMs?: number;
+  /** `--query.lookback-delta`; default Prometheus' own (5m). */
+  lookbackDelta?: string;
+}
+
+/** Prometheus with the remote-write receiver and no scrape jobs, on a free loopback port. */
+export async function startPrometheus(opts: PrometheusOptions): Promise<{ url: string; child: Child }> {
+  const bins = aggregatorBinaries();
+  const promConfig = join(opts.dir, 'prometheus.yml');
+  writeFileSync(promConfig, '# no scrape jobs: everything arrives by remote write\nglobal: {}\n');
+  const { port, running } = await startOnFreePort('prometheus', async (p) => {
+    const args = [
+      `--config.file=${promConfig}`,
+      `--storage.tsdb.path=${join(opts.dir, 'prometheus-data')}`,
+      `--web.listen-address=127.0.0.1:${p}`,
+      '--web.enable-remote-write-receiver',
+    ];
+    if (opts.lookbackDelta !== undefined) args.push(`--query.lookback-delta=${opts.lookbackDelta}`);
+    const r = startChild('prometheus', bins.prometheus, args, join(opts.dir, 'prometheus.log'));
+    await waitReady('prometheus', r, `http://127.0.0.1:${p}/-/ready`, opts.readyTimeoutMs ?? 30_000);
+    return r;
+  });
+  return { url: `http://127.0.0.1:${port}`, child: running };
+}
+
+/** An instant query; values are exact numbers (`+Inf`, `-Inf`, `NaN` included). */
+export async function queryPrometheus(prometheusUrl: string, promql: string, atSec?: number): Promise<QueryResult[]> {
+  const form = new URLSearchParams({ query: promql });
+  if (atSec !== undefined) form.set('time', String(atSec));
+  const url = `${prometheusUrl}/api/v1/query`;
+  let res: Response;
+  try {
+    res = await fetch(url, { method: 'POST', body: form, signal: AbortSignal.timeout(10_000) });
+  } catch (cause) {
+    throw new Error(`aggregator stack: query ${promql} at ${url} failed`, { cause });
+  }
+  const text = await res.text();
+  if (!res.ok) throw new Error(`aggregator stack: query ${promql} returned HTTP ${res.status}: ${excerpt(text)}`);
+  const body = JSON.parse(text) as {
+    data: { resultType: string; result: unknown };
+  };
+  const { resultType, result } = body.data;
+  if (resultType === 'scalar') {
+    const [, v] = result as [number, string];
+    return [{ metric: {}, value: promNumber(v) }];
+  }
+  if (resultType !== 'vector') throw new Error(`aggregator stack: query ${promql} gave a ${resultType}, not an instant vector`);
+  return (result as Array<{ metric: Record<string, string>; value: [number, string] }>).map((s) => ({ metric: s.metric, value: promNumber(s.value[1]) }));
+}
+
+/** A vmagent's own /metrics, parsed (name → value). */
+export async function vmagentMetricsAt(vmagentUrl: string): Promise<Map<string, number>> {
+  return parseMetricsText(await getText(`${vmagentUrl}/metrics`, 'vmagent metrics'));
+}
+
+/**
+ * Resolves after two finished flushes of every stream-aggregation rule of the vmagent at
+ * `vmagentUrl` that started after the call: the second one started after now, so it covers every
+ * sample pushed before now (pushes are aggregated before vmagent answers).
+ */
+export async function awaitAggregationFlushes(vmagentUrl: string, intervalMs: number, deadlineMs: number): Promise<void> {
+  const before = flushCounts(await vmagentMetricsAt(vmagentUrl));
+  for (;;) {
+    const now = flushCounts(await vmagentMetricsAt(vmagentUrl));
+    if ([...before].every(([pos, n]) => (now.get(pos) ?? 0) >= n + 2)) return;
+    if (Date.now() > deadlineMs) throw new Error(`aggregator stack: vmagent ${vmagentUrl} did not flush its aggregation state twice in time`);
+    await delay(Math.min(100, intervalMs / 4));
+  }
+}
+
+/**
+ * Resolves once every row the vmagent at `vmagentUrl` handed to remote write is in a block its
+ * remote storage acknowledged and nothing waits in its queue. A block the storage rejected (4xx)
+ * is dropped by vmagent and never counted as sent: more rejected blocks than `seen.rejected` throw
+ * (once: `seen` is updated).
+ */
+export async function awaitDelivered(vmagentUrl: string, deadlineMs: number, seen: { rejected: number }, logPath: string): Promise<void> {
+  const pushed = sumOf(await vmagentMetricsAt(vmagentUrl), 'vmagent_remotewrite_rows_pushed_after_relabel_total');
+  for (;;) {
+    const cur = await vmagentMetricsAt(vmagentUrl);
+    const inBlocks = sumOf(cur, 'vmagent_remotewrite_block_size_rows_sum');
+    const blocks = sumOf(cur, 'vmagent_remotewrite_block_size_rows_count');
+    const sent = sumOf(cur, 'vmagent_remotewrite_blocks_sent_total');
+    const rejected = sumOf(cur, 'vmagent_remotewrite_packets_dropped_total');
+    if (rejected > seen.rejected) {
+      const was = seen.rejected;
+      seen.rejected = rejected;
+      throw new Error(`aggregator stack: the remote storage of ${vmagentUrl} rejected ${rejected - was} block(s), so results are incomplete; last lines of ${logPath}:\n${logTail(logPath, 5)}`);
+    }
+    if (inBlocks >= pushed && sent + rejected >= blocks && sumOf(cur, 'vmagent_remotewrite_pending_data_bytes') === 0) return;
+    if (Date.now() > deadlineMs) {
+      throw new Error(`aggregator stack: vmagent ${vmagentUrl} did not deliver its outputs in time (rows ${inBlocks}/${pushed}, blocks ${sent}/${blocks}); see ${logPath}`);
+    }
+    await delay(25);
+  }
 }
 
 // ---- the stack -----------------------------------------------------------------------------
@@ -219,22 +322,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       ...(ignoreFirst !== undefined ? { ignoreFirst } : {}),
     }),
   );
-  const promConfig = join(opts.dir, 'prometheus.yml');
-  writeFileSync(promConfig, '# no scrape jobs: everything arrives by remote write\nglobal: {}\n');
-
-  const { port: promPort, running: prom } = await startOnFreePort('prometheus', async (port) => {
-    const args = [
-      `--config.file=${promConfig}`,
-      `--storage.tsdb.path=${join(opts.dir, 'prometheus-data')}`,
-      `--web.listen-address=127.0.0.1:${port}`,
-      '--web.enable-remote-write-receiver',
-    ];
-    if (opts.lookbackDelta !== undefined) args.push(`--query.lookback-delta=${opts.lookbackDelta}`);
-    const r = startChild('prometheus', bins.prometheus, args, join(opts.dir, 'prometheus.log'));
-    await waitReady('prometheus', r, `http://127.0.0.1:${port}/-/ready`, readyMs);
-    return r;
-  });
-  const prometheusUrl = `http://127.0.0.1:${promPort}`;
+  const { url: prometheusUrl, child: prom } = await startPrometheus({ dir: opts.dir, readyTimeoutMs: readyMs, ...(opts.lookbackDelta !== undefined ? { lookbackDelta: opts.lookbackDelta } : {}) });
 
   const vmagentArgs = (port: number): string[] => [
     `-httpListenAddr=127.0.0.1:${port}`,
@@ -270,8 +358,8 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
   }
   const vmagentUrl = `http://127.0.0.1:${vmPort}`;
 
-  let rejectedSeen = 0;
-  const vmagentMetrics = async (): Promise<Map<string, number>> => parseMetricsText(await getText(`${vmagentUrl}/metrics`, 'vmagent metrics'));
+  const seen = { rejected: 0 };
+  const vmagentMetrics = (): Promise<Map<string, number>> => vmagentMetricsAt(vmagentUrl);
 
   const stack: Stack = {
     remoteWriteUrl: `${vmagentUrl}/api/v1/write`,
@@ -279,65 +367,14 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
     vmagentUrl,
     aggrConfigPath: derived,
 
-    async query(promql, atSec) {
-      const form = new URLSearchParams({ query: promql });
-      if (atSec !== undefined) form.set('time', String(atSec));
-      const url = `${prometheusUrl}/api/v1/query`;
-      let res: Response;
-      try {
-        res = await fetch(url, { method: 'POST', body: form, signal: AbortSignal.timeout(10_000) });
-      } catch (cause) {
-        throw new Error(`aggregator stack: query ${promql} at ${url} failed`, { cause });
-      }
-      const text = await res.text();
-      if (!res.ok) throw new Error(`aggregator stack: query ${promql} returned HTTP ${res.status}: ${excerpt(text)}`);
-      const body = JSON.parse(text) as {
-        data: { resultType: string; result: unknown };
-      };
-      const { resultType, result } = body.data;
-      if (resultType === 'scalar') {
-        const [, v] = result as [number, string];
-        return [{ metric: {}, value: promNumber(v) }];
-      }
-      if (resultType !== 'vector') throw new Error(`aggregator stack: query ${promql} gave a ${resultType}, not an instant vector`);
-      return (result as Array<{ metric: Record<string, string>; value: [number, string] }>).map((s) => ({ metric: s.metric, value: promNumber(s.value[1]) }));
-    },
+    query: (promql, atSec) => queryPrometheus(prometheusUrl, promql, atSec),
 
     async flush() {
       if (vm === undefined) throw new Error('aggregator stack: flush() while vmagent is stopped');
       const intervalMs = parseSimpleDuration(aggrInterval);
       const deadline = Date.now() + 3 * intervalMs + 10_000;
-      // 1. Two finished flushes of every rule after now: the second one started after now, so it
-      //    covers every sample pushed before now (pushes are aggregated before vmagent answers).
-      const before = flushCounts(await vmagentMetrics());
-      let m: Map<string, number>;
-      for (;;) {
-        m = await vmagentMetrics();
-        const now = flushCounts(m);
-        if ([...before].every(([pos, n]) => (now.get(pos) ?? 0) >= n + 2)) break;
-        if (Date.now() > deadline) throw new Error(`aggregator stack: vmagent did not flush its aggregation state twice within ${3 * intervalMs + 10_000} ms`);
-        await delay(Math.min(100, intervalMs / 4));
-      }
-      // 2. Every row handed to remote write by then is in a block that Prometheus acknowledged.
-      const pushed = sumOf(m, 'vmagent_remotewrite_rows_pushed_after_relabel_total');
-      for (;;) {
-        const cur = await vmagentMetrics();
-        const inBlocks = sumOf(cur, 'vmagent_remotewrite_block_size_rows_sum');
-        const blocks = sumOf(cur, 'vmagent_remotewrite_block_size_rows_count');
-        const sent = sumOf(cur, 'vmagent_remotewrite_blocks_sent_total');
-        // A block Prometheus rejects (4xx) is dropped by vmagent and never counted as sent.
-        const rejected = sumOf(cur, 'vmagent_remotewrite_packets_dropped_total');
-        if (rejected > rejectedSeen) {
-          const was = rejectedSeen;
-          rejectedSeen = rejected;
-          throw new Error(`aggregator stack: Prometheus rejected ${rejected - was} block(s) of vmagent's outputs, so results are incomplete; last lines of ${vmLog}:\n${logTail(vmLog, 5)}`);
-        }
-        if (inBlocks >= pushed && sent + rejected >= blocks && sumOf(cur, 'vmagent_remotewrite_pending_data_bytes') === 0) return;
-        if (Date.now() > deadline) {
-          throw new Error(`aggregator stack: vmagent did not deliver its outputs to Prometheus in time (rows ${inBlocks}/${pushed}, blocks ${sent}/${blocks}); see ${vmLog}`);
-        }
-        await delay(25);
-      }
+      await awaitAggregationFlushes(vmagentUrl, intervalMs, deadline);
+      await awaitDelivered(vmagentUrl, deadline, seen, vmLog);
     },
 
     async stopVmagent(signal = 'SIGTERM') {
@@ -355,7 +392,7 @@ export async function startStack(opts: StackOptions): Promise<Stack> {
       for (let i = 0; i < 20; i++) {
         try {
           vm = await startVm(vmPort);
-          rejectedSeen = 0;
+          seen.rejected = 0;
           return;
         } catch (err) {
           lastErr = err;

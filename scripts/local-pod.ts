@@ -5,8 +5,9 @@
  * is the part of a pod that jobmetrics depends on, and nothing else.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ContainerSpec, PodSpec } from './pod-init.ts';
@@ -52,6 +53,10 @@ export interface PodResult {
   readonly name: string;
   readonly main: ContainerExit;
   readonly sidecar: ContainerExit;
+  /** Every container's last exit, extra containers included. */
+  readonly exits: Readonly<Record<string, ContainerExit>>;
+  /** How often each container was restarted (restartPolicy OnFailure or Always). */
+  readonly restarts: Readonly<Record<string, number>>;
   /** The sidecar's JSON log lines, parsed. */
   readonly sidecarLog: ReadonlyArray<Record<string, unknown>>;
   /** The sidecar's exit summary line, when it wrote one. */
@@ -84,6 +89,53 @@ export interface LocalPodOptions {
   readonly sidecarFirstMs?: number;
   /** Run the sidecar from this command instead of the compiled bin. */
   readonly sidecarCommand?: { readonly command: string; readonly args: readonly string[] };
+  /**
+   * The kubelet's restarts (pod-init.ts): the main container with the pod's `restartPolicy:
+   * OnFailure`, the sidecar as a native one (`Always`: restarted when it dies, SIGTERM once the
+   * main container has finished for good).
+   */
+  readonly mainRestartPolicy?: 'Never' | 'OnFailure';
+  readonly sidecarRestartPolicy?: 'Never' | 'Always';
+  readonly restartDelayMs?: number;
+  /**
+   * More containers in the pod's PID namespace: a native sidecar declared before ours (`before`,
+   * e.g. a mesh proxy that runs until SIGTERM) or another regular container after the main one.
+   */
+  readonly extraContainers?: readonly ExtraContainer[];
+  /**
+   * Give every container the mount the kubelet gives it (each in a mount namespace of its own):
+   * its termination-message file bind-mounted from `<dir>/kubelet/pods/<pod>/containers/<name>/<id>`,
+   * which names the container in its world-readable mountinfo (sidecar/containers.ts).
+   */
+  readonly kubeletMounts?: boolean;
+  /** Run the sidecar as this uid/gid with every capability dropped, as the injected container runs. */
+  readonly sidecarUid?: number;
+}
+
+export interface ExtraContainer {
+  readonly name: string;
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly restartPolicy?: 'Never' | 'Always';
+  /** Started before the sidecar (a native sidecar declared before ours); else after the main container. */
+  readonly before?: boolean;
+}
+
+/**
+ * `command args` in a mount namespace of its own where, as the kubelet does for every container, a
+ * file under `<dir>/kubelet/pods/<pod>/containers/<container>/<id>` is bind-mounted (onto a file
+ * of the pod's folder: the mount point does not matter, the mount's root names the container).
+ */
+function withKubeletMount(dir: string, pod: string, container: string, command: string, args: readonly string[]): { command: string; args: string[] } {
+  const source = join(dir, 'kubelet', 'pods', pod, 'containers', container, randomBytes(4).toString('hex'));
+  const target = join(dir, `${pod}.${container}.termination-log`);
+  mkdirSync(dirname(source), { recursive: true });
+  writeFileSync(source, '');
+  writeFileSync(target, '');
+  return {
+    command: 'unshare',
+    args: ['--mount', '--propagation', 'private', 'sh', '-c', 'mount --bind "$1" "$2" && shift 2 && exec "$@"', 'sh', source, target, command, ...args],
+  };
 }
 
 /** The pod's result, or an error naming the pod when it has not ended within `ms`. */
@@ -100,23 +152,49 @@ export async function resultWithin(pod: LocalPod, ms: number, name: string): Pro
 }
 
 export function startLocalPod(opts: LocalPodOptions): LocalPod {
+  const wrap = (container: string, command: string, args: readonly string[]): { command: string; args: readonly string[] } =>
+    opts.kubeletMounts ? withKubeletMount(opts.dir, opts.name, container, command, args) : { command, args };
+  const mainCommand = wrap('main', opts.main.command, opts.main.args);
+  const sidecarArgv = opts.sidecarCommand ?? { command: process.execPath, args: [...SIDECAR_NODE_FLAGS, PROGRAMS.sidecar] };
+  const sidecarCommand = wrap(
+    'sidecar',
+    ...((opts.sidecarUid === undefined
+      ? [sidecarArgv.command, sidecarArgv.args]
+      : [
+          'setpriv',
+          [`--reuid=${opts.sidecarUid}`, `--regid=${opts.sidecarUid}`, '--clear-groups', '--inh-caps=-all', '--bounding-set=-all', sidecarArgv.command, ...sidecarArgv.args],
+        ]) as [string, readonly string[]]),
+  );
   const main: ContainerSpec = {
     name: 'main',
-    command: opts.main.command,
-    args: opts.main.args,
+    command: mainCommand.command,
+    args: mainCommand.args,
     env: opts.main.env,
     logFile: join(opts.dir, `${opts.name}.main.log`),
     ...(opts.sidecarFirstMs !== undefined ? { startDelayMs: opts.sidecarFirstMs } : {}),
+    ...(opts.mainRestartPolicy !== undefined ? { restartPolicy: opts.mainRestartPolicy } : {}),
+    ...(opts.restartDelayMs !== undefined ? { restartDelayMs: opts.restartDelayMs } : {}),
   };
   const sidecar: ContainerSpec = {
     name: 'sidecar',
-    command: opts.sidecarCommand?.command ?? process.execPath,
-    args: opts.sidecarCommand?.args ?? [...SIDECAR_NODE_FLAGS, PROGRAMS.sidecar],
+    command: sidecarCommand.command,
+    args: sidecarCommand.args,
     env: opts.sidecarEnv,
     logFile: join(opts.dir, `${opts.name}.sidecar.log`),
     ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),
+    ...(opts.sidecarRestartPolicy !== undefined ? { restartPolicy: opts.sidecarRestartPolicy } : {}),
+    ...(opts.restartDelayMs !== undefined ? { restartDelayMs: opts.restartDelayMs } : {}),
   };
-  const containers = opts.sidecarFirstMs !== undefined ? [sidecar, main] : [main, sidecar];
+  const extra = (e: ExtraContainer): ContainerSpec => ({
+    name: e.name,
+    ...wrap(e.name, e.command, e.args),
+    env: {},
+    logFile: join(opts.dir, `${opts.name}.${e.name}.log`),
+    ...(e.restartPolicy !== undefined ? { restartPolicy: e.restartPolicy } : {}),
+  });
+  const before = (opts.extraContainers ?? []).filter((e) => e.before).map(extra);
+  const after = (opts.extraContainers ?? []).filter((e) => !e.before).map(extra);
+  const containers = [...before, ...(opts.sidecarFirstMs !== undefined ? [sidecar, main] : [main, sidecar]), ...after];
   const spec: PodSpec = { containers };
   const useNs = opts.pidNamespace ?? pidNamespaceSupport().ok;
   const argv = useNs
@@ -127,11 +205,13 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
     env: { ...process.env, POD_SPEC: JSON.stringify(spec) },
   });
   const exits = new Map<string, ContainerExit>();
+  const restarts: Record<string, number> = {};
   const result = new Promise<PodResult>((resolve, reject) => {
     createInterface({ input: child.stdout! }).on('line', (line) => {
       try {
         const e = JSON.parse(line) as { event: string; container?: string; code?: number | null; signal?: string | null; atMs: number };
         if (e.event === 'exit' && e.container) exits.set(e.container, { code: e.code ?? null, signal: e.signal ?? null, atMs: e.atMs });
+        if (e.event === 'restart' && e.container) restarts[e.container] = (restarts[e.container] ?? 0) + 1;
       } catch {
         // pod-init writes only JSON lines; anything else is not ours to interpret.
       }
@@ -146,7 +226,7 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
       }
       const sidecarLog = readJsonLines(join(opts.dir, `${opts.name}.sidecar.log`));
       const summary = sidecarLog.find((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('summary'));
-      resolve({ name: opts.name, main, sidecar, sidecarLog, summary });
+      resolve({ name: opts.name, main, sidecar, exits: Object.fromEntries(exits), restarts, sidecarLog, summary });
     });
   });
   return {
@@ -199,6 +279,11 @@ export interface SampleJobOptions {
   readonly truthFile: string;
   readonly restartAt?: number;
   readonly metricsDelayMs?: number;
+  /**
+   * Restarted in its pod (restartPolicy OnFailure): its first `failAttempts` runs exit 1, later
+   * ones EXIT_CODE; the truth file sums every run (it counts runs in `<truthFile>.attempts`).
+   */
+  readonly failAttempts?: number;
 }
 
 /** The main container of a sample job pod. */
@@ -213,6 +298,10 @@ export function sampleJob(o: SampleJobOptions): LocalPodOptions['main'] {
   if (o.exitCode !== undefined) env['EXIT_CODE'] = String(o.exitCode);
   if (o.restartAt !== undefined) env['RESTART_AT'] = String(o.restartAt);
   if (o.metricsDelayMs !== undefined) env['METRICS_DELAY_MS'] = String(o.metricsDelayMs);
+  if (o.failAttempts !== undefined) {
+    env['FAIL_ATTEMPTS'] = String(o.failAttempts);
+    env['ATTEMPT_FILE'] = `${o.truthFile}.attempts`;
+  }
   return { command: process.execPath, args: [PROGRAMS.sampleJob], env };
 }
 

@@ -9,6 +9,12 @@
  * Commands on stdin: {"signal":"SIGKILL","container":"main"}; container "*" signals all of them
  * (what a pod deletion does).
  *
+ * Restarts as the kubelet does them: a container with `restartPolicy: OnFailure` is started again
+ * (same command, same environment) when it exits non-zero or by a signal, one with `Always` (a
+ * native sidecar) whenever it exits; once every other container has finished for good, the
+ * `Always` ones get SIGTERM, as the kubelet ends a native sidecar of a completed pod. A pod
+ * deletion (SIGTERM, or "*") stops all restarts.
+ *
  * Without a PID namespace (no root, no unshare) it is a plain parent: then it builds a proc root
  * of its own, holding links to its containers' /proc entries only, and gives its path to the
  * containers as JOBMETRICS_PROC_ROOT, so the sidecar's exit watch sees just this pod.
@@ -28,6 +34,10 @@ export interface ContainerSpec {
   readonly logFile: string;
   /** Wait this long after starting the previous container. */
   readonly startDelayMs?: number;
+  /** Default Never. */
+  readonly restartPolicy?: 'Never' | 'OnFailure' | 'Always';
+  /** The wait before a restart (the kubelet's back-off starts at 10 s; tests wait less). */
+  readonly restartDelayMs?: number;
 }
 
 export interface PodSpec {
@@ -47,36 +57,67 @@ async function main(): Promise<void> {
   let allDone: () => void = () => {};
   const finished = new Promise<void>((resolve) => (allDone = resolve));
 
+  // A pod deletion: no more restarts.
+  let terminating = false;
+  const done = new Set<string>();
+  const alive = (c: ChildProcess | undefined): c is ChildProcess => c !== undefined && c.exitCode === null && c.signalCode === null;
   for (const sig of ['SIGTERM', 'SIGINT'] as const) {
     process.on(sig, () => {
-      for (const c of children.values()) if (c.exitCode === null && c.signalCode === null) c.kill(sig);
+      terminating = true;
+      for (const c of children.values()) if (alive(c)) c.kill(sig);
     });
   }
   createInterface({ input: process.stdin }).on('line', (line) => {
     try {
       const cmd = JSON.parse(line) as { signal?: NodeJS.Signals; container?: string };
+      if (cmd.container === '*') terminating = true;
       const targets = cmd.container === '*' ? [...children.values()] : [children.get(cmd.container ?? '')];
-      for (const c of targets) if (c && cmd.signal && c.exitCode === null && c.signalCode === null) c.kill(cmd.signal);
+      for (const c of targets) if (alive(c) && cmd.signal) c.kill(cmd.signal);
     } catch {
       // Not a command: ignore, the harness only sends JSON.
     }
   });
 
-  for (const c of spec.containers) {
-    if (c.startDelayMs) await new Promise((r) => setTimeout(r, c.startDelayMs));
+  const start = (c: ContainerSpec, restart: boolean): void => {
     const out = openSync(c.logFile, 'a');
     const env: Record<string, string | undefined> = { ...process.env, ...c.env, ...(procRoot ? { JOBMETRICS_PROC_ROOT: procRoot } : {}) };
     delete env['POD_SPEC'];
     const child = spawn(c.command, c.args, { stdio: ['ignore', out, out], env });
     children.set(c.name, child);
-    running++;
     if (procRoot && child.pid !== undefined) symlinkSync(`/proc/${child.pid}`, join(procRoot, String(child.pid)));
-    emit({ event: 'start', container: c.name, pid: child.pid });
+    emit({ event: restart ? 'restart' : 'start', container: c.name, pid: child.pid });
     child.on('exit', (code, signal) => {
       emit({ event: 'exit', container: c.name, code, signal });
-      if (--running === 0) allDone();
+      const policy = c.restartPolicy ?? 'Never';
+      if (!terminating && (policy === 'Always' || (policy === 'OnFailure' && code !== 0))) {
+        setTimeout(() => (terminating ? finish(c) : start(c, true)), c.restartDelayMs ?? 0);
+        return;
+      }
+      finish(c);
     });
     child.on('error', (error) => emit({ event: 'error', container: c.name, message: error.message }));
+  };
+  const finish = (c: ContainerSpec): void => {
+    done.add(c.name);
+    if (--running === 0) {
+      allDone();
+      return;
+    }
+    // Every other container has finished for good: the kubelet ends the native sidecars.
+    const sidecars = spec.containers.filter((x) => x.restartPolicy === 'Always');
+    if (sidecars.length > 0 && spec.containers.every((x) => x.restartPolicy === 'Always' || done.has(x.name))) {
+      terminating = true;
+      for (const x of sidecars) {
+        const child = children.get(x.name);
+        if (alive(child)) child.kill('SIGTERM');
+      }
+    }
+  };
+
+  for (const c of spec.containers) {
+    if (c.startDelayMs) await new Promise((r) => setTimeout(r, c.startDelayMs));
+    running++;
+    start(c, false);
   }
   await finished;
   if (procRoot) rmSync(procRoot, { recursive: true, force: true });

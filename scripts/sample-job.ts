@@ -5,10 +5,12 @@
  *
  * Environment: PORT, ITEMS (how many), DURATION_MS (spread over this long), SETTLE_MS (stay up
  * this long after the last increment, so the last value is scraped), EXIT_CODE, TRUTH_FILE,
- * RESTART_AT (restart the counters once, after this many items: a counter reset), ANNOUNCE_EXIT
- * (print `{"exiting": <ms since the epoch>}` on stdout just before exiting, for timing benchmarks).
+ * RESTART_AT (restart the counters once, after this many items: a counter reset), ATTEMPT_FILE and
+ * FAIL_ATTEMPTS (a container restarted in its pod: the run number is kept in ATTEMPT_FILE, the
+ * first FAIL_ATTEMPTS runs exit 1, and TRUTH_FILE sums every run), ANNOUNCE_EXIT (print
+ * `{"exiting": <ms since the epoch>}` on stdout just before exiting, for timing benchmarks).
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { Counter, Histogram, Registry } from 'prom-client';
 
@@ -21,6 +23,10 @@ const exitCode = Number(env('EXIT_CODE', '0'));
 const truthFile = env('TRUTH_FILE', '');
 const restartAt = Number(env('RESTART_AT', '-1'));
 const startDelayMs = Number(env('METRICS_DELAY_MS', '0'));
+const attemptFile = env('ATTEMPT_FILE', '');
+const failAttempts = Number(env('FAIL_ATTEMPTS', '0'));
+const attempt = attemptFile && existsSync(attemptFile) ? Number(readFileSync(attemptFile, 'utf8')) + 1 : 1;
+if (attemptFile) writeFileSync(attemptFile, String(attempt));
 
 const BUCKETS = [0.005, 0.01, 0.05, 0.1, 0.5];
 
@@ -31,8 +37,12 @@ const makeMetrics = (registry: Registry) => ({
 
 let registry = new Registry();
 let metrics = makeMetrics(registry);
-// The ground truth over the whole run, across counter restarts.
-const truth = { ok: 0, failed: 0, observations: 0, buckets: Object.fromEntries([...BUCKETS.map(String), '+Inf'].map((b) => [b, 0])) as Record<string, number> };
+// The ground truth over the whole run, across counter restarts (and across the container's runs
+// when it is restarted in its pod).
+const truth: { ok: number; failed: number; observations: number; buckets: Record<string, number> } =
+  attempt > 1 && truthFile
+    ? JSON.parse(readFileSync(truthFile, 'utf8'))
+    : { ok: 0, failed: 0, observations: 0, buckets: Object.fromEntries([...BUCKETS.map(String), '+Inf'].map((b) => [b, 0])) };
 const writeTruth = (): void => {
   // One line per write: in a pod TRUTH_FILE=/dev/stdout leaves the whole history in the log.
   if (truthFile) writeFileSync(truthFile, JSON.stringify(truth) + '\n');
@@ -52,7 +62,7 @@ if (startDelayMs > 0) await sleep(startDelayMs);
 await new Promise<void>((resolve) => server.listen(port, '127.0.0.1', resolve));
 
 // Deterministic pseudo-randomness per job, so a run can be repeated.
-let seed = port * 7919;
+let seed = port * 7919 + attempt;
 const random = (): number => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648);
 
 const gap = items > 0 ? durationMs / items : 0;
@@ -79,4 +89,4 @@ for (let i = 0; i < items; i++) {
 await sleep(settleMs);
 server.close();
 if (env('ANNOUNCE_EXIT', '') !== '') process.stdout.write(JSON.stringify({ exiting: Date.now() }) + '\n');
-process.exit(exitCode);
+process.exit(attempt <= failAttempts ? 1 : exitCode);

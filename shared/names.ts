@@ -55,7 +55,14 @@ export const SIDECAR_ENV = {
   job: 'JOBMETRICS_JOB',
   pod: 'JOBMETRICS_POD',
   mode: 'JOBMETRICS_MODE',
+  /** The container whose exit counts (the webhook's choice: `jobmetrics.io/container`, else the one with the port). */
+  mainContainer: 'JOBMETRICS_MAIN_CONTAINER',
+  /** A folder that outlives a restart of the sidecar container (an emptyDir): what was acknowledged. */
+  stateDir: 'JOBMETRICS_STATE_DIR',
 } as const;
+
+/** The sidecar's state volume (native mode): an emptyDir, mounted into the sidecar alone. */
+export const STATE_VOLUME = { name: 'jobmetrics-state', mountPath: '/var/run/jobmetrics', sizeLimit: '16Mi' } as const;
 
 export type SidecarMode = 'native' | 'legacy';
 export const SIDECAR_MODES: readonly SidecarMode[] = ['native', 'legacy'];

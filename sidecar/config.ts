@@ -16,6 +16,16 @@ export interface SidecarConfig {
   readonly pod: string;
   readonly mode: SidecarMode;
   /**
+   * The main container's name: only its exit counts, where the kubelet's mounts name the
+   * containers (containers.ts). Undefined: every process but PID 1 and our own tree is main.
+   */
+  readonly mainContainer: string | undefined;
+  /**
+   * Where what was acknowledged is kept across a restart of the sidecar (an emptyDir in a native
+   * sidecar's pod; state.ts). Undefined: nothing is kept.
+   */
+  readonly stateDir: string | undefined;
+  /**
    * The aggregator's staleness interval. A delivery gap of half of it starts a new generation of
    * the pod's series (DESIGN.md "Data semantics"); must match the aggregator (15m as shipped).
    */
@@ -111,11 +121,15 @@ export function parseSidecarConfig(env: Env): ConfigResult {
     job: required(SIDECAR_ENV.job),
     pod: required(SIDECAR_ENV.pod),
     mode: mode ?? 'legacy',
+    mainContainer: value(SIDECAR_ENV.mainContainer),
+    stateDir: value(SIDECAR_ENV.stateDir),
     stalenessMs: duration(EXTRA_ENV.staleness, SIDECAR_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
     exitPollMs: duration(EXTRA_ENV.exitPoll, SIDECAR_DEFAULTS.exitPoll, { minMs: 5, maxMs: 10_000 }),
     procRoot: value(EXTRA_ENV.procRoot) ?? SIDECAR_DEFAULTS.procRoot,
     logLevel: logLevel ?? 'info',
   };
+  const stateDir = config.stateDir;
+  if (stateDir !== undefined && !stateDir.startsWith('/')) fail(SIDECAR_ENV.stateDir, `"${stateDir}" must be an absolute path`);
   if (errors.length > 0) return { ok: false, errors, mode: mode ?? 'legacy', logLevel: logLevel ?? 'info' };
   return { ok: true, config };
 }

@@ -1,12 +1,12 @@
 /**
- * Notices the moment the main container has exited, through the pod's shared PID namespace
- * (DESIGN.md "Sidecar interface"): the main container's processes are every process except PID 1
- * (the pause process) and the sidecar's own process tree; where cgroups tell containers apart,
- * they refine that set. The main container has exited when that set, once seen non-empty, is
- * empty. Zombies count as exited: their parent may not have reaped them yet.
+ * Notices the moment the main container has exited, through the pod's shared PID namespace: which
+ * processes are the main container's is containers.ts's decision. The main container has exited
+ * when that set, once seen non-empty, is empty. Zombies count as exited: their parent may not have
+ * reaped them yet.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { hasExited, listProcesses, readStatSync, type ProcEntry } from './proc.ts';
+import { ContainerNames, mainProcesses } from './containers.ts';
+import { hasExited, listProcesses, readMountinfo, readStatSync } from './proc.ts';
 
 /**
  * Early signs that the main container may have exited (the scrape connection closing), which cut
@@ -80,35 +80,6 @@ export class ExitHints {
   }
 }
 
-/** The main container's live PIDs among `entries`, as seen from `selfPid`. Pure. */
-export function mainProcesses(entries: readonly ProcEntry[], selfPid: number): Set<number> {
-  const byPid = new Map(entries.map((e) => [e.pid, e]));
-  // Our ancestors (a wrapper such as `sh -c` or tini) belong to the sidecar container too.
-  const ancestors = new Set<number>();
-  for (let p = byPid.get(selfPid)?.ppid; p !== undefined && p > 1 && !ancestors.has(p); p = byPid.get(p)?.ppid) {
-    ancestors.add(p);
-  }
-  const self = byPid.get(selfPid);
-  const pause = byPid.get(1);
-  // Cgroups tell containers apart when ours differs from the pause container's.
-  const ownCgroup = self?.cgroup !== undefined && pause?.cgroup !== undefined && self.cgroup !== pause.cgroup ? self.cgroup : undefined;
-
-  const isOurs = (e: ProcEntry): boolean => {
-    for (let p: number | undefined = e.pid, hops = 0; p !== undefined && p > 1 && hops < 4096; hops++) {
-      if (p === selfPid) return true;
-      p = byPid.get(p)?.ppid;
-    }
-    return false;
-  };
-  const main = new Set<number>();
-  for (const e of entries) {
-    if (e.pid === 1 || hasExited(e) || ancestors.has(e.pid) || isOurs(e)) continue;
-    if (ownCgroup !== undefined && e.cgroup === ownCgroup) continue;
-    main.add(e.pid);
-  }
-  return main;
-}
-
 export type ExitReason =
   /** The main container's processes were seen and are all gone. */
   | 'exited'
@@ -145,17 +116,35 @@ export interface ExitWatchOptions {
   /** Resolve with `never-seen` when nothing was seen this long; undefined waits forever. */
   readonly neverSeenGraceMs?: number;
   readonly withCgroup?: boolean;
+  /**
+   * The main container's name (the webhook's choice). When the kubelet's mounts name the
+   * containers, only this one's processes count (containers.ts); without it, every process but
+   * PID 1 and our own tree does.
+   */
+  readonly mainContainer?: string;
   readonly signal?: AbortSignal;
   /** Called once, when the main container's processes are first seen. */
   readonly onFirstSeen?: (pids: readonly number[]) => void;
 }
 
+/**
+ * Lists `procRoot` and returns the main container's live PIDs, each call. Mountinfo is read only
+ * when there is a container name to look for, and then once per new process (containers.ts).
+ */
+export function mainScanner(opts: Pick<ExitWatchOptions, 'procRoot' | 'selfPid' | 'withCgroup' | 'mainContainer'>): () => Set<number> {
+  const withCgroup = opts.withCgroup ?? true;
+  const names = opts.mainContainer === undefined ? undefined : new ContainerNames((pid) => readMountinfo(opts.procRoot, pid));
+  return () => {
+    const entries = listProcesses(opts.procRoot, withCgroup);
+    return mainProcesses(names ? names.name(entries) : entries, opts.selfPid, opts.mainContainer);
+  };
+}
+
 /** Resolves when the main container has exited; rejects only with the abort reason. */
 export async function waitForMainExit(opts: ExitWatchOptions): Promise<ExitEvent> {
-  const withCgroup = opts.withCgroup ?? true;
   const started = Date.now();
   if (opts.selfPid === 1) return { reason: 'no-shared-pid-namespace', atMs: Date.now(), pids: [] };
-  const scan = (): Set<number> => mainProcesses(listProcesses(opts.procRoot, withCgroup), opts.selfPid);
+  const scan = mainScanner(opts);
 
   let known = new Set<number>();
   // Phase 1: wait until the main container shows up.

@@ -1,6 +1,6 @@
 /**
- * Reading /proc without any capability: `/proc/<pid>/stat` and `/proc/<pid>/cgroup` are
- * world-readable (proc(5)), unlike `exe`, `environ` or ptrace. Parsing is pure; reading is a thin
+ * Reading /proc without any capability: `/proc/<pid>/stat`, `cgroup` and `mountinfo` are
+ * world-readable (proc(5)), unlike `exe`, `environ`, `fd`, `root` or ptrace. Parsing is pure; reading is a thin
  * layer that takes `procRoot`, so tests can point it at a fixture tree.
  */
 import { readdirSync, readFileSync } from 'node:fs';
@@ -37,11 +37,14 @@ export function hasExited(stat: ProcStat): boolean {
 
 /**
  * The cgroup of a process from `/proc/<pid>/cgroup`: the v2 line (`0::/path`), else the v1 line
- * of a controller every runtime sets up, else the first line.
+ * of a controller every runtime sets up, else the first line. On a hybrid node (cgroup v1 with the
+ * unified hierarchy mounted but unused) the v2 line is `0::/` for every process; then the v1 line
+ * is the one that tells containers apart.
  */
 export function parseCgroup(text: string): string | undefined {
   let first: string | undefined;
   let v1: string | undefined;
+  let v2: string | undefined;
   for (const line of text.split('\n')) {
     if (line === '') continue;
     const i = line.indexOf(':');
@@ -49,10 +52,11 @@ export function parseCgroup(text: string): string | undefined {
     if (i < 0 || j < 0) continue;
     const controllers = line.slice(i + 1, j);
     const path = line.slice(j + 1);
-    if (line.startsWith('0::')) return path;
-    if (controllers.split(',').includes('pids') || controllers.split(',').includes('memory')) v1 ??= path;
+    if (line.startsWith('0::')) v2 = path;
+    else if (controllers.split(',').includes('pids') || controllers.split(',').includes('memory')) v1 ??= path;
     first ??= path;
   }
+  if (v2 !== undefined && (v2 !== '/' || v1 === undefined || v1 === '/')) return v2;
   return v1 ?? first;
 }
 
@@ -106,5 +110,14 @@ export function readStatSync(procRoot: string, pid: number): ProcStat | undefine
     return parseProcStat(readFileSync(join(procRoot, String(pid), 'stat'), 'utf8'));
   } catch {
     return undefined; // ENOENT/ESRCH: gone
+  }
+}
+
+/** `/proc/<pid>/mountinfo` (proc(5)), or undefined when the process is gone or it is unreadable. */
+export function readMountinfo(procRoot: string, pid: number): string | undefined {
+  try {
+    return readFileSync(join(procRoot, String(pid), 'mountinfo'), 'utf8');
+  } catch {
+    return undefined;
   }
 }

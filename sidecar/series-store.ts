@@ -91,6 +91,30 @@ export interface PushPlan {
   readonly samples: number;
 }
 
+/** One counter's delivery state in a StoreSnapshot. */
+export interface SeriesSnapshot {
+  readonly name: string;
+  /** Output labels except `pod` and `__name__`, sorted by name (the kind label included). */
+  readonly labels: ReadonlyArray<readonly [string, string]>;
+  readonly raw: number;
+  readonly timestampMs: number;
+  readonly base: number;
+  readonly offset: number;
+  readonly zeroTimestampMs: number;
+  readonly acked?: { readonly value: number; readonly timestampMs: number };
+  readonly ackedTotal?: number;
+  readonly maybeTotal?: number;
+}
+
+/** What the store keeps across a restart of the sidecar (snapshot(), restore()). */
+export interface StoreSnapshot {
+  /** The pod it belongs to: a snapshot of another pod is never restored. */
+  readonly pod: string;
+  readonly generation: number;
+  readonly lastAckMs?: number;
+  readonly series: readonly SeriesSnapshot[];
+}
+
 interface SentSample {
   readonly key: string;
   readonly value: number;
@@ -264,6 +288,74 @@ export class SeriesStore {
       if (s.acked !== undefined && s.acked.timestampMs > timestampMs) continue;
       s.acked = { value, timestampMs };
       s.ackedTotal = s.offset + value;
+    }
+  }
+
+  /**
+   * The main container was restarted (it exited and a new one started in the same pod): every
+   * counter of the new process starts from 0, so what the old one had counted goes into the base
+   * now. Waiting for the new process's values to fall below the old ones would miss a counter the
+   * new process has already counted past the old value by its first scrape.
+   */
+  mainRestarted(): void {
+    for (const s of this.#series.values()) {
+      if (s.kind !== 'counter') continue;
+      s.base += s.raw;
+      s.raw = 0;
+    }
+  }
+
+  /**
+   * What a restarted sidecar needs to go on exactly under the same `pod` label (state.ts keeps
+   * it): the generation, and per counter its latest value, base, offset, explicit 0 and what was
+   * acknowledged or may have arrived. Gauges carry no delivery state: their latest value is sent
+   * again as it is scraped.
+   */
+  snapshot(): StoreSnapshot {
+    const series: SeriesSnapshot[] = [];
+    for (const s of this.#series.values()) {
+      if (s.kind !== 'counter') continue;
+      series.push({
+        name: s.name,
+        labels: s.labels,
+        raw: s.raw,
+        timestampMs: s.timestampMs,
+        base: s.base,
+        offset: s.offset,
+        zeroTimestampMs: s.zeroTimestampMs,
+        ...(s.acked !== undefined && { acked: s.acked }),
+        ...(s.ackedTotal !== undefined && { ackedTotal: s.ackedTotal }),
+        ...(s.maybeTotal !== undefined && { maybeTotal: s.maybeTotal }),
+      });
+    }
+    return { pod: this.#opts.pod, generation: this.#generation, ...(this.#lastAckMs !== undefined && { lastAckMs: this.#lastAckMs }), series };
+  }
+
+  /**
+   * Goes on from `snap` (taken by a sidecar of the same pod before it was restarted). Call before
+   * the first update(): the next scrape finds these series by their labels; a value below the
+   * kept one is a counter reset while no sidecar watched, and folds in as any reset does.
+   */
+  restore(snap: StoreSnapshot): void {
+    this.#generation = snap.generation;
+    this.#lastAckMs = snap.lastAckMs;
+    for (const r of snap.series) {
+      const key = seriesKey('', r.name, r.labels);
+      if (this.#series.size >= this.#opts.maxSeries && !this.#series.has(key)) break;
+      this.#series.set(key, {
+        name: r.name,
+        labels: r.labels,
+        kind: 'counter',
+        raw: r.raw,
+        timestampMs: r.timestampMs,
+        base: r.base,
+        offset: r.offset,
+        zeroTimestampMs: r.zeroTimestampMs,
+        acked: r.acked === undefined ? undefined : { value: r.acked.value, timestampMs: r.acked.timestampMs },
+        ackedTotal: r.ackedTotal,
+        maybeTotal: r.maybeTotal,
+        push: undefined,
+      });
     }
   }
 

@@ -1,8 +1,19 @@
 /**
- * The sidecar's life (DESIGN.md "Sidecar interface", "Data semantics"): scrape the main
- * container every interval, deliver the latest cumulative values every push interval, and when
- * the main container exits (or SIGTERM comes) scrape once more, deliver, and finish within the
- * flush timeout. Nothing here throws to the caller and nothing here can fail the Job.
+ * The sidecar's life, as a sequence of named steps (README "How the sidecar works"):
+ *
+ *   start → [scrape and push → exit → final flush] → idle
+ *
+ * - start: settings, the series store (restored from the state dir after a restart of ours).
+ * - scrape and push: scrape the main container every interval, deliver the latest cumulative
+ *   values every push interval.
+ * - exit: the main container's processes are gone (or SIGTERM came: deliver at once, then follow
+ *   the main container to its exit).
+ * - final flush: scrape once more, deliver until the flush timeout.
+ * - native mode: the kubelet may restart the main container in the same pod (restartPolicy
+ *   OnFailure); when a new one appears, its counters are folded in as a restart and the bracket
+ *   runs again. The sidecar ends on SIGTERM (idle until then); legacy mode ends after one flush.
+ *
+ * Nothing here throws to the caller and nothing here can fail the Job.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.ts';
@@ -14,6 +25,7 @@ import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { SeriesStore, type PushPlan } from './series-store.ts';
+import { loadState, saveState } from './state.ts';
 import { VERSION } from './version.ts';
 
 export interface SidecarEnvironment {
@@ -26,6 +38,8 @@ export interface SidecarEnvironment {
 export interface SidecarSummary {
   /** Why the sidecar finished: the main container's exit, or a signal. */
   readonly trigger: 'main-exited' | 'main-never-seen' | 'no-shared-pid-namespace' | 'signal';
+  /** Which run of the main container this flush ended (1, then 2… after in-pod restarts). */
+  readonly attempt: number;
   readonly series: number;
   readonly scrapes: number;
   readonly scrapeFailures: number;
@@ -77,159 +91,92 @@ export function scrapeDelayMs(succeeded: number, intervalMs: number): number {
   return Math.min(intervalMs, ramp);
 }
 
+/** What the steps of one sidecar run share. */
+export interface SidecarRun {
+  readonly cfg: SidecarConfig;
+  readonly env: SidecarEnvironment;
+  readonly store: SeriesStore;
+  readonly stats: { scrapes: number; scrapeFailures: number; pushes: number; samplesDelivered: number; retries: number; deliveryFailures: number };
+  /** Resolves on SIGTERM/SIGINT. */
+  readonly terminated: Promise<'signal'>;
+  /** The early exit signs of the current attempt (the scrape connection closing). */
+  hints: ExitHints;
+  /** The run of the main container being watched: 1, then 2… after restarts in the pod. */
+  attempt: number;
+  lastScrapeError: string;
+  /** Cuts the push loop's wait short (new counters whose zeros should go now). */
+  wakePush: () => void;
+  /** Whether the last state write failed (logged once, not every push). */
+  stateWriteFailed: boolean;
+}
+
+/** The scrape and push loops of one attempt. */
+export interface Loops {
+  /** Stops the periodic push (an in-flight one is superseded: values are cumulative). */
+  stopPushing(): void;
+  /** Stops both loops and waits for them. */
+  stop(): Promise<void>;
+}
+
+/** The exit watch of one attempt. */
+export interface MainWatch {
+  /** Resolves when the main container's processes are first seen. */
+  readonly seen: Promise<void>;
+  /** Resolves with the exit (undefined when aborted). */
+  readonly exited: Promise<ExitEvent | undefined>;
+  abort(): void;
+}
+
+/** How an attempt ended, and the flush deadline that follows. */
+export interface Exit {
+  readonly trigger: SidecarSummary['trigger'];
+  readonly atMs: number;
+  readonly deadlineMs: number;
+}
+
+/**
+ * The sidecar's life: start, then per run of the main container scrape and push, exit, final
+ * flush; then, in native mode, either the next run of the main container (restarted by the
+ * kubelet in this pod) or idle until SIGTERM. Returns the last flush's summary.
+ */
 export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): Promise<SidecarSummary> {
+  const run = start(cfg, env);
+  let watch = watchMain(run);
+  for (;;) {
+    const loops = scrapeAndPush(run);
+    const exit = await awaitExit(run, watch, loops);
+    const summary = await finalFlush(run, exit, loops);
+    if (cfg.mode === 'native' && exit.trigger === 'main-exited') {
+      const next = await awaitRestart(run);
+      if (next !== undefined) {
+        watch = next;
+        continue;
+      }
+    } else if (cfg.mode === 'native' && exit.trigger !== 'signal') {
+      await idle(run);
+    }
+    return summary;
+  }
+}
+
+/** Start: the series store (restored when a state dir holds what we acknowledged before a restart). */
+export function start(cfg: SidecarConfig, env: SidecarEnvironment): SidecarRun {
   const { log } = env;
   const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: DEFAULT_PARSE_LIMITS.maxSamples });
-  const exitHints = new ExitHints();
-  const scraper = createScraper(cfg.scrapeUrl, {
-    onConnectionClosed: () => exitHints.hint(),
-    onConnectionKept: (kept) => exitHints.sensor(kept),
-    // At least 1 s even at a 100 ms interval: a busy node must not turn slow scrapes into lost
-    // ones (scrapes never overlap, a slow one only delays the next); at most 10 s, as Prometheus.
-    timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),
-    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
-    accept: ACCEPT_HEADER,
-    userAgent: USER_AGENT,
-  });
-  const stats = { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, retries: 0, deliveryFailures: 0 };
-  let lastScrapeError = '';
-
-  const recordScrape = (r: ScrapeResult, atMs: number): boolean => {
-    stats.scrapes++;
-    if (!r.ok) {
-      stats.scrapeFailures++;
-      // A failing endpoint fails every second: log changes, not repetitions.
-      if (r.error !== lastScrapeError) log.warn('scrape failed', { target: cfg.scrapeUrl.href, error: r.error, status: r.status });
-      lastScrapeError = r.error;
-      return false;
+  if (cfg.stateDir !== undefined) {
+    const r = loadState(cfg.stateDir, cfg.pod);
+    if (r.found && r.ok) {
+      store.restore(r.snapshot);
+      log.info('restarted: going on from the acknowledged state', { generation: r.snapshot.generation, series: r.snapshot.series.length });
+    } else if (r.found) {
+      // Starting afresh may count what the lost state had acknowledged twice; say so.
+      log.warn('state not restored; starting afresh', { stateDir: cfg.stateDir, error: r.error });
     }
-    const parsed = parse(r.body, { format: formatFromContentType(r.contentType) });
-    if (!parsed.ok) {
-      stats.scrapeFailures++;
-      const error = `line ${parsed.error.line}: ${parsed.error.message}`;
-      if (error !== lastScrapeError) log.warn('scrape unparsable', { target: cfg.scrapeUrl.href, contentType: r.contentType, error });
-      lastScrapeError = error;
-      return false;
-    }
-    if (lastScrapeError !== '') log.info('scrape recovered', { target: cfg.scrapeUrl.href });
-    lastScrapeError = '';
-    const u = store.update(parsed.families, atMs);
-    if (u.newSeries > 0 && store.hasUnstartedCounters) wakePush();
-    if (u.newSeries > 0) log.debug('new series', { count: u.newSeries, total: store.size });
-    if (u.resets > 0) log.info('counter reset in the main container', { series: u.resets });
-    return true;
-  };
-
-  /** Delivers everything in the store once, retrying until `deadlineMs`. */
-  const deliver = async (deadlineMs: number, signal?: AbortSignal, zerosOnly = false): Promise<{ plan: PushPlan; outcome: SendOutcome }> => {
-    const now = Date.now();
-    if (store.gapExceeded(now, cfg.stalenessMs)) {
-      store.startGeneration();
-      log.info('new series generation', { generation: store.generation, pod: store.podLabel() });
-    }
-    const plan = store.plan({ zerosOnly });
-    stats.pushes++;
-    const body = encodeWriteRequest(plan.series);
-    let maybeArrived = false;
-    // deliverWithRetry reports failures as values; an abort may still surface as a rejection.
-    const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
-      deadlineMs,
-      timeoutMs: Math.min(5_000, cfg.flushTimeoutMs),
-      ...(signal ? { signal } : {}),
-      onRetry: (attempt, o, delayMs) => {
-        stats.retries++;
-        if (mayHaveArrived(o)) maybeArrived = true;
-        log.debug('delivery retry', { attempt, delayMs, error: o.ok ? undefined : o.error.message });
-      },
-    }).catch(
-      (error: unknown): DeliveryOutcome => ({
-        ok: false,
-        retryable: false,
-        error: error instanceof Error ? error : new Error(String(error)),
-        attempts: 0,
-      }),
-    );
-    if (outcome.ok) {
-      store.acknowledge(plan, Date.now());
-      stats.samplesDelivered += plan.samples;
-    } else {
-      stats.deliveryFailures++;
-      // Unknown whether it was counted: a later generation must start above it, never below.
-      if (maybeArrived || mayHaveArrived(outcome)) store.mayHaveArrived(plan);
-      log.warn('delivery failed', {
-        target: cfg.remoteWriteUrl.href,
-        attempts: outcome.attempts,
-        retryable: outcome.retryable,
-        status: outcome.status,
-        error: outcome.error,
-        series: plan.series.length,
-      });
-    }
-    return { plan, outcome };
-  };
-
-  // The loops stop through `running`; the exit watch through `watchAbort`.
-  const running = new AbortController();
-  let wakePush: () => void = () => {};
-  const scrapeLoop = (async () => {
-    let succeeded = 0;
-    while (!running.signal.aborted) {
-      const tick = Date.now();
-      if (recordScrape(await scraper.scrape(), tick)) succeeded++;
-      const wait = scrapeDelayMs(succeeded, cfg.intervalMs) - (Date.now() - tick);
-      await sleep(Math.max(0, wait), undefined, { signal: running.signal }).catch(() => {});
-    }
-  })();
-  const pushAbort = new AbortController();
-  const pushLoop = (async () => {
-    let nextRegular = Date.now() + cfg.pushIntervalMs;
-    while (!running.signal.aborted && !pushAbort.signal.aborted) {
-      await new Promise<void>((resolve) => {
-        const stop = (): void => {
-          clearTimeout(timer);
-          running.signal.removeEventListener('abort', stop);
-          pushAbort.signal.removeEventListener('abort', stop);
-          resolve();
-        };
-        const timer = setTimeout(stop, Math.max(0, nextRegular - Date.now()));
-        wakePush = stop;
-        running.signal.addEventListener('abort', stop, { once: true });
-        pushAbort.signal.addEventListener('abort', stop, { once: true });
-      });
-      wakePush = () => {};
-      if (running.signal.aborted || pushAbort.signal.aborted) break;
-      if (Date.now() >= nextRegular) {
-        nextRegular = Date.now() + cfg.pushIntervalMs;
-        if (store.size > 0) await deliver(nextRegular, pushAbort.signal);
-      } else if (store.hasUnstartedCounters) {
-        // New counters: their zeros go now, alone, so they reach the aggregator an aggregation
-        // interval before the values whenever the job lives that long (series-store.ts).
-        await deliver(nextRegular, pushAbort.signal, true);
-      }
-    }
-  })();
-
-  const watchAbort = new AbortController();
-  const exitWatch = waitForMainExit({
-    procRoot: cfg.procRoot,
-    selfPid: env.selfPid,
-    pollMs: cfg.exitPollMs,
-    hints: exitHints,
-    // Only to follow forks of a long-lived main process; an exit of every known PID always
-    // rescans before it counts, so a child forked just before its parent exited is found anyway.
-    rescanMs: 10_000,
-    // Legacy mode starts after the main container (the kubelet starts containers in order), so a
-    // main container not seen within a few intervals has already come and gone. Native mode
-    // starts first and must wait.
-    ...(cfg.mode === 'legacy' ? { neverSeenGraceMs: Math.max(5_000, 3 * cfg.intervalMs) } : {}),
-    signal: watchAbort.signal,
-    onFirstSeen: (pids) => log.info('main container seen', { pids }),
-  }).catch(() => undefined);
+  }
   const terminated = new Promise<'signal'>((resolve) => {
     if (env.terminate.aborted) resolve('signal');
     env.terminate.addEventListener('abort', () => resolve('signal'), { once: true });
   });
-
   log.info('started', {
     version: VERSION,
     target: cfg.scrapeUrl.href,
@@ -241,45 +188,157 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     namespace: cfg.namespace,
     job: cfg.job,
     pod: cfg.pod,
+    mainContainer: cfg.mainContainer,
+    stateDir: cfg.stateDir,
   });
+  return {
+    cfg,
+    env,
+    store,
+    stats: { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, retries: 0, deliveryFailures: 0 },
+    terminated,
+    hints: new ExitHints(),
+    attempt: 1,
+    lastScrapeError: '',
+    wakePush: () => {},
+    stateWriteFailed: false,
+  };
+}
 
-  const first = await Promise.race([exitWatch, terminated]);
-  const exitAt = Date.now();
-  const deadline = exitAt + cfg.flushTimeoutMs;
+/** Starts watching the main container of the next attempt (a fresh set of exit hints). */
+export function watchMain(run: SidecarRun): MainWatch {
+  const { cfg, env } = run;
+  const abort = new AbortController();
+  run.hints = new ExitHints();
+  let seen: () => void = () => {};
+  const seenPromise = new Promise<void>((resolve) => (seen = resolve));
+  const exited = waitForMainExit({
+    procRoot: cfg.procRoot,
+    selfPid: env.selfPid,
+    pollMs: cfg.exitPollMs,
+    hints: run.hints,
+    // Only to follow forks of a long-lived main process; an exit of every known PID always
+    // rescans before it counts, so a child forked just before its parent exited is found anyway.
+    rescanMs: 10_000,
+    // Legacy mode starts after the main container (the kubelet starts containers in order), so a
+    // main container not seen within a few intervals has already come and gone. Native mode
+    // starts first and must wait, and so does every later attempt.
+    ...(cfg.mode === 'legacy' && run.attempt === 1 ? { neverSeenGraceMs: Math.max(5_000, 3 * cfg.intervalMs) } : {}),
+    ...(cfg.mainContainer !== undefined ? { mainContainer: cfg.mainContainer } : {}),
+    signal: abort.signal,
+    onFirstSeen: (pids) => {
+      env.log.info('main container seen', { pids, attempt: run.attempt });
+      seen();
+    },
+  }).catch(() => undefined);
+  return { seen: seenPromise, exited, abort: () => abort.abort() };
+}
+
+/** Scrape and push: the two loops of an attempt, until stopped. */
+export function scrapeAndPush(run: SidecarRun): Loops {
+  const { cfg, store } = run;
+  const scraper = createScraper(cfg.scrapeUrl, {
+    onConnectionClosed: () => run.hints.hint(),
+    onConnectionKept: (kept) => run.hints.sensor(kept),
+    // At least 1 s even at a 100 ms interval: a busy node must not turn slow scrapes into lost
+    // ones (scrapes never overlap, a slow one only delays the next); at most 10 s, as Prometheus.
+    timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),
+    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
+    accept: ACCEPT_HEADER,
+    userAgent: USER_AGENT,
+  });
+  const running = new AbortController();
+  const pushAbort = new AbortController();
+  const scrapeLoop = (async () => {
+    let succeeded = 0;
+    while (!running.signal.aborted) {
+      const tick = Date.now();
+      if (recordScrape(run, await scraper.scrape(), tick)) succeeded++;
+      const wait = scrapeDelayMs(succeeded, cfg.intervalMs) - (Date.now() - tick);
+      await sleep(Math.max(0, wait), undefined, { signal: running.signal }).catch(() => {});
+    }
+  })();
+  const pushLoop = (async () => {
+    let nextRegular = Date.now() + cfg.pushIntervalMs;
+    while (!running.signal.aborted && !pushAbort.signal.aborted) {
+      await new Promise<void>((resolve) => {
+        const stop = (): void => {
+          clearTimeout(timer);
+          running.signal.removeEventListener('abort', stop);
+          pushAbort.signal.removeEventListener('abort', stop);
+          resolve();
+        };
+        const timer = setTimeout(stop, Math.max(0, nextRegular - Date.now()));
+        run.wakePush = stop;
+        running.signal.addEventListener('abort', stop, { once: true });
+        pushAbort.signal.addEventListener('abort', stop, { once: true });
+      });
+      run.wakePush = () => {};
+      if (running.signal.aborted || pushAbort.signal.aborted) break;
+      if (Date.now() >= nextRegular) {
+        nextRegular = Date.now() + cfg.pushIntervalMs;
+        if (store.size > 0) await deliver(run, nextRegular, pushAbort.signal);
+      } else if (store.hasUnstartedCounters) {
+        // New counters: their zeros go now, alone, so they reach the aggregator an aggregation
+        // interval before the values whenever the job lives that long (series-store.ts).
+        await deliver(run, nextRegular, pushAbort.signal, true);
+      }
+    }
+  })();
+  return {
+    stopPushing: () => pushAbort.abort(),
+    stop: async () => {
+      running.abort();
+      await Promise.all([scrapeLoop, pushLoop]);
+      scraper.close();
+    },
+  };
+}
+
+/**
+ * Exit: waits for the main container's exit or a signal. On a signal (a pod deletion sends
+ * SIGTERM to every container at once, and the main container may still count while it shuts
+ * down) it delivers what it has now (a SIGKILL may follow), then keeps scraping until the main
+ * container exits, keeping a third of the budget for the last delivery.
+ */
+export async function awaitExit(run: SidecarRun, watch: MainWatch, loops: Loops): Promise<Exit> {
+  const { cfg, store } = run;
+  const log = run.env.log;
+  const first = await Promise.race([watch.exited, run.terminated]);
+  const atMs = Date.now();
+  const deadlineMs = atMs + cfg.flushTimeoutMs;
   const trigger: SidecarSummary['trigger'] =
     first === 'signal' || first === undefined
       ? 'signal'
-      : ({ exited: 'main-exited', 'never-seen': 'main-never-seen', 'no-shared-pid-namespace': 'no-shared-pid-namespace' } as const)[
-          (first as ExitEvent).reason
-        ];
+      : ({ exited: 'main-exited', 'never-seen': 'main-never-seen', 'no-shared-pid-namespace': 'no-shared-pid-namespace' } as const)[first.reason];
   if (trigger === 'no-shared-pid-namespace') {
     log.error('the pod does not share its process namespace (shareProcessNamespace: true is missing); cannot see the main container exit');
   }
-  // The periodic push stops here: an in-flight one is superseded (values are cumulative).
-  pushAbort.abort();
-
+  loops.stopPushing();
   if (trigger === 'signal') {
-    // A pod deletion sends SIGTERM to every container at once, and the main container may still
-    // count while it shuts down. Deliver what we have now (a SIGKILL may follow), then keep
-    // scraping until the main container exits, keeping a third of the budget for the last delivery.
     log.info('signal: delivering now, then waiting for the main container to exit', { deadlineMs: cfg.flushTimeoutMs });
     const reserveMs = Math.max(200, cfg.flushTimeoutMs / 3);
-    if (store.size > 0) await deliver(deadline - reserveMs);
-    const waitMs = deadline - reserveMs - Date.now();
+    if (store.size > 0) await deliver(run, deadlineMs - reserveMs);
+    const waitMs = deadlineMs - reserveMs - Date.now();
     if (waitMs > 0) {
-      const until = sleep(waitMs, 'deadline' as const, { signal: watchAbort.signal }).catch(() => 'deadline' as const);
-      const outcome = await Promise.race([exitWatch, until]);
+      const stopWaiting = new AbortController();
+      const until = sleep(waitMs, 'deadline' as const, { signal: stopWaiting.signal }).catch(() => 'deadline' as const);
+      const outcome = await Promise.race([watch.exited, until]);
+      stopWaiting.abort();
       log.info(outcome === 'deadline' ? 'main container still running at the flush deadline' : 'main container exited');
     }
   }
-  watchAbort.abort();
-  log.info('final flush', { trigger, deadlineMs: deadline - Date.now() });
+  watch.abort();
+  return { trigger, atMs, deadlineMs };
+}
 
-  // Final flush: stop scraping, scrape once more if the endpoint still answers, deliver until
-  // the deadline.
-  running.abort();
-  await Promise.all([scrapeLoop, pushLoop]);
-  scraper.close();
+/** Final flush: stop scraping, scrape once more if the endpoint still answers, deliver until the deadline. */
+export async function finalFlush(run: SidecarRun, exit: Exit, loops: Loops): Promise<SidecarSummary> {
+  const { cfg, store, stats } = run;
+  const log = run.env.log;
+  const deadline = exit.deadlineMs;
+  log.info('final flush', { trigger: exit.trigger, attempt: run.attempt, deadlineMs: deadline - Date.now() });
+  await loops.stop();
   const lastScraper = createScraper(cfg.scrapeUrl, {
     timeoutMs: Math.max(50, Math.min(cfg.intervalMs, (deadline - Date.now()) / 4)),
     maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
@@ -288,19 +347,19 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   });
   const lastScrape = await lastScraper.scrape();
   lastScraper.close();
-  if (lastScrape.ok) recordScrape(lastScrape, Date.now());
+  if (lastScrape.ok) recordScrape(run, lastScrape, Date.now());
 
   let finalDelivered = store.size === 0;
   let deliveredAt: number | undefined;
   while (store.size > 0 && !finalDelivered && Date.now() < deadline) {
-    const { outcome } = await deliver(deadline);
+    const { outcome } = await deliver(run, deadline);
     finalDelivered = outcome.ok;
     if (outcome.ok) deliveredAt = Date.now();
     else if (!outcome.retryable) break;
   }
-  const flushMs = Date.now() - exitAt;
   const summary: SidecarSummary = {
-    trigger,
+    trigger: exit.trigger,
+    attempt: run.attempt,
     series: store.size,
     scrapes: stats.scrapes,
     scrapeFailures: stats.scrapeFailures,
@@ -312,19 +371,143 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     droppedSeries: store.droppedSeries,
     finalDelivered,
     finalUndelivered: finalDelivered ? 0 : store.size,
-    flushMs,
-    exitToDeliveredMs: deliveredAt === undefined ? undefined : deliveredAt - exitAt,
+    flushMs: Date.now() - exit.atMs,
+    exitToDeliveredMs: deliveredAt === undefined ? undefined : deliveredAt - exit.atMs,
   };
   if (finalDelivered) log.info('summary', { ...summary });
   else log.error('summary: final values NOT delivered before the flush deadline; they are dropped', { ...summary });
-
-  // Native mode: exiting now would make the kubelet restart us; wait for its SIGTERM.
-  // A pending promise alone does not keep Node's event loop alive (it would exit with code 13),
-  // so hold a timer until the signal arrives.
-  if (cfg.mode === 'native' && trigger !== 'signal') {
-    const keepAlive = setInterval(() => {}, 3_600_000);
-    await terminated;
-    clearInterval(keepAlive);
-  }
   return summary;
+}
+
+/**
+ * Native mode, after the main container's exit: the kubelet restarts a failed main container in
+ * the same pod (restartPolicy OnFailure), or sends SIGTERM when the pod is done. Returns the watch
+ * of the new main container once it is seen, its counters folded in as a restart (they start
+ * from 0), or undefined on SIGTERM.
+ */
+export async function awaitRestart(run: SidecarRun): Promise<MainWatch | undefined> {
+  run.env.log.info('waiting for SIGTERM, or for the main container to be restarted in this pod');
+  run.attempt++;
+  const watch = watchMain(run);
+  const first = await Promise.race([watch.seen.then(() => 'seen' as const), run.terminated]);
+  if (first === 'signal') {
+    watch.abort();
+    run.attempt--;
+    return undefined;
+  }
+  run.store.mainRestarted();
+  run.env.log.info('main container restarted in the pod: its counters go on from what the last one counted', { attempt: run.attempt });
+  return watch;
+}
+
+/**
+ * Idle (native mode): exiting now would make the kubelet restart us; wait for its SIGTERM. A
+ * pending promise alone does not keep Node's event loop alive (it would exit with code 13), so a
+ * timer is held until the signal arrives.
+ */
+export async function idle(run: SidecarRun): Promise<void> {
+  const keepAlive = setInterval(() => {}, 3_600_000);
+  await run.terminated;
+  clearInterval(keepAlive);
+}
+
+/** One scrape into the store; false when it failed. Logs changes of the error, not repetitions. */
+export function recordScrape(run: SidecarRun, r: ScrapeResult, atMs: number): boolean {
+  const { cfg, store, stats } = run;
+  const log = run.env.log;
+  stats.scrapes++;
+  if (!r.ok) {
+    stats.scrapeFailures++;
+    if (r.error !== run.lastScrapeError) log.warn('scrape failed', { target: cfg.scrapeUrl.href, error: r.error, status: r.status });
+    run.lastScrapeError = r.error;
+    return false;
+  }
+  const parsed = parse(r.body, { format: formatFromContentType(r.contentType) });
+  if (!parsed.ok) {
+    stats.scrapeFailures++;
+    const error = `line ${parsed.error.line}: ${parsed.error.message}`;
+    if (error !== run.lastScrapeError) log.warn('scrape unparsable', { target: cfg.scrapeUrl.href, contentType: r.contentType, error });
+    run.lastScrapeError = error;
+    return false;
+  }
+  if (run.lastScrapeError !== '') log.info('scrape recovered', { target: cfg.scrapeUrl.href });
+  run.lastScrapeError = '';
+  const u = store.update(parsed.families, atMs);
+  if (u.newSeries > 0 && store.hasUnstartedCounters) run.wakePush();
+  if (u.newSeries > 0) log.debug('new series', { count: u.newSeries, total: store.size });
+  if (u.resets > 0) log.info('counter reset in the main container', { series: u.resets });
+  return true;
+}
+
+/** Delivers everything in the store once, retrying until `deadlineMs`; keeps the state on an acknowledgement. */
+export async function deliver(
+  run: SidecarRun,
+  deadlineMs: number,
+  signal?: AbortSignal,
+  zerosOnly = false,
+): Promise<{ plan: PushPlan; outcome: SendOutcome }> {
+  const { cfg, store, stats } = run;
+  const log = run.env.log;
+  const now = Date.now();
+  if (store.gapExceeded(now, cfg.stalenessMs)) {
+    store.startGeneration();
+    log.info('new series generation', { generation: store.generation, pod: store.podLabel() });
+  }
+  const plan = store.plan({ zerosOnly });
+  stats.pushes++;
+  const body = encodeWriteRequest(plan.series);
+  let maybeArrived = false;
+  // deliverWithRetry reports failures as values; an abort may still surface as a rejection.
+  const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
+    deadlineMs,
+    timeoutMs: Math.min(5_000, cfg.flushTimeoutMs),
+    ...(signal ? { signal } : {}),
+    onRetry: (attempt, o, delayMs) => {
+      stats.retries++;
+      if (mayHaveArrived(o)) maybeArrived = true;
+      log.debug('delivery retry', { attempt, delayMs, error: o.ok ? undefined : o.error.message });
+    },
+  }).catch(
+    (error: unknown): DeliveryOutcome => ({
+      ok: false,
+      retryable: false,
+      error: error instanceof Error ? error : new Error(String(error)),
+      attempts: 0,
+    }),
+  );
+  if (outcome.ok) {
+    store.acknowledge(plan, Date.now());
+    stats.samplesDelivered += plan.samples;
+    keepState(run);
+  } else {
+    stats.deliveryFailures++;
+    // Unknown whether it was counted: a later generation must start above it, never below.
+    if (maybeArrived || mayHaveArrived(outcome)) {
+      store.mayHaveArrived(plan);
+      keepState(run);
+    }
+    log.warn('delivery failed', {
+      target: cfg.remoteWriteUrl.href,
+      attempts: outcome.attempts,
+      retryable: outcome.retryable,
+      status: outcome.status,
+      error: outcome.error,
+      series: plan.series.length,
+    });
+  }
+  return { plan, outcome };
+}
+
+/** Writes what was acknowledged to the state dir, if there is one; a failure is logged once. */
+function keepState(run: SidecarRun): void {
+  const dir = run.cfg.stateDir;
+  if (dir === undefined) return;
+  try {
+    saveState(dir, run.store.snapshot());
+    if (run.stateWriteFailed) run.env.log.info('state written again', { stateDir: dir });
+    run.stateWriteFailed = false;
+  } catch (error) {
+    if (!run.stateWriteFailed) run.env.log.warn('cannot keep the acknowledged state; a restart of the sidecar may count twice', { error });
+    run.stateWriteFailed = true;
+  }
 }

@@ -20,7 +20,8 @@ export interface SidecarSettings {
   /** Durations as the sidecar reads them (`1s`, `10s`), already validated and normalised. */
   readonly interval: string;
   readonly pushInterval: string;
-  readonly flushTimeout: string;
+  /** The most a final flush may take; mutate.ts cuts it to fit each pod's grace period. */
+  readonly flushTimeoutMs: number;
   readonly resources: {
     readonly requests: Readonly<Record<string, string>>;
     readonly limits: Readonly<Record<string, string>>;
@@ -170,7 +171,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_REMOTE_WRITE_URL', default: 'http://jobmetrics-aggregator.jobmetrics.svc:8429/api/v1/write', doc: "the aggregator's remote-write URL, given to every sidecar", parse: httpUrl },
   { key: 'sidecar.interval', env: 'JOBMETRICS_INTERVAL', default: formatDuration(INTERVAL.defaultMs), doc: 'default scrape interval (100ms … 60s); a pod can set jobmetrics.io/interval', parse: duration(INTERVAL.minMs, INTERVAL.maxMs, 'text') },
   { key: 'sidecar.pushInterval', env: 'JOBMETRICS_PUSH_INTERVAL', default: '10s', doc: 'how often a running sidecar delivers its latest values', parse: duration(100, 300_000, 'text') },
-  { key: 'sidecar.flushTimeout', env: 'JOBMETRICS_FLUSH_TIMEOUT', default: '10s', doc: 'the most time the final delivery may take after the main container exits', parse: duration(100, 600_000, 'text') },
+  { key: 'sidecar.flushTimeout', env: 'JOBMETRICS_FLUSH_TIMEOUT', default: '10s', doc: 'the most time the final delivery may take after the main container exits (less in pods whose grace period is shorter)', parse: duration(100, 600_000, 'ms') },
   { key: 'sidecar.resources.requests.cpu', env: 'JOBMETRICS_SIDECAR_CPU_REQUEST', default: '10m', doc: 'sidecar CPU request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.requests.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_REQUEST', default: '48Mi', doc: 'sidecar memory request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.limits.cpu', env: 'JOBMETRICS_SIDECAR_CPU_LIMIT', default: '', doc: 'sidecar CPU limit (empty: none, so the final flush is never throttled)', parse: quantity },
@@ -298,7 +299,7 @@ export function loadSettings(input: LoadInput): LoadResult {
       remoteWriteUrl: str('sidecar.remoteWriteUrl'),
       interval: str('sidecar.interval'),
       pushInterval: str('sidecar.pushInterval'),
-      flushTimeout: str('sidecar.flushTimeout'),
+      flushTimeoutMs: num('sidecar.flushTimeout'),
       resources: { requests: resources('requests'), limits: resources('limits') },
     },
   };

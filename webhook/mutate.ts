@@ -5,6 +5,7 @@
  * so the golden-file tests pin the whole behaviour.
  */
 import { describeAnnotationError, isPortNumber, parseTargetAnnotations, type PortRef, type TargetAnnotations } from '../shared/annotations.ts';
+import { formatDuration } from '../shared/duration.ts';
 import {
   ANNOTATION,
   INJECT_DISABLED,
@@ -13,6 +14,7 @@ import {
   METRICS_PORT_NAMES,
   SIDECAR_CONTAINER,
   SIDECAR_ENV,
+  STATE_VOLUME,
   STATUS_INJECTED,
   statusSkipped,
   type SidecarMode,
@@ -48,6 +50,7 @@ export const SKIP_REASONS = [
   'invalid-port',
   'no-metrics-port',
   'no-workload-name',
+  'restart-needs-native',
 ] as const;
 export type SkipReason = (typeof SKIP_REASONS)[number];
 
@@ -63,6 +66,8 @@ export interface Injection {
   readonly interval: string;
   readonly container: string;
   readonly workload: Workload;
+  /** JOBMETRICS_FLUSH_TIMEOUT: the configured one, cut to fit the pod's grace period. */
+  readonly flushTimeout: string;
 }
 
 export type MutateResult =
@@ -88,6 +93,9 @@ export function mutate(pod: RawPod, ctx: MutateContext): MutateResult {
     // main containers start only after it has started (KEP-753). Other native sidecars (Istio,
     // Linkerd, Vault) keep their places.
     out.spec.initContainers = [...(out.spec.initContainers ?? []), container];
+    // The kubelet restarts a native sidecar that dies; what it had acknowledged must survive
+    // that, and an emptyDir lives as long as the pod (README "Restarts").
+    out.spec.volumes = [...(out.spec.volumes ?? []), { name: STATE_VOLUME.name, emptyDir: { sizeLimit: STATE_VOLUME.sizeLimit } }];
   } else {
     out.spec.containers = [...out.spec.containers, container];
   }
@@ -144,6 +152,16 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
   const workload = workloadName({ pod, job, annotation: ann.workload, lookup: ctx.jobOwner, nowMs: ctx.nowMs });
   if (!workload) return skip('no-workload-name', `no workload name: set ${ANNOTATION.workload}`);
 
+  // The kubelet restarts a failed main container in the same pod. Only a native sidecar keeps
+  // running across that; a legacy one cannot see the exit code, so it would take the first exit
+  // for the end and every later attempt would go uncounted (README "Restarts").
+  if (ctx.mode === 'legacy' && spec.restartPolicy === 'OnFailure') {
+    return skip(
+      'restart-needs-native',
+      'restartPolicy OnFailure needs native sidecar mode (Kubernetes ≥ 1.29): in legacy mode the attempts after the first would not be counted',
+    );
+  }
+
   const firstContainer = spec.containers[0]?.name ?? '';
   return {
     injection: {
@@ -153,8 +171,30 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
       interval: ann.interval ?? ctx.sidecar.interval,
       container: ann.container ?? target.container ?? firstContainer,
       workload,
+      flushTimeout: formatDuration(flushBudgetMs(ctx.sidecar.flushTimeoutMs, spec.terminationGracePeriodSeconds)),
     },
   };
+}
+
+/** Kubernetes' default `terminationGracePeriodSeconds`. */
+export const DEFAULT_GRACE_SECONDS = 30;
+/** Kept back from the grace period for the sidecar's own exit and the kubelet's bookkeeping. */
+export const FLUSH_MARGIN_MS = 2_000;
+/** The shortest flush timeout given, even when the grace period leaves less (nothing can fit then). */
+export const FLUSH_FLOOR_MS = 500;
+
+/**
+ * The final flush's budget (README "Flush budget"): the pod's `terminationGracePeriodSeconds` is
+ * one budget for every container, and a SIGKILL ends whatever still runs after it. So the flush
+ * timeout is the configured one, but at most the grace period less a margin (2 s, or half the
+ * grace period when that is shorter), and never below 500 ms:
+ *
+ *   min(configured, max(500ms, grace − min(2s, grace / 2)))
+ */
+export function flushBudgetMs(configuredMs: number, graceSeconds: number | null | undefined): number {
+  const graceMs = Math.max(0, graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1_000;
+  const margin = Math.min(FLUSH_MARGIN_MS, graceMs / 2);
+  return Math.min(configuredMs, Math.max(FLUSH_FLOOR_MS, Math.floor(graceMs - margin)));
 }
 
 /**
@@ -231,13 +271,15 @@ function sidecarContainer(injection: Injection, ctx: MutateContext): RawContaine
     { name: SIDECAR_ENV.remoteWriteUrl, value: s.remoteWriteUrl },
     { name: SIDECAR_ENV.interval, value: injection.interval },
     { name: SIDECAR_ENV.pushInterval, value: s.pushInterval },
-    { name: SIDECAR_ENV.flushTimeout, value: s.flushTimeout },
+    { name: SIDECAR_ENV.flushTimeout, value: injection.flushTimeout },
     // The Downward API, because Job pods are created with generateName: their name does not
     // exist yet at admission (https://kubernetes.io/docs/concepts/workloads/pods/downward-api/).
     { name: SIDECAR_ENV.namespace, valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     { name: SIDECAR_ENV.pod, valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
     { name: SIDECAR_ENV.job, value: injection.workload.name },
     { name: SIDECAR_ENV.mode, value: injection.mode },
+    { name: SIDECAR_ENV.mainContainer, value: injection.container },
+    ...(injection.mode === 'native' ? [{ name: SIDECAR_ENV.stateDir, value: STATE_VOLUME.mountPath }] : []),
   ];
   const resources: { [key: string]: JsonValue } = {};
   if (Object.keys(s.resources.requests).length > 0) resources['requests'] = { ...s.resources.requests };
@@ -249,6 +291,7 @@ function sidecarContainer(injection: Injection, ctx: MutateContext): RawContaine
     // restartPolicy on an init container is what makes it a native sidecar.
     ...(injection.mode === 'native' && { restartPolicy: 'Always' }),
     env,
+    ...(injection.mode === 'native' && { volumeMounts: [{ name: STATE_VOLUME.name, mountPath: STATE_VOLUME.mountPath }] }),
     resources,
     // Meets the "restricted" Pod Security Standard
     // (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).

@@ -46,6 +46,11 @@ export interface RawPodSpec {
   hostPID?: boolean;
   shareProcessNamespace?: boolean;
   os?: { name?: string; [key: string]: unknown };
+  /** `Always`, `OnFailure` or `Never`; Job pods have one of the last two. */
+  restartPolicy?: string;
+  /** The pod's one shutdown budget for all its containers (default 30). */
+  terminationGracePeriodSeconds?: number | null;
+  volumes?: JsonValue[];
   [key: string]: unknown;
 }
 

@@ -8,6 +8,7 @@ import { ROOT } from './paths.ts';
 import type { ClusterImages } from './cluster.ts';
 
 const SCRIPT = join(ROOT, 'scripts', 'build-images');
+const BASES = ['docker.io/library/debian:', 'docker.io/library/node:', 'gcr.io/distroless/'];
 
 export class ImageBuildError extends Error {
   constructor(
@@ -52,7 +53,9 @@ export function clusterImages(): ClusterImages {
     if (!name) throw new Error(`no ${prefix}* image among the built ones (run bash scripts/build-images): ${[...images.keys()].join(', ')}`);
     return name;
   };
-  return { archives: [...images.values()], pause: named('localhost/jobmetrics/pause:'), coredns: named('localhost/jobmetrics/coredns:') };
+  // The stand-in bases are for builds (buildah's store has them); pods run the images built on them.
+  const archives = [...images.entries()].filter(([name]) => !BASES.some((b) => name.startsWith(b))).map(([, archive]) => archive);
+  return { archives, pause: named('localhost/jobmetrics/pause:'), coredns: named('localhost/jobmetrics/coredns:') };
 }
 
 /** Builds `<dir>/Dockerfile` as `name`; returns its archive. */

@@ -72,7 +72,7 @@ function job(namespace: string, name: string, o: JobOptions = {}): unknown {
  * with the ServiceAccount token mount that the ServiceAccount admission plugin adds to every
  * container of the pod (the same as the pod's first container has; `pod` supplies it).
  */
-function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', workload: string, scrapeUrl: string, interval = '1s'): Record<string, unknown> {
+function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', workload: string, scrapeUrl: string, interval = '1s', mainContainer = 'main'): Record<string, unknown> {
   const tokenMount = pod?.spec.containers[0]?.volumeMounts;
   expect(tokenMount?.map((m) => m.mountPath), 'the ServiceAccount token mount').to.deep.equal(['/var/run/secrets/kubernetes.io/serviceaccount']);
   return {
@@ -90,6 +90,8 @@ function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', worklo
       { name: 'JOBMETRICS_POD', valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.name' } } },
       { name: 'JOBMETRICS_JOB', value: workload },
       { name: 'JOBMETRICS_MODE', value: mode },
+      { name: 'JOBMETRICS_MAIN_CONTAINER', value: mainContainer },
+      ...(mode === 'native' ? [{ name: 'JOBMETRICS_STATE_DIR', value: '/var/run/jobmetrics' }] : []),
     ],
     resources: { requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } },
     securityContext: {
@@ -103,7 +105,8 @@ function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', worklo
     },
     terminationMessagePath: '/dev/termination-log',
     terminationMessagePolicy: 'FallbackToLogsOnError',
-    volumeMounts: tokenMount,
+    // A native sidecar's state emptyDir first (the webhook's), then the token (the plugin's).
+    volumeMounts: mode === 'native' ? [{ name: 'jobmetrics-state', mountPath: '/var/run/jobmetrics' }, ...(tokenMount ?? [])] : tokenMount,
   };
 }
 
@@ -232,7 +235,7 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
         ],
       });
       const sidecar = pods[0]?.spec.initContainers?.at(-1);
-      expect(sidecar).to.deep.equal(expectedSidecar(pods[0], 'native', 'annotated', 'https://localhost:8080/internal/metrics', '5s'));
+      expect(sidecar).to.deep.equal(expectedSidecar(pods[0], 'native', 'annotated', 'https://localhost:8080/internal/metrics', '5s', 'worker'));
       expect(pods[0]?.spec.containers.map((c) => c.name)).to.deep.equal(['proxy', 'worker']);
     });
 
@@ -258,7 +261,7 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
       expect(stored.spec.initContainers).to.deep.equal([expectedSidecar(stored, 'native', 'adhoc', 'http://localhost:9200/metrics')]);
     });
 
-    it('legacy mode forced by the setting (JOBMETRICS_SIDECAR_MODE=legacy): a regular last container, no restartPolicy', async () => {
+    it('legacy mode forced by the setting (JOBMETRICS_SIDECAR_MODE=legacy): a regular last container, no restartPolicy; restartPolicy OnFailure skipped', async () => {
       await restartWebhook({ JOBMETRICS_SIDECAR_MODE: 'legacy' });
       try {
         const { pods, reviews } = await runJob(LABELLED, 'work-legacy');
@@ -269,6 +272,12 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
         expect(pod?.spec.initContainers).to.equal(undefined);
         expect(pod?.spec.containers.map((c) => c.name)).to.deep.equal(['main', 'jobmetrics-sidecar']);
         expect(pod?.spec.containers[1]).to.deep.equal(expectedSidecar(pod, 'legacy', 'work-legacy', 'http://localhost:9100/metrics'));
+        // restartPolicy OnFailure restarts the main container in the pod, which a legacy sidecar
+        // cannot follow: skipped, with the reason where an admin looks.
+        const retried = await runJob(LABELLED, 'work-legacy-retry', { spec: { restartPolicy: 'OnFailure' } });
+        expect(retried.reviews).to.deep.equal({ 'skipped:restart-needs-native': 1 });
+        expect(retried.pods[0]?.metadata.annotations?.[STATUS]).to.match(/^skipped: restartPolicy OnFailure needs native sidecar mode/);
+        expect(retried.pods[0]?.spec.containers.map((c) => c.name)).to.deep.equal(['main']);
       } finally {
         await restartWebhook();
       }

@@ -10,6 +10,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createNamespace, kubectlOk, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
+import { readTopology } from '../../scripts/topology-spec.ts';
 import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, type K8sObject } from './webhook-harness.ts';
 
 const INSTALL = join(MANIFESTS, 'install.yaml');
@@ -312,6 +313,52 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       const baseArgs = ((find(build('e2e-local'), 'Deployment', 'jobmetrics-aggregator') as unknown as Workload).spec.template.spec.containers[0]?.args) ?? [];
       expect(shardArgs, 'each shard aggregates exactly as the single aggregator').to.deep.equal(baseArgs);
     });
+
+    it('ha-aggregator: the API server accepts all of it', async () => {
+      const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-k', join(MANIFESTS, 'overlays', 'ha-aggregator')]);
+      expect(r.code, r.stderr).to.equal(0);
+      expect(dryRunApplied(r.stdout)).to.include.members([
+        'statefulset.apps/jobmetrics-aggregator-shard',
+        'service/jobmetrics-aggregator-shard',
+        'deployment.apps/jobmetrics-aggregator',
+        'poddisruptionbudget.policy/jobmetrics-aggregator-shard',
+      ]);
+    });
+
+    it('ha-aggregator: one URL per aggregator, two copies of each series, each aggregator labels its outputs with its pod name', () => {
+      const docs = build('ha-aggregator');
+      type Container = { args: string[]; env?: Array<{ name: string; valueFrom?: { fieldRef?: { fieldPath: string } } }> };
+      type Workload = { spec: { replicas: number; template: { spec: { containers: Container[] } } } };
+      const router = find(docs, 'Deployment', 'jobmetrics-aggregator') as unknown as Workload;
+      const shards = find(docs, 'StatefulSet', 'jobmetrics-aggregator-shard') as unknown as Workload;
+      expect(shards.spec.replicas).to.equal(6);
+      const args = router.spec.template.spec.containers[0]?.args ?? [];
+      expect(args.filter((a) => a.startsWith('-remoteWrite.url='))).to.deep.equal(
+        Array.from({ length: 6 }, (_, i) => `-remoteWrite.url=http://jobmetrics-aggregator-shard-${i}.jobmetrics-aggregator-shard.jobmetrics.svc:8429/api/v1/write`),
+      );
+      expect(args).to.include.members(['-remoteWrite.shardByURL', '-remoteWrite.shardByURLReplicas=2', '-remoteWrite.shardByURL.ignoreLabels=pod,jobmetrics_kind', '-sortLabels']);
+      const shard = shards.spec.template.spec.containers[0];
+      expect(shard?.args).to.include('-remoteWrite.label=jobmetrics_replica=$(POD_NAME)');
+      expect(shard?.env?.find((e) => e.name === 'POD_NAME')?.valueFrom?.fieldRef?.fieldPath).to.equal('metadata.name');
+      const baseArgs = ((find(build('e2e-local'), 'Deployment', 'jobmetrics-aggregator') as unknown as Workload).spec.template.spec.containers[0]?.args) ?? [];
+      expect(shard?.args.filter((a) => !a.startsWith('-remoteWrite.label=')), 'otherwise each aggregates exactly as the single aggregator').to.deep.equal(baseArgs);
+    });
+
+    for (const overlay of ['sharded-aggregator', 'ha-aggregator']) {
+      it(`${overlay}: the local tier of the integration tests and benchmarks (scripts/topology-spec.ts) reads what kustomize renders`, () => {
+        const docs = build(overlay);
+        type Container = { args: string[]; env?: Array<{ name: string }> };
+        type Workload = { spec: { replicas: number; template: { spec: { containers: Container[] } } } };
+        const router = find(docs, 'Deployment', 'jobmetrics-aggregator') as unknown as Workload;
+        const shards = find(docs, 'StatefulSet', 'jobmetrics-aggregator-shard') as unknown as Workload;
+        const spec = readTopology(overlay);
+        expect(spec.routerArgs).to.deep.equal(router.spec.template.spec.containers[0]?.args);
+        expect(spec.routers).to.equal(router.spec.replicas);
+        expect(spec.shardArgs).to.deep.equal(shards.spec.template.spec.containers[0]?.args);
+        expect(spec.shards).to.equal(shards.spec.replicas);
+        expect([...spec.shardEnv.keys()]).to.deep.equal((shards.spec.template.spec.containers[0]?.env ?? []).map((e) => e.name));
+      });
+    }
 
     it('cert-manager: everything but the cert-manager objects is accepted; those need cert-manager\'s CRDs, not installed here', async () => {
       const docs = build('cert-manager');

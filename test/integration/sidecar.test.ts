@@ -11,8 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
 import { pidNamespaceSupport, readTruth } from '../../scripts/local-pod.ts';
+import { loadState } from '../../sidecar/state.ts';
 import { ensureBuilt } from '../support/build.ts';
-import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePod, type SamplePodOptions } from '../support/pods.ts';
+import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePodOptions } from '../support/pods.ts';
 
 const NS = 'it';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,16 +30,37 @@ function startPod(stack: Stack, dir: string, o: Omit<SamplePodOptions, 'dir' | '
   return startSamplePod({ dir, remoteWriteUrl: stack.remoteWriteUrl, namespace: NS, ...o });
 }
 
-/** Until the job's own ground truth shows `items` counted: a loaded machine may start it seconds late. */
-async function untilCounted(p: SamplePod, items: number): Promise<void> {
-  const counted = (): number => {
+/**
+ * Waits until `condition` holds: a signal sent before the containers have started would test
+ * nothing (on a loaded machine Node alone can take seconds to start).
+ */
+async function until(condition: () => boolean, what: string, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
+    await sleep(50);
+  }
+}
+
+/** Whether the pod's sidecar has seen the main container (its log says so). */
+function sidecarSaw(dir: string, pod: string): boolean {
+  try {
+    return readFileSync(join(dir, `${pod}.sidecar.log`), 'utf8').includes('"main container seen"');
+  } catch {
+    return false;
+  }
+}
+
+/** What a running job has counted so far (its truth file is rewritten per item: a read may catch it half-written). */
+function countedSoFar(truthFile: string): number {
+  for (;;) {
     try {
-      return itemsCounted(readTruth(p.truthFile));
-    } catch {
-      return 0; // not written yet
+      return itemsCounted(readTruth(truthFile));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+      if (!(error instanceof SyntaxError)) throw error;
     }
-  };
-  while (counted() < items) await sleep(50);
+  }
 }
 
 function tmp(name: string): string {
@@ -197,8 +219,9 @@ describe('sidecar against real vmagent and Prometheus', function () {
 
   it('SIGKILL of the job: everything counted one interval before the kill is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'killed', pod: 'killed-a', items: 40, durationMs: 400, settleMs: 60_000 });
-    await untilCounted(p, 40);
-    await sleep(1_500); // then it idles: the kill comes > 1 interval after the last increment
+    // It counts everything in 0.4 s, then idles: the kill comes > 1 interval after the last item.
+    await until(() => sidecarSaw(dir, 'killed-a') && countedSoFar(p.truthFile) === 40, 'killed-a counted everything, watched');
+    await sleep(1_000);
     p.pod.signal('main', 'SIGKILL');
     const { result, truth } = await p.done;
     expect(result.main.signal).to.equal('SIGKILL');
@@ -214,14 +237,11 @@ describe('sidecar against real vmagent and Prometheus', function () {
       durationMs: 3_000,
       settleMs: 400,
       // A budget far above the ~2 s this takes, so a loaded machine stays inside it.
-      // Debug logs say when the first series were scraped.
-      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '20s', JOBMETRICS_LOG_LEVEL: 'debug' },
+      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '20s' },
     });
-    // The sidecar holds values and the job is half-way through its counting (a loaded machine may
-    // start either late).
-    const log = join(dir, 'sigterm-a.sidecar.log');
-    while (!(existsSync(log) && readFileSync(log, 'utf8').includes('"msg":"new series"'))) await sleep(50);
-    await untilCounted(p, 30);
+    // The job is counting (60 items in 3 s), and the sidecar has scraped it a few times.
+    await until(() => sidecarSaw(dir, 'sigterm-a') && countedSoFar(p.truthFile) >= 10, 'sigterm-a counting, watched');
+    await sleep(600);
     const sentAt = Date.now();
     p.pod.signal('sidecar', 'SIGTERM');
     const { result, truth } = await p.done;
@@ -265,10 +285,102 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(result.summary?.['trigger']).to.equal('main-exited');
   });
 
+  it('native mode, restartPolicy OnFailure: the job fails twice, then succeeds in the same pod; every attempt is delivered exactly', async () => {
+    // pod-init restarts the main container like the kubelet (same pod, same sidecar), and sends
+    // the native sidecar SIGTERM once the main container has finished for good.
+    const p = await startPod(stack, dir, {
+      job: 'on-failure',
+      pod: 'on-failure-a',
+      items: 30,
+      durationMs: 600,
+      settleMs: 400,
+      failAttempts: 2,
+      mainRestartPolicy: 'OnFailure',
+      sidecarRestartPolicy: 'Always',
+      restartDelayMs: 500,
+      sidecarFirstMs: 700,
+      sidecar: { JOBMETRICS_MODE: 'native' },
+    });
+    const { result, truth } = await p.done;
+    expect(result.restarts, 'two restarts of the main container, none of the sidecar').to.deep.equal({ main: 2 });
+    expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
+    const flushes = result.sidecarLog.filter((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('summary'));
+    expect(flushes.map((l) => [l['attempt'], l['trigger'], l['finalDelivered']]), 'a final flush per attempt').to.deep.equal([
+      [1, 'main-exited', true],
+      [2, 'main-exited', true],
+      [3, 'main-exited', true],
+    ]);
+    expect(itemsCounted(truth), 'three runs of 30 items').to.equal(90);
+    expect(await aggregatedItems(stack, 'on-failure')).to.equal(itemsCounted(truth));
+  });
+
+  it('native sidecar SIGKILLed and restarted with its state dir while the job counts: the exact total, nothing counted twice', async () => {
+    const stateDir = tmp('state');
+    const p = await startPod(stack, dir, {
+      job: 'sidecar-restart',
+      pod: 'sidecar-restart-a',
+      items: 120,
+      durationMs: 6_000,
+      settleMs: 600,
+      sidecarRestartPolicy: 'Always',
+      restartDelayMs: 300,
+      sidecarFirstMs: 700,
+      sidecar: { JOBMETRICS_MODE: 'native', JOBMETRICS_STATE_DIR: stateDir },
+    });
+    // Kill it once a delivery with counted items has been acknowledged (its state says so), while
+    // the job still counts: a fresh sidecar would then send a 0 and the whole value again.
+    const acknowledged = async (): Promise<boolean> => {
+      const s = loadState(stateDir, 'sidecar-restart-a');
+      return s.found && s.ok && s.snapshot.series.some((x) => x.name === 'demo_items_processed_total' && (x.acked?.value ?? 0) > 0);
+    };
+    const deadline = Date.now() + 60_000;
+    while (!(await acknowledged()) && Date.now() < deadline) await sleep(100);
+    const countedAtKill = countedSoFar(p.truthFile);
+    p.pod.signal('sidecar', 'SIGKILL');
+    const { result, truth } = await p.done;
+    expect(result.restarts).to.deep.equal({ sidecar: 1 });
+    expect(result.main.code).to.equal(0);
+    const messages = result.sidecarLog.map((l) => l['msg']);
+    expect(messages, 'the second sidecar went on from the state').to.include('restarted: going on from the acknowledged state');
+    expect(itemsCounted(truth)).to.equal(120);
+    expect(countedAtKill, 'killed while the job was counting').to.be.within(1, 119);
+    expect(await aggregatedItems(stack, 'sidecar-restart')).to.equal(itemsCounted(truth));
+  });
+
+  it('a mesh-like native sidecar before ours and an extra regular container: the main container’s exit is noticed at once', async () => {
+    // Every container gets the kubelet's termination-message mount; ours runs as uid 65532 with
+    // every capability dropped, as injected, and is told which container is main. The mesh proxy
+    // runs until SIGTERM; the extra container outlives the main one by seconds.
+    const p = await startPod(stack, dir, {
+      job: 'mesh',
+      pod: 'mesh-a',
+      items: 40,
+      durationMs: 800,
+      settleMs: 400,
+      sidecarFirstMs: 700,
+      sidecarRestartPolicy: 'Always',
+      kubeletMounts: true,
+      sidecarUid: 65532,
+      extraContainers: [
+        { name: 'mesh', command: 'sleep', args: ['600'], restartPolicy: 'Always', before: true },
+        { name: 'shipper', command: 'sleep', args: ['8'] },
+      ],
+      sidecar: { JOBMETRICS_MODE: 'native', JOBMETRICS_MAIN_CONTAINER: 'main' },
+    });
+    const { result, truth } = await p.done;
+    expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
+    const seen = result.sidecarLog.find((l) => l['msg'] === 'main container seen');
+    expect(seen?.['pids'], 'only the main container’s process').to.have.length(1);
+    expect(result.summary?.['trigger'], 'flushed at the main container’s exit, not at SIGTERM').to.equal('main-exited');
+    const flushedAt = Date.parse(String(result.summary?.['time']));
+    expect(flushedAt, 'before the extra container ended').to.be.below(result.exits['shipper']?.atMs ?? 0);
+    expect(await aggregatedItems(stack, 'mesh')).to.equal(itemsCounted(truth));
+  });
+
   it('a pod deletion (SIGTERM to every container): everything the job counted is delivered', async () => {
     const p = await startPod(stack, dir, { job: 'deleted', pod: 'deleted-a', items: 30, durationMs: 300, settleMs: 30_000 });
-    await untilCounted(p, 30);
-    await sleep(1_500);
+    await until(() => sidecarSaw(dir, 'deleted-a') && countedSoFar(p.truthFile) === 30, 'deleted-a counted everything, watched');
+    await sleep(1_000);
     p.pod.signal('*', 'SIGTERM');
     const { result, truth } = await p.done;
     expect([result.main.signal, result.sidecar.code]).to.deep.equal(['SIGTERM', 0]);
@@ -347,7 +459,7 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
       );
       // Mid-run in the jobs' own terms, with outputs downstream (a loaded machine may start the
       // pods seconds late).
-      await Promise.all(pods.map((p, i) => untilCounted(p, (150 + 10 * i) / 2)));
+      await until(() => pods.every((p, i) => countedSoFar(p.truthFile) >= (150 + 10 * i) / 2), 'every restart pod half-way');
       while (!(await stack.query(`demo_items_processed_total{namespace="${NS}",job="restart"}`)).some((s) => s.value > 0)) await sleep(250);
       await stack.restartVmagent('SIGTERM');
       const done = await Promise.all(pods.map((p) => p.done));

@@ -1,6 +1,17 @@
 /** Running sample-job pods against a real aggregator stack, for the integration tests. */
 import { join } from 'node:path';
-import { freePort, readTruth, sampleJob, sidecarEnv, startLocalPod, type GroundTruth, type LocalPod, type PodResult, type SampleJobOptions } from '../../scripts/local-pod.ts';
+import {
+  freePort,
+  readTruth,
+  sampleJob,
+  sidecarEnv,
+  startLocalPod,
+  type GroundTruth,
+  type LocalPod,
+  type LocalPodOptions,
+  type PodResult,
+  type SampleJobOptions,
+} from '../../scripts/local-pod.ts';
 
 export interface SamplePodOptions {
   readonly dir: string;
@@ -20,6 +31,16 @@ export interface SamplePodOptions {
   readonly scrapeUrl?: string;
   /** Native mode's order: the sidecar starts first, the job this long after. */
   readonly sidecarFirstMs?: number;
+  /** The main container restarted in its pod: its first runs exit 1 (restartPolicy OnFailure). */
+  readonly failAttempts?: number;
+  /** The kubelet's restarts (scripts/local-pod.ts). */
+  readonly mainRestartPolicy?: 'Never' | 'OnFailure';
+  readonly sidecarRestartPolicy?: 'Never' | 'Always';
+  readonly restartDelayMs?: number;
+  /** Other containers, kubelet-like mounts, the sidecar's uid (scripts/local-pod.ts). */
+  readonly extraContainers?: LocalPodOptions['extraContainers'];
+  readonly kubeletMounts?: boolean;
+  readonly sidecarUid?: number;
 }
 
 export interface SamplePod {
@@ -44,6 +65,7 @@ export async function startSamplePod(o: SamplePodOptions): Promise<SamplePod> {
     ...(o.exitCode !== undefined ? { exitCode: o.exitCode } : {}),
     ...(o.restartAt !== undefined ? { restartAt: o.restartAt } : {}),
     ...(o.metricsDelayMs !== undefined ? { metricsDelayMs: o.metricsDelayMs } : {}),
+    ...(o.failAttempts !== undefined ? { failAttempts: o.failAttempts } : {}),
   };
   const env = sidecarEnv({ port, remoteWriteUrl: o.remoteWriteUrl, namespace: o.namespace, job: o.job, pod: o.pod, extra: { ...FAST_SIDECAR, ...o.sidecar } });
   if (o.scrapeUrl) env['JOBMETRICS_SCRAPE_URL'] = o.scrapeUrl;
@@ -53,6 +75,12 @@ export async function startSamplePod(o: SamplePodOptions): Promise<SamplePod> {
     main: sampleJob(job),
     sidecarEnv: env,
     ...(o.sidecarFirstMs !== undefined ? { sidecarFirstMs: o.sidecarFirstMs } : {}),
+    ...(o.mainRestartPolicy !== undefined ? { mainRestartPolicy: o.mainRestartPolicy } : {}),
+    ...(o.sidecarRestartPolicy !== undefined ? { sidecarRestartPolicy: o.sidecarRestartPolicy } : {}),
+    ...(o.restartDelayMs !== undefined ? { restartDelayMs: o.restartDelayMs } : {}),
+    ...(o.extraContainers !== undefined ? { extraContainers: o.extraContainers } : {}),
+    ...(o.kubeletMounts !== undefined ? { kubeletMounts: o.kubeletMounts } : {}),
+    ...(o.sidecarUid !== undefined ? { sidecarUid: o.sidecarUid } : {}),
   });
   const done = pod.result.then((result) => ({ result, truth: readTruth(truthFile) }));
   return { pod, truthFile, done };

@@ -23,6 +23,8 @@ describe('parseSidecarConfig (DESIGN.md "Sidecar interface")', () => {
       job: 'nightly',
       pod: 'nightly-x1',
       mode: 'legacy',
+      mainContainer: undefined,
+      stateDir: undefined,
       stalenessMs: 900_000,
       exitPollMs: 100,
       procRoot: '/proc',
@@ -39,7 +41,13 @@ describe('parseSidecarConfig (DESIGN.md "Sidecar interface")', () => {
     ['interval without unit', { JOBMETRICS_INTERVAL: '1' }, 'JOBMETRICS_INTERVAL', /not a duration/],
     ['unknown mode', { JOBMETRICS_MODE: 'sidecar' }, 'JOBMETRICS_MODE', /must be one of native, legacy/],
     ['missing pod', { JOBMETRICS_POD: ' ' }, 'JOBMETRICS_POD', /required/],
+    ['relative state dir', { JOBMETRICS_STATE_DIR: 'state' }, 'JOBMETRICS_STATE_DIR', /must be an absolute path/],
   ];
+
+  it('reads the main container and the state dir the webhook sets', () => {
+    const r = parseSidecarConfig({ ...base, JOBMETRICS_MAIN_CONTAINER: 'worker', JOBMETRICS_STATE_DIR: '/var/run/jobmetrics' });
+    expect(r.ok && [r.config.mainContainer, r.config.stateDir]).to.deep.equal(['worker', '/var/run/jobmetrics']);
+  });
   for (const [name, env, setting, message] of bad) {
     it(`names the bad setting: ${name}`, () => {
       const r = parseSidecarConfig({ ...base, ...env });

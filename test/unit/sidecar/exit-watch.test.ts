@@ -2,10 +2,8 @@ import { expect } from 'chai';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ExitHints, mainProcesses, waitForMainExit } from '../../../sidecar/exit-watch.ts';
-import { parseCgroup, parseProcStat, type ProcEntry } from '../../../sidecar/proc.ts';
-
-const p = (pid: number, ppid: number, state = 'S', cgroup?: string): ProcEntry => ({ pid, ppid, state, comm: 'x', cgroup });
+import { ExitHints, waitForMainExit } from '../../../sidecar/exit-watch.ts';
+import { parseCgroup, parseProcStat } from '../../../sidecar/proc.ts';
 
 describe('parseProcStat (proc(5))', () => {
   const cases: Array<[string, ReturnType<typeof parseProcStat>]> = [
@@ -23,29 +21,9 @@ describe('parseCgroup', () => {
   it('prefers the cgroup v2 line', () => expect(parseCgroup('12:pids:/a\n0::/kubepods/pod1/c2\n')).to.equal('/kubepods/pod1/c2'));
   it('falls back to the v1 pids controller', () => expect(parseCgroup('3:cpu:/x\n2:pids:/kubepods/c1\n')).to.equal('/kubepods/c1'));
   it('is undefined for nothing', () => expect(parseCgroup('')).to.equal(undefined));
-});
-
-describe('mainProcesses (DESIGN.md: all but PID 1 and the sidecar tree)', () => {
-  const cases: Array<{ name: string; entries: ProcEntry[]; self: number; want: number[] }> = [
-    { name: 'pause, main, sidecar', entries: [p(1, 0), p(2, 0), p(3, 0)], self: 3, want: [2] },
-    { name: 'main with children', entries: [p(1, 0), p(2, 0), p(5, 2), p(6, 5), p(3, 0)], self: 3, want: [2, 5, 6] },
-    { name: 'sidecar children and wrapper are ours', entries: [p(1, 0), p(2, 0), p(8, 0), p(3, 8), p(4, 3)], self: 3, want: [2] },
-    { name: 'zombies have exited', entries: [p(1, 0), p(2, 0, 'Z'), p(3, 0)], self: 3, want: [] },
-    { name: 'nothing but us', entries: [p(1, 0), p(3, 1)], self: 3, want: [] },
-    {
-      name: 'cgroups refine: our container’s other processes are ours',
-      entries: [p(1, 0, 'S', '/pause'), p(2, 0, 'S', '/main'), p(3, 0, 'S', '/side'), p(9, 0, 'S', '/side')],
-      self: 3,
-      want: [2],
-    },
-    {
-      name: 'one cgroup for all (no refinement possible)',
-      entries: [p(1, 0, 'S', '/'), p(2, 0, 'S', '/'), p(3, 0, 'S', '/')],
-      self: 3,
-      want: [2],
-    },
-  ];
-  for (const c of cases) it(c.name, () => expect([...mainProcesses(c.entries, c.self)].sort((a, b) => a - b)).to.deep.equal(c.want));
+  it('a hybrid node: the v1 line when the v2 line is the root', () =>
+    expect(parseCgroup('12:pids:/kubepods/besteffort/podu/c1\n11:memory:/kubepods/besteffort/podu/c1\n0::/\n')).to.equal('/kubepods/besteffort/podu/c1'));
+  it('the v2 root when nothing else says more', () => expect(parseCgroup('2:pids:/\n0::/\n')).to.equal('/'));
 });
 
 describe('waitForMainExit over a proc tree in a temp dir', () => {

@@ -24,7 +24,7 @@ describe('webhook settings', () => {
     expect(s.limits).to.deep.equal({ maxInFlightBytes: 32 * 1024 * 1024, maxConnections: 512, headersTimeoutMs: 5_000, requestTimeoutMs: 10_000 });
     expect(s.sidecar.interval).to.equal('1s');
     expect(s.sidecar.pushInterval).to.equal('10s');
-    expect(s.sidecar.flushTimeout).to.equal('10s');
+    expect(s.sidecar.flushTimeoutMs).to.equal(10_000);
     expect(s.sidecar.resources).to.deep.equal({ requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } });
     expect(s.bootstrap).to.deep.equal({
       serviceName: 'jobmetrics-webhook',

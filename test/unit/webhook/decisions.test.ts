@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { parseTargetAnnotations } from '../../../shared/annotations.ts';
 import { defaultSettings } from '../../../webhook/config.ts';
 import { chooseMode, parseServerVersion } from '../../../webhook/mode.ts';
-import { mutate } from '../../../webhook/mutate.ts';
+import { flushBudgetMs, mutate } from '../../../webhook/mutate.ts';
 import type { RawContainerPort, RawPod } from '../../../webhook/pod.ts';
 import { cronJobFromJobName, jobOf, workloadName } from '../../../webhook/workload.ts';
 import { loadPod } from './golden.ts';
@@ -187,6 +187,52 @@ describe('webhook mutate: a container port must be an integer 1…65535', () => 
       const r = mutate(pod, ctx);
       expect(r.inject ? `injected ${r.injection.scrapeUrl}` : `${r.skip.reason}: ${r.skip.message}`).to.equal(want);
       if (!r.inject) expect(r.pod.metadata?.annotations?.['jobmetrics.io/status']).to.equal(`skipped: ${r.skip.message}`);
+    });
+  }
+});
+
+describe('webhook mutate: restartPolicy and mode', () => {
+  const pod = loadPod('pod-cronjob');
+  const rows: Array<[restartPolicy: string | undefined, mode: 'native' | 'legacy', outcome: string]> = [
+    ['Never', 'legacy', 'injected'],
+    ['Never', 'native', 'injected'],
+    [undefined, 'legacy', 'injected'],
+    ['OnFailure', 'native', 'injected'],
+    // A legacy sidecar cannot see the exit code, so it would end after the first attempt.
+    ['OnFailure', 'legacy', 'restart-needs-native'],
+  ];
+  for (const [restartPolicy, mode, outcome] of rows) {
+    it(`restartPolicy ${restartPolicy ?? '(unset)'}, ${mode} mode → ${outcome}`, () => {
+      const p: RawPod = structuredClone(pod);
+      if (restartPolicy === undefined) delete p.spec.restartPolicy;
+      else p.spec.restartPolicy = restartPolicy;
+      const r = mutate(p, { sidecar: defaultSettings().sidecar, mode, nowMs: NOW });
+      expect(r.inject ? 'injected' : r.skip.reason).to.equal(outcome);
+      if (!r.inject) expect(r.pod.metadata?.annotations?.['jobmetrics.io/status']).to.match(/^skipped: restartPolicy OnFailure needs native sidecar mode/);
+    });
+  }
+});
+
+describe('webhook flush budget from terminationGracePeriodSeconds', () => {
+  // min(configured, max(500ms, grace − min(2s, grace / 2)))
+  const rows: Array<[grace: number | null | undefined, configuredMs: number, wantMs: number]> = [
+    [undefined, 10_000, 10_000], // the default 30 s leaves the configured 10 s
+    [null, 10_000, 10_000],
+    [30, 10_000, 10_000],
+    [30, 60_000, 28_000],
+    [12, 10_000, 10_000],
+    [10, 10_000, 8_000],
+    [5, 10_000, 3_000],
+    [3, 10_000, 1_500],
+    [2, 10_000, 1_000],
+    [1, 10_000, 500],
+    [0, 10_000, 500], // no grace at all: nothing fits; the floor keeps the flush a real attempt
+    [3_600, 10_000, 10_000],
+    [5, 1_000, 1_000], // a configured timeout shorter than the budget is kept
+  ];
+  for (const [grace, configuredMs, wantMs] of rows) {
+    it(`grace ${grace === undefined ? '(unset)' : String(grace)} s, configured ${configuredMs} ms → ${wantMs} ms`, () => {
+      expect(flushBudgetMs(configuredMs, grace)).to.equal(wantMs);
     });
   }
 });

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import jsonPatch from 'fast-json-patch';
 import { Pod } from 'kubernetes-models/v1/Pod';
-import { ANNOTATION, SIDECAR_CONTAINER, SIDECAR_ENV, type SidecarMode } from '../../../shared/names.ts';
+import { ANNOTATION, SIDECAR_CONTAINER, SIDECAR_ENV, STATE_VOLUME, type SidecarMode } from '../../../shared/names.ts';
 import { defaultSettings } from '../../../webhook/config.ts';
 import { mutate, type MutateContext, type SkipReason } from '../../../webhook/mutate.ts';
 import type { RawContainer, RawPod } from '../../../webhook/pod.ts';
@@ -25,7 +25,15 @@ interface Case {
   readonly mode: SidecarMode;
   readonly jobOwner?: JobOwnerLookup;
   readonly expect:
-    | { readonly inject: true; readonly scrapeUrl: string; readonly workload: string; readonly interval?: string; readonly container?: string }
+    | {
+        readonly inject: true;
+        readonly scrapeUrl: string;
+        readonly workload: string;
+        readonly interval?: string;
+        readonly container?: string;
+        /** JOBMETRICS_FLUSH_TIMEOUT; default: the configured 10s (the fixtures' grace period is 30 s). */
+        readonly flushTimeout?: string;
+      }
     | { readonly inject: false; readonly reason: SkipReason; readonly status?: RegExp };
 }
 
@@ -59,6 +67,9 @@ const cases: readonly Case[] = [
   { name: 'pod-annotations-unknown-port-name', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /no container port has that name/ } },
   { name: 'pod-no-port', mode: 'native', expect: { inject: false, reason: 'no-metrics-port' } },
   { name: 'pod-opted-out', mode: 'native', expect: { inject: false, reason: 'opted-out' } },
+  // The kubelet restarts the main container in the same pod: only a native sidecar follows that.
+  { name: 'pod-on-failure', mode: 'native', jobOwner: { state: 'found', cronJob: null }, expect: { inject: true, scrapeUrl: 'http://localhost:9090/metrics', workload: 'retry-import-7f3k', container: 'report', flushTimeout: '3s' } },
+  { name: 'pod-on-failure-legacy', from: 'pod-on-failure', mode: 'legacy', jobOwner: { state: 'found', cronJob: null }, expect: { inject: false, reason: 'restart-needs-native', status: /^skipped: restartPolicy OnFailure needs native sidecar mode/ } },
   { name: 'pod-not-a-job', mode: 'native', expect: { inject: false, reason: 'not-a-job-pod' } },
   { name: 'pod-already-injected', mode: 'native', expect: { inject: false, reason: 'already-injected' } },
 ];
@@ -122,12 +133,20 @@ describe('webhook mutate: golden pod fixtures', () => {
           expect(env[SIDECAR_ENV.pod]).to.deep.equal({ fieldRef: { fieldPath: 'metadata.name' } });
           expect(env[SIDECAR_ENV.namespace]).to.deep.equal({ fieldRef: { fieldPath: 'metadata.namespace' } });
           if (c.expect.container !== undefined) expect(result.injection.container).to.equal(c.expect.container);
+          expect(env[SIDECAR_ENV.mainContainer], 'the sidecar is told which container is main').to.equal(result.injection.container);
+          expect(env[SIDECAR_ENV.flushTimeout]).to.equal(c.expect.flushTimeout ?? '10s');
           if (c.mode === 'native') {
             const init = result.pod.spec.initContainers ?? [];
             expect(init.at(-1)?.name, 'sidecar is the last init container').to.equal(SIDECAR_CONTAINER);
             expect(init.at(-1)?.restartPolicy).to.equal('Always');
             expect(result.pod.spec.containers.map((x) => x.name)).to.deep.equal(original.spec.containers.map((x) => x.name));
+            // A restarted native sidecar goes on from what it had acknowledged (README "Restarts").
+            expect(env[SIDECAR_ENV.stateDir]).to.equal(STATE_VOLUME.mountPath);
+            expect(init.at(-1)?.['volumeMounts']).to.deep.equal([{ name: STATE_VOLUME.name, mountPath: STATE_VOLUME.mountPath }]);
+            expect(result.pod.spec.volumes?.at(-1)).to.deep.equal({ name: STATE_VOLUME.name, emptyDir: { sizeLimit: STATE_VOLUME.sizeLimit } });
+            expect(result.pod.spec.containers.some((x) => x['volumeMounts'] !== undefined && JSON.stringify(x['volumeMounts']).includes(STATE_VOLUME.name)), 'mounted into the sidecar only').to.equal(false);
           } else {
+            expect(env[SIDECAR_ENV.stateDir], 'a legacy sidecar is never restarted').to.equal(undefined);
             expect(result.pod.spec.containers.at(-1)?.name).to.equal(SIDECAR_CONTAINER);
             expect(result.pod.spec.containers.at(-1)?.restartPolicy).to.equal(undefined);
             expect(result.pod.spec.initContainers ?? []).to.deep.equal(original.spec.initContainers ?? []);

@@ -168,6 +168,6 @@ describe('webhook review', () => {
     expect(patched.spec['resourceClaims']).to.deep.equal(p.spec['resourceClaims']);
     expect(describeDifference(p.spec.containers[0], patched.spec.containers[0])).to.equal('');
     const paths = decodePatch(a.body.response.patch).map((o) => o.path).sort();
-    expect(paths).to.deep.equal(['/metadata/annotations', '/spec/initContainers', '/spec/shareProcessNamespace']);
+    expect(paths).to.deep.equal(['/metadata/annotations', '/spec/initContainers', '/spec/shareProcessNamespace', '/spec/volumes/1']);
   });
 });
