@@ -5,7 +5,7 @@
  * aggregated value with what the jobs really counted: 0 lost, 0 counted twice.
  */
 import { expect } from 'chai';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -350,7 +350,9 @@ describe('sidecar against real vmagent and Prometheus', function () {
   it('a mesh-like native sidecar before ours and an extra regular container: the main container’s exit is noticed at once', async () => {
     // Every container gets the kubelet's termination-message mount; ours runs as uid 65532 with
     // every capability dropped, as injected, and is told which container is main. The mesh proxy
-    // runs until SIGTERM; the extra container outlives the main one by seconds.
+    // runs until SIGTERM; the extra container runs until the test has seen our final flush (a
+    // fixed lifetime would be outlasted by a late start on a loaded machine).
+    const release = join(dir, 'mesh-a.release');
     const p = await startPod(stack, dir, {
       job: 'mesh',
       pod: 'mesh-a',
@@ -363,10 +365,14 @@ describe('sidecar against real vmagent and Prometheus', function () {
       sidecarUid: 65532,
       extraContainers: [
         { name: 'mesh', command: 'sleep', args: ['600'], restartPolicy: 'Always', before: true },
-        { name: 'shipper', command: 'sleep', args: ['8'] },
+        { name: 'shipper', command: 'sh', args: ['-c', `until [ -e ${release} ]; do sleep 0.1; done`] },
       ],
       sidecar: { JOBMETRICS_MODE: 'native', JOBMETRICS_MAIN_CONTAINER: 'main' },
     });
+    // Had the shipper been taken for part of the main container, this flush would never come.
+    const flushed = (): boolean => existsSync(join(dir, 'mesh-a.sidecar.log')) && readFileSync(join(dir, 'mesh-a.sidecar.log'), 'utf8').includes('"msg":"summary');
+    await until(flushed, 'mesh-a flushed while the shipper runs');
+    writeFileSync(release, '');
     const { result, truth } = await p.done;
     expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
     const seen = result.sidecarLog.find((l) => l['msg'] === 'main container seen');
