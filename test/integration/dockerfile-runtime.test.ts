@@ -200,7 +200,9 @@ describe('image runtime stages on disk (no container engine): production depende
       });
       const code = await s.exited;
       expect(code, s.lines.join('\n')).to.equal(0);
-      expect(Date.now() - started).to.be.below(5_000);
+      // The bound is the feature (a bad setting must not hold up the Job), with a wide margin for
+      // Node's start on a loaded machine; held up, it would wait for a main container forever.
+      expect(Date.now() - started).to.be.below(20_000);
       const records = s.lines.map((l) => JSON.parse(l) as { level: string; setting?: string });
       expect(records.filter((r) => r.level === 'error').map((r) => r.setting)).to.deep.equal(['JOBMETRICS_INTERVAL']);
     });

@@ -29,14 +29,21 @@ function startSidecar(env: Record<string, string>) {
 
 describe('sidecar process with a bad setting', function () {
   this.timeout(30_000);
-  before(() => ensureBuilt());
+  before(function () {
+    // Compiling takes seconds on an idle machine and minutes on a loaded one; not under test.
+    this.timeout(600_000);
+    ensureBuilt();
+  });
 
   it('legacy mode: one log line names the variable, then exit 0 at once', async () => {
     const started = Date.now();
     const s = startSidecar({ ...BAD, JOBMETRICS_MODE: 'legacy' });
     const { code, at } = await s.exited;
     expect(code).to.equal(0);
-    expect(at - started).to.be.below(5_000);
+    // The bound is the feature (a bad setting must not hold up the Job), with a wide margin: Node
+    // starts in well under a second on an idle machine, a loaded one takes seconds; a sidecar
+    // that held up the Job would wait for the main container's exit and never end on its own.
+    expect(at - started).to.be.below(20_000);
     const errors = s.output().trim().split('\n').map((l) => JSON.parse(l) as { level: string; setting?: string });
     expect(errors.filter((e) => e.level === 'error').map((e) => e.setting)).to.deep.equal(['JOBMETRICS_INTERVAL']);
   });
@@ -49,6 +56,8 @@ describe('sidecar process with a bad setting', function () {
     s.child.kill('SIGTERM');
     const { code, at } = await s.exited;
     expect(code).to.equal(0);
-    expect(at - sentAt).to.be.below(2_000);
+    // The bound is the feature (it exits on SIGTERM, well inside the kubelet's default 30 s grace
+    // period), with a wide margin for a loaded machine over the milliseconds it takes.
+    expect(at - sentAt).to.be.below(10_000);
   });
 });

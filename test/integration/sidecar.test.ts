@@ -5,7 +5,7 @@
  * aggregated value with what the jobs really counted: 0 lost, 0 counted twice.
  */
 import { expect } from 'chai';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -106,7 +106,8 @@ describe('sidecar against real vmagent and Prometheus', function () {
           items: 20 + i,
           durationMs: 6_000 + (i % 7) * 300,
           settleMs: 2_500,
-          sidecar: { JOBMETRICS_INTERVAL: '500ms' },
+          // Not the flush budget under test: 150 processes on 2 cores can take longer than 5 s.
+          sidecar: { JOBMETRICS_INTERVAL: '500ms', JOBMETRICS_FLUSH_TIMEOUT: '30s' },
         }),
       );
       await sleep(100);
@@ -141,10 +142,14 @@ describe('sidecar against real vmagent and Prometheus', function () {
       items: 3,
       durationMs: 300,
       scrapeUrl: 'http://127.0.0.1:1/metrics',
+      // A flush budget far above the bound below, so a sidecar that waited it out would fail.
+      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '60s' },
     });
     const { result } = await p.done;
     expect(result.sidecar.code).to.equal(0);
-    expect(result.sidecar.atMs - result.main.atMs).to.be.below(2_000);
+    // The bound is the feature (the Job is not held up), with a wide margin for a loaded machine,
+    // where the sidecar may even start after so short a job and wait out its 5 s never-seen grace.
+    expect(result.sidecar.atMs - result.main.atMs).to.be.below(15_000);
     expect(result.summary?.['series']).to.equal(0);
     expect(await aggregatedItems(stack, 'silent')).to.equal(0);
   });
@@ -165,7 +170,10 @@ describe('sidecar against real vmagent and Prometheus', function () {
       });
       const { result } = await p.done;
       expect(result.sidecar.code).to.equal(0);
-      expect(result.sidecar.atMs - result.main.atMs).to.be.below(5_000 + 1_000);
+      // The bound is the feature: the final flush ends within the 5 s flush timeout, however the
+      // endpoint behaves. The sidecar measures it from the exit it noticed; how late a loaded
+      // machine lets it notice is not the flush's doing. It takes a few hundred ms.
+      expect(result.summary?.['flushMs']).to.be.below(5_000);
       expect(result.summary?.['scrapeFailures']).to.be.greaterThan(0);
     } finally {
       hanging.closeAllConnections();
@@ -228,7 +236,8 @@ describe('sidecar against real vmagent and Prometheus', function () {
       items: 60,
       durationMs: 3_000,
       settleMs: 400,
-      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '8s' },
+      // A budget far above the ~2 s this takes, so a loaded machine stays inside it.
+      sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '20s' },
     });
     // The job is counting (60 items in 3 s), and the sidecar has scraped it a few times.
     await until(() => sidecarSaw(dir, 'sigterm-a') && countedSoFar(p.truthFile) >= 10, 'sigterm-a counting, watched');
@@ -242,7 +251,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(messages).to.include('main container exited');
     // It delivered right after the signal, and again after the job's exit, well within the budget.
     expect(result.summary?.['pushes']).to.be.at.least(2);
-    expect(result.sidecar.atMs - sentAt).to.be.below(8_000);
+    expect(result.sidecar.atMs - sentAt).to.be.below(20_000);
     expect(result.sidecar.atMs).to.be.at.least(result.main.atMs);
     expect(await aggregatedItems(stack, 'sigterm')).to.equal(itemsCounted(truth));
   });
@@ -258,6 +267,10 @@ describe('sidecar against real vmagent and Prometheus', function () {
     });
     const deadline = Date.now() + 20_000;
     while (!p.pod.exited().includes('main') && Date.now() < deadline) await sleep(100);
+    // Its final delivery is over when it logs its summary, however long a loaded machine takes.
+    const log = join(dir, 'native-a.sidecar.log');
+    const summarized = (): boolean => existsSync(log) && readFileSync(log, 'utf8').includes('"msg":"summary');
+    while (!summarized() && Date.now() < deadline) await sleep(100);
     await sleep(1_500);
     expect(p.pod.exited(), 'an exit now would make the kubelet restart it').to.deep.equal(['main']);
     const truth = JSON.parse(readFileSync(p.truthFile, 'utf8')) as { ok: number; failed: number };
@@ -266,7 +279,9 @@ describe('sidecar against real vmagent and Prometheus', function () {
     p.pod.signal('sidecar', 'SIGTERM');
     const { result } = await p.done;
     expect(result.sidecar.code).to.equal(0);
-    expect(result.sidecar.atMs - sentAt).to.be.below(2_000);
+    // The bound is the feature (it exits on SIGTERM, well inside the kubelet's default 30 s grace
+    // period), with a wide margin for a loaded machine over the milliseconds it takes.
+    expect(result.sidecar.atMs - sentAt).to.be.below(10_000);
     expect(result.summary?.['trigger']).to.equal('main-exited');
   });
 
@@ -335,7 +350,9 @@ describe('sidecar against real vmagent and Prometheus', function () {
   it('a mesh-like native sidecar before ours and an extra regular container: the main container’s exit is noticed at once', async () => {
     // Every container gets the kubelet's termination-message mount; ours runs as uid 65532 with
     // every capability dropped, as injected, and is told which container is main. The mesh proxy
-    // runs until SIGTERM; the extra container outlives the main one by seconds.
+    // runs until SIGTERM; the extra container runs until the test has seen our final flush (a
+    // fixed lifetime would be outlasted by a late start on a loaded machine).
+    const release = join(dir, 'mesh-a.release');
     const p = await startPod(stack, dir, {
       job: 'mesh',
       pod: 'mesh-a',
@@ -348,10 +365,14 @@ describe('sidecar against real vmagent and Prometheus', function () {
       sidecarUid: 65532,
       extraContainers: [
         { name: 'mesh', command: 'sleep', args: ['600'], restartPolicy: 'Always', before: true },
-        { name: 'shipper', command: 'sleep', args: ['8'] },
+        { name: 'shipper', command: 'sh', args: ['-c', `until [ -e ${release} ]; do sleep 0.1; done`] },
       ],
       sidecar: { JOBMETRICS_MODE: 'native', JOBMETRICS_MAIN_CONTAINER: 'main' },
     });
+    // Had the shipper been taken for part of the main container, this flush would never come.
+    const flushed = (): boolean => existsSync(join(dir, 'mesh-a.sidecar.log')) && readFileSync(join(dir, 'mesh-a.sidecar.log'), 'utf8').includes('"msg":"summary');
+    await until(flushed, 'mesh-a flushed while the shipper runs');
+    writeFileSync(release, '');
     const { result, truth } = await p.done;
     expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
     const seen = result.sidecarLog.find((l) => l['msg'] === 'main container seen');
@@ -416,8 +437,9 @@ describe('sidecar when the aggregator is down', function () {
       });
       const { result } = await p.done;
       expect(result.sidecar.code).to.equal(0);
-      const flushTook = result.sidecar.atMs - result.main.atMs;
-      expect(flushTook).to.be.below(2_000 + 1_000);
+      // The bound is the feature (it gives up at its 2 s flush timeout rather than retrying on),
+      // measured by the sidecar from the exit it noticed, with a wide margin for late timers.
+      expect(result.summary?.['flushMs']).to.be.below(3 * 2_000 + 3_000);
       const summary = result.summary ?? {};
       expect(summary['finalDelivered']).to.equal(false);
       expect(summary['finalUndelivered']).to.be.greaterThan(0);
@@ -441,7 +463,10 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
           startPod(stack, dir, { job: 'restart', pod: `restart-${i}`, items: 150 + 10 * i, durationMs: 7_000, sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '15s' } }),
         ),
       );
-      await sleep(3_500);
+      // Mid-run in the jobs' own terms, with outputs downstream (a loaded machine may start the
+      // pods seconds late).
+      await until(() => pods.every((p, i) => countedSoFar(p.truthFile) >= (150 + 10 * i) / 2), 'every restart pod half-way');
+      while (!(await stack.query(`demo_items_processed_total{namespace="${NS}",job="restart"}`)).some((s) => s.value > 0)) await sleep(250);
       await stack.restartVmagent('SIGTERM');
       const done = await Promise.all(pods.map((p) => p.done));
       await stack.flush();
@@ -459,6 +484,7 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
     const stack = await startStack({ dir, stalenessInterval: '6s' });
     // A real HTTP hop in front of vmagent that can refuse this one pod's deliveries (503).
     let blocked = false;
+    let forwarded = 0;
     const proxy = createServer((req, res) => {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
@@ -468,7 +494,10 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
           return;
         }
         fetch(stack.remoteWriteUrl, { method: 'POST', headers: req.headers as Record<string, string>, body: Buffer.concat(chunks) }).then(
-          async (r) => res.writeHead(r.status).end(await r.text()),
+          async (r) => {
+            if (r.ok) forwarded++;
+            res.writeHead(r.status).end(await r.text());
+          },
           () => res.writeHead(502).end(),
         );
       });
@@ -480,6 +509,8 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
       const keeper = await startPod(stack, dir, { job: 'gap', pod: 'gap-keeper', items: 300, durationMs: 16_000, sidecar });
       const gapped = await startSamplePod({ dir, remoteWriteUrl: proxyUrl, namespace: NS, job: 'gap', pod: 'gap-a', items: 200, durationMs: 14_000, sidecar });
       await sleep(3_000);
+      // A gap needs an acknowledged delivery before it (a loaded machine may start the pod late).
+      while (forwarded === 0) await sleep(100);
       blocked = true;
       await sleep(9_000); // > 6 s staleness: vmagent forgets gap-a's series
       blocked = false;

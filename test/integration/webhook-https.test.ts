@@ -35,9 +35,9 @@ function writeSecretVolume(dir: string, pair: CertPair, generation: number): voi
   }
 }
 
-/** A fake API server: /version, and Jobs with an optional delay. */
-function fakeApi(): { server: Server; jobDelayMs: Map<string, number>; requests: string[] } {
-  const jobDelayMs = new Map<string, number>();
+/** A fake API server: /version, and Jobs whose answer a test can hold back until a promise settles. */
+function fakeApi(): { server: Server; jobHeld: Map<string, Promise<void>>; requests: string[] } {
+  const jobHeld = new Map<string, Promise<void>>();
   const requests: string[] = [];
   const jobs: Record<string, string | null> = { 'manual-run': 'nightly-report', 'slow-job': 'slow-cron', 'plain-job': null };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -53,7 +53,7 @@ function fakeApi(): { server: Server; jobDelayMs: Map<string, number>; requests:
     if (m && m[2] !== undefined && m[2] in jobs) {
       const name = m[2];
       const cron = jobs[name];
-      setTimeout(() => {
+      void (jobHeld.get(name) ?? Promise.resolve()).then(() => {
         json(200, {
           apiVersion: 'batch/v1',
           kind: 'Job',
@@ -65,12 +65,12 @@ function fakeApi(): { server: Server; jobDelayMs: Map<string, number>; requests:
           },
           spec: { template: { spec: { containers: [] } } },
         });
-      }, jobDelayMs.get(name) ?? 0);
+      });
       return;
     }
     json(404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', message: `${req.url} not found`, reason: 'NotFound', code: 404 });
   });
-  return { server, jobDelayMs, requests };
+  return { server, jobHeld, requests };
 }
 
 const decode = (patch: string | undefined): Operation[] => JSON.parse(Buffer.from(patch ?? '', 'base64').toString('utf8')) as Operation[];
@@ -107,7 +107,15 @@ describe('webhook over HTTPS (real process, real TLS, fake API server)', functio
         'current-context: c',
       ].join('\n'),
     );
-    wh = await startWebhook({ JOBMETRICS_TLS_DIR: tlsDir, KUBECONFIG: kubeconfig, JOBMETRICS_SHUTDOWN_GRACE: '10s', JOBMETRICS_LOG_LEVEL: 'debug' });
+    wh = await startWebhook({
+      JOBMETRICS_TLS_DIR: tlsDir,
+      KUBECONFIG: kubeconfig,
+      JOBMETRICS_SHUTDOWN_GRACE: '10s',
+      // The shutdown test holds a Job lookup open across SIGTERM; on a loaded machine that takes
+      // longer than the default 1 s, and a timed-out lookup would name the wrong workload.
+      JOBMETRICS_WORKLOAD_LOOKUP_TIMEOUT: '10s',
+      JOBMETRICS_LOG_LEVEL: 'debug',
+    });
   });
 
   after(() => {
@@ -244,11 +252,21 @@ describe('webhook over HTTPS (real process, real TLS, fake API server)', functio
 
   it('on SIGTERM finishes the review in flight, then stops accepting and exits 0', async () => {
     const ca = current.ca.certPem;
-    api.jobDelayMs.set('slow-job', 800); // under the 1 s lookup timeout
+    // Events, not sleeps, order this: the review is in flight once its Job lookup reached the
+    // API server, whose answer waits until the listener is closed.
+    let answerJob = (): void => {};
+    api.jobHeld.set('slow-job', new Promise<void>((r) => (answerJob = r)));
     const inFlight = call(wh.port, ca, 'POST', '/mutate', review(podOfJob('slow-job'), {}, 'in-flight'));
-    await new Promise((r) => setTimeout(r, 250));
+    const until = async (what: string, done: () => boolean): Promise<void> => {
+      for (const deadline = Date.now() + 30_000; !done(); await new Promise((r) => setTimeout(r, 20))) {
+        if (Date.now() > deadline) throw new Error(`no ${what} within 30 s:\n${wh.logs.join('\n')}`);
+      }
+    };
+    await until('Job lookup', () => api.requests.some((r) => r.endsWith('/jobs/slow-job')));
     wh.proc.kill('SIGTERM');
-    await new Promise((r) => setTimeout(r, 150));
+    // Logged just before the listener closes, in the same turn of the event loop.
+    await until('shutdown', () => wh.logs.some((l) => l.includes('"msg":"shutting down')));
+    expect(wh.logs.find((l) => l.includes('"msg":"shutting down'))).to.include('"inFlight":1');
     let refused: unknown;
     try {
       await call(wh.port, ca, 'GET', '/healthz');
@@ -256,6 +274,7 @@ describe('webhook over HTTPS (real process, real TLS, fake API server)', functio
       refused = e;
     }
     expect((refused as { code?: string } | undefined)?.code).to.equal('ECONNREFUSED');
+    answerJob();
     const a = await inFlight;
     expect(a.status).to.equal(200);
     expect(a.json().response.uid).to.equal('in-flight');

@@ -120,7 +120,11 @@ describe('the .dockerignore matcher (test support)', () => {
 describe('Dockerfiles', function () {
   // ensureBuilt compiles once (a few seconds): the entry points must exist in dist/.
   this.timeout(60_000);
-  before(() => ensureBuilt());
+  before(function () {
+    // Compiling takes minutes on a loaded machine; not under test.
+    this.timeout(600_000);
+    ensureBuilt();
+  });
   const ignored = dockerignore(read('.dockerignore'));
   const parsed: Record<string, Dockerfile> = {};
 

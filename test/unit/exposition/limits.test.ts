@@ -94,12 +94,11 @@ describe('exposition parse: limits against bad targets', () => {
   });
 
   it('rejects a 20 MB body at once, before reading it', () => {
-    const body = `${'x'.repeat(1000)} 1\n`.repeat(20_000); // 20 MB
-    const started = process.hrtime.bigint();
+    // The first line is not a sample: had the parser read it, that would be the error. And the
+    // message has no byte count: the length alone decided, without encoding the body.
+    const body = 'not a sample\n' + `${'x'.repeat(1000)} 1\n`.repeat(20_000); // 20 MB
     const r = parse(body);
-    const ms = Number(process.hrtime.bigint() - started) / 1e6;
     expect(r).to.deep.equal({ ok: false, error: { line: 0, message: `body has more than ${16 * 1024 * 1024} bytes (limit maxBytes)` } });
-    expect(ms).to.be.below(5);
   });
 
   it('parses a body just under the default size limit (16 MiB of samples) without failing', function () {

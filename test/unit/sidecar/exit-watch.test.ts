@@ -60,7 +60,8 @@ describe('waitForMainExit over a proc tree in a temp dir', () => {
     write(3, 1);
     write(2, 1);
     const hints = new ExitHints();
-    const done = waitForMainExit({ procRoot: root, selfPid: 3, pollMs: 60_000, hints, fastPollMs: 5, fastWindowMs: 1_000, rescanMs: 60_000 });
+    // A fast window far longer than this test needs, so a loaded machine cannot outlast it.
+    const done = waitForMainExit({ procRoot: root, selfPid: 3, pollMs: 60_000, hints, fastPollMs: 5, fastWindowMs: 30_000, rescanMs: 60_000 });
     await new Promise((r) => setTimeout(r, 100)); // seen; now in a 60 s wait
     // The scrape connection closes a moment before the process is gone (the kernel closes its
     // sockets first): the first look still finds it, the fast polls that follow see the exit.
@@ -70,7 +71,8 @@ describe('waitForMainExit over a proc tree in a temp dir', () => {
     const started = Date.now();
     const event = await done;
     expect(event.reason).to.equal('exited');
-    expect(Date.now() - started).to.be.below(500);
+    // The bound is the feature: seen by a 5 ms fast poll, not the 60 s one; 10 s is a wide margin.
+    expect(Date.now() - started).to.be.below(10_000);
   });
 
   it('while a sensor is armed, the backstop poll slows to armedPollMs; disarmed, back to pollMs', async () => {
@@ -109,8 +111,8 @@ describe('waitForMainExit over a proc tree in a temp dir', () => {
     t = Date.now();
     const w = hints.wait(60_000);
     hints.hint();
+    expect(hints.waiting, 'the hint ended the 60 s wait').to.equal(0);
     await w;
-    expect(Date.now() - t).to.be.below(1_000);
     expect(hints.lastAt).to.be.at.least(t);
     const ac = new AbortController();
     const aborted = hints.wait(60_000, ac.signal);

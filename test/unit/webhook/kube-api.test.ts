@@ -163,10 +163,10 @@ describe('webhook kube-api (node:http client)', function () {
       );
       setTimeout(() => ac.abort(new Error('gave up')), 20);
       expect(await pending).to.match(/^get job ns\/slow failed: gave up$/);
-      const t0 = Date.now();
+      // The server answers after 2 s; the client's 300 ms timeout ends the call first (an answer
+      // would be a version or a parse error, never this).
       const v = await api.serverVersion();
       expect(v.ok).to.equal(false);
-      expect(Date.now() - t0).to.be.lessThan(1_500);
       if (!v.ok) expect(v.error).to.match(/\/version failed: .*(abort|timeout)/i);
     });
 
