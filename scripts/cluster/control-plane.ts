@@ -117,6 +117,7 @@ export const NODE_CONTROLLERS: readonly string[] = [
   'pod-garbage-collector-controller',
   'ttl-after-finished-controller',
   'taint-eviction-controller',
+  'node-lifecycle-controller',
 ];
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -496,6 +497,8 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
         `--proxy-client-cert-file=${files.frontProxyCert}`,
         `--proxy-client-key-file=${files.frontProxyKey}`,
         `--kubelet-client-certificate=${files.kubeletClientCert}`,
+        // The node's name is not in this machine's DNS; its InternalIP is the address to call.
+        '--kubelet-preferred-address-types=InternalIP,Hostname',
         `--kubelet-client-key=${files.kubeletClientKey}`,
         '--authorization-mode=Node,RBAC',
         `--enable-admission-plugins=${[...new Set(plugins)].join(',')}`,
