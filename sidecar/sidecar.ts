@@ -13,7 +13,7 @@ import type { SidecarConfig } from './config.ts';
 import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
-import { SeriesStore, type PushPlan } from './series-store.ts';
+import { describeProblem, SeriesStore, type DropReason, type PushPlan } from './series-store.ts';
 import { VERSION } from './version.ts';
 
 export interface SidecarEnvironment {
@@ -35,6 +35,7 @@ export interface SidecarSummary {
   readonly deliveryFailures: number;
   readonly generation: number;
   readonly droppedSeries: number;
+  readonly droppedByReason: Readonly<Record<DropReason, number>>;
   /** Whether the last values reached the aggregator before the flush deadline. */
   readonly finalDelivered: boolean;
   /** Series whose final value was not delivered (0 when finalDelivered). */
@@ -114,6 +115,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     if (lastScrapeError !== '') log.info('scrape recovered', { target: cfg.scrapeUrl.href });
     lastScrapeError = '';
     const u = store.update(parsed.families, atMs);
+    for (const p of u.problems) log.warn('series dropped', describeProblem(p));
     if (u.newSeries > 0 && store.hasUnstartedCounters) wakePush();
     if (u.newSeries > 0) log.debug('new series', { count: u.newSeries, total: store.size });
     if (u.resets > 0) log.info('counter reset in the main container', { series: u.resets });
@@ -129,7 +131,12 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     }
     const plan = store.plan({ zerosOnly });
     stats.pushes++;
-    const body = encodeWriteRequest(plan.series);
+    const body = encodeWriteRequest(plan.series, {
+      onInvalid: (index, error) => {
+        const problem = store.discard(plan, index);
+        if (problem !== undefined) log.warn('series dropped', { ...describeProblem(problem), error });
+      },
+    });
     let maybeArrived = false;
     // deliverWithRetry reports failures as values; an abort may still surface as a rejection.
     const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
@@ -310,6 +317,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     deliveryFailures: stats.deliveryFailures,
     generation: store.generation,
     droppedSeries: store.droppedSeries,
+    droppedByReason: store.droppedByReason,
     finalDelivered,
     finalUndelivered: finalDelivered ? 0 : store.size,
     flushMs,
