@@ -11,6 +11,7 @@ import { parse } from '../shared/exposition/parse.ts';
 import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
 import type { SidecarConfig } from './config.ts';
 import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
+import { FirstSight } from './first-sight.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { describeProblem, SeriesStore, type DropReason, type PushPlan } from './series-store.ts';
@@ -94,6 +95,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   });
   const stats = { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, retries: 0, deliveryFailures: 0 };
   let lastScrapeError = '';
+  const parseWarnings = new FirstSight(20);
 
   const recordScrape = (r: ScrapeResult, atMs: number): boolean => {
     stats.scrapes++;
@@ -113,6 +115,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
       return false;
     }
     if (lastScrapeError !== '') log.info('scrape recovered', { target: cfg.scrapeUrl.href });
+    for (const w of parsed.warnings) if (parseWarnings.first(w.message)) log.warn('scrape accepted with a warning', { target: cfg.scrapeUrl.href, line: w.line, warning: w.message });
     lastScrapeError = '';
     const u = store.update(parsed.families, atMs);
     for (const p of u.problems) log.warn('series dropped', describeProblem(p));
