@@ -407,6 +407,11 @@ export interface DeliverOptions {
   maxBackoffMs?: number;
   /** Stop after this many attempts even if time is left. */
   maxAttempts?: number;
+  /**
+   * No retry sooner than this after the previous attempt, Retry-After or not; when the deadline
+   * leaves no room for such a wait, give up instead of a last hurried attempt.
+   */
+  minDelayMs?: number;
   signal?: AbortSignal;
   onRetry?: (attempt: number, outcome: SendOutcome, delayMs: number) => void;
   /** Jitter source in [0, 1); defaults to Math.random. */
@@ -429,6 +434,7 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
   const cap = opts.maxBackoffMs ?? 2_000;
   const random = opts.random ?? Math.random;
   const maxAttempts = opts.maxAttempts ?? Infinity;
+  const minDelay = opts.minDelayMs ?? 0;
   let attempts = 0;
   for (;;) {
     const left = opts.deadlineMs - Date.now();
@@ -446,10 +452,11 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
     const asked = outcome.retryAfterMs;
     let delay: number;
     if (asked !== undefined) {
-      if (asked > remaining - MIN_ATTEMPT_MS) return { ...outcome, attempts };
-      delay = asked;
+      delay = Math.max(asked, minDelay);
+      if (delay > remaining - MIN_ATTEMPT_MS) return { ...outcome, attempts };
     } else {
-      delay = Math.min(backoffDelayMs(attempts, base, cap, random), remaining - MIN_ATTEMPT_MS);
+      if (minDelay > remaining - MIN_ATTEMPT_MS) return { ...outcome, attempts };
+      delay = Math.min(Math.max(minDelay, backoffDelayMs(attempts, base, cap, random)), remaining - MIN_ATTEMPT_MS);
     }
     opts.onRetry?.(attempts, outcome, delay);
     if (delay > 0 && !(await sleep(delay, opts.signal))) return { ...outcome, attempts };

@@ -12,7 +12,8 @@ import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
 import type { SidecarConfig } from './config.ts';
 import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { FirstSight } from './first-sight.ts';
-import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
+import { finalFlushRetry, undeliveredCause, undeliveredValues } from './final-flush.ts';
+import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { describeProblem, SeriesStore, type DropReason, type PushPlan } from './series-store.ts';
 import { VERSION } from './version.ts';
@@ -126,7 +127,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   };
 
   /** Delivers everything in the store once, retrying until `deadlineMs`. */
-  const deliver = async (deadlineMs: number, signal?: AbortSignal, zerosOnly = false): Promise<{ plan: PushPlan; outcome: SendOutcome }> => {
+  const deliver = async (deadlineMs: number, signal?: AbortSignal, zerosOnly = false, retry: Partial<DeliverOptions> = {}): Promise<{ plan: PushPlan; outcome: DeliveryOutcome }> => {
     const now = Date.now();
     if (store.gapExceeded(now, cfg.stalenessMs)) {
       store.startGeneration();
@@ -145,6 +146,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
       deadlineMs,
       timeoutMs: Math.min(5_000, cfg.flushTimeoutMs),
+      ...retry,
       ...(signal ? { signal } : {}),
       onRetry: (attempt, o, delayMs) => {
         stats.retries++;
@@ -274,7 +276,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     // scraping until the main container exits, keeping a third of the budget for the last delivery.
     log.info('signal: delivering now, then waiting for the main container to exit', { deadlineMs: cfg.flushTimeoutMs });
     const reserveMs = Math.max(200, cfg.flushTimeoutMs / 3);
-    if (store.size > 0) await deliver(deadline - reserveMs);
+    if (store.size > 0) await deliver(deadline - reserveMs, undefined, false, finalFlushRetry(cfg.flushTimeoutMs - reserveMs));
     const waitMs = deadline - reserveMs - Date.now();
     if (waitMs > 0) {
       const until = sleep(waitMs, 'deadline' as const, { signal: watchAbort.signal }).catch(() => 'deadline' as const);
@@ -300,13 +302,15 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   lastScraper.close();
   if (lastScrape.ok) recordScrape(lastScrape, Date.now());
 
+  // One delivery of a few spaced attempts that honour Retry-After (final-flush.ts), never a loop
+  // of deliveries: each would start its attempts afresh against an aggregator that said to wait.
   let finalDelivered = store.size === 0;
   let deliveredAt: number | undefined;
-  while (store.size > 0 && !finalDelivered && Date.now() < deadline) {
-    const { outcome } = await deliver(deadline);
-    finalDelivered = outcome.ok;
-    if (outcome.ok) deliveredAt = Date.now();
-    else if (!outcome.retryable) break;
+  let final: { plan: PushPlan; outcome: DeliveryOutcome } | undefined;
+  if (!finalDelivered && Date.now() < deadline) {
+    final = await deliver(deadline, undefined, false, finalFlushRetry(deadline - Date.now()));
+    finalDelivered = final.outcome.ok;
+    if (finalDelivered) deliveredAt = Date.now();
   }
   const flushMs = Date.now() - exitAt;
   const summary: SidecarSummary = {
@@ -327,7 +331,10 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     exitToDeliveredMs: deliveredAt === undefined ? undefined : deliveredAt - exitAt,
   };
   if (finalDelivered) log.info('summary', { ...summary });
-  else log.error('summary: final values NOT delivered before the flush deadline; they are dropped', { ...summary });
+  else {
+    const { values, more } = undeliveredValues(final?.plan ?? store.plan());
+    log.error('summary: final values NOT delivered; they are dropped', { ...summary, cause: undeliveredCause(final?.outcome), undelivered: values, undeliveredMore: more });
+  }
 
   // Native mode: exiting now would make the kubelet restart us; wait for its SIGTERM.
   // A pending promise alone does not keep Node's event loop alive (it would exit with code 13),

@@ -364,3 +364,63 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
     }
   });
 });
+
+describe('sidecar final flush against an aggregator that refuses (a real local HTTP server)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  before(() => {
+    ensureBuilt();
+    dir = tmp('refuse');
+  });
+
+  /** A remote-write endpoint on port 0 that answers every request with `answer`, noting when each came. */
+  async function refusing(answer: (res: import('node:http').ServerResponse) => void): Promise<{ url: string; times: number[]; close: () => void }> {
+    const times: number[] = [];
+    const server: Server = createServer((req, res) => {
+      times.push(Date.now());
+      req.resume();
+      req.on('end', () => answer(res));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v1/write`;
+    return { url, times, close: () => server.close() };
+  }
+
+  /** Runs one short job against `answer`; the requests of its final flush, and the summary line. */
+  async function finalFlush(name: string, answer: (res: import('node:http').ServerResponse) => void) {
+    const aggregator = await refusing(answer);
+    try {
+      const p = await startSamplePod({ dir, remoteWriteUrl: aggregator.url, namespace: NS, job: name, pod: `${name}-a`, items: 10, durationMs: 300, sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '3s' } });
+      const { result } = await p.done;
+      const flushLine = result.sidecarLog.find((l) => l['msg'] === 'final flush');
+      if (flushLine === undefined) throw new Error(`no "final flush" line in the sidecar's log`);
+      const flushAt = Date.parse(String(flushLine['time']));
+      return { code: result.sidecar.code, requests: aggregator.times.filter((t) => t >= flushAt).length, summary: result.summary ?? {} };
+    } finally {
+      aggregator.close();
+    }
+  }
+
+  it('429 with Retry-After: 3600: one request, then an account naming the wait', async () => {
+    const r = await finalFlush('ratelimited', (res) => res.writeHead(429, { 'Retry-After': '3600' }).end('slow down'));
+    expect(r.code).to.equal(0);
+    expect(r.requests).to.equal(1);
+    expect(r.summary['finalDelivered']).to.equal(false);
+    expect(String(r.summary['cause'])).to.match(/^the aggregator asked to retry after 3600 s \(HTTP 429\), past the flush deadline/);
+    expect((r.summary['undelivered'] as string[]).some((v) => /^demo_items_processed_total\{.*\} \d+$/.test(v)), JSON.stringify(r.summary['undelivered'])).to.equal(true);
+  });
+
+  it('500 on every attempt: a few spaced attempts (at most 5) within the deadline, then the account', async () => {
+    const r = await finalFlush('failing', (res) => res.writeHead(500).end('internal error'));
+    expect(r.code).to.equal(0);
+    expect(r.requests).to.be.within(2, 5);
+    expect(String(r.summary['cause'])).to.match(/^the aggregator failed every attempt before the deadline \(\d attempts; last: .*HTTP 500: internal error\)/);
+  });
+
+  it('400: one request, and the cause says the aggregator rejected it (not a deadline)', async () => {
+    const r = await finalFlush('rejected', (res) => res.writeHead(400).end('out of order sample'));
+    expect(r.code).to.equal(0);
+    expect(r.requests).to.equal(1);
+    expect(String(r.summary['cause'])).to.match(/^the aggregator rejected the request \(remote write POST .* returned HTTP 400: out of order sample\)/);
+  });
+});
