@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project, one after the other, each printing its table
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
- *   npm run bench                            parser, sidecar, exit-latency, tail-loss, webhook (~20 min)
+ *   npm run bench                            parser, sidecar, sidecar-memory, exit-latency, tail-loss, webhook (~22 min)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
  *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
@@ -20,9 +20,9 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook'] as const;
+const NAMES = ['parser', 'sidecar', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook'] as const;
 type Name = (typeof NAMES)[number];
-const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', tail: 'tail-loss' };
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss' };
 
 interface Args {
   readonly names: Name[];
@@ -82,6 +82,8 @@ async function runOne(name: Name, a: Args): Promise<string> {
       return (await import('./parser.ts')).run();
     case 'sidecar':
       return (await import('./sidecar.ts')).run({ quick: a.quick, profile: a.profile });
+    case 'sidecar-memory':
+      return (await import('./sidecar-memory.ts')).run({ quick: a.quick });
     case 'exit-latency':
       return (await import('./exit-latency.ts')).run({
         quick: a.quick,
@@ -99,6 +101,7 @@ async function runOne(name: Name, a: Args): Promise<string> {
 const TITLES: Record<Name, string> = {
   parser: 'Parser',
   sidecar: 'Sidecar footprint',
+  'sidecar-memory': 'Sidecar memory at its limits',
   'exit-latency': 'Exit-to-delivered latency',
   'tail-loss': 'Tail loss',
   webhook: 'Webhook',

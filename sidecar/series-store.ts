@@ -40,6 +40,11 @@ export interface StoreOptions {
   readonly pod: string;
   /** Most series kept; new series beyond it are dropped and counted. */
   readonly maxSeries: number;
+  /**
+   * Most characters of metric names and scraped label names and values kept over all series
+   * (shared/sidecar-memory.ts): series are few but their labels may be long. Default: no limit.
+   */
+  readonly maxLabelChars?: number;
 }
 
 interface SeriesState {
@@ -145,6 +150,7 @@ export class SeriesStore {
   #generation = 0;
   #lastAckMs: number | undefined;
   #scrapes = 0;
+  #labelChars = 0;
   readonly #dropCounts: Record<DropReason, number> = { 'invalid-value': 0, duplicate: 0, 'invalid-labels': 0, 'over-limit': 0 };
   /** Per reason, the series already logged (at most PROBLEMS_LOGGED each). */
   readonly #reported = new Map<DropReason, Set<string>>();
@@ -222,7 +228,7 @@ export class SeriesStore {
               drop('invalid-value', sample, found.scrapedKey);
               continue;
             }
-            if (this.#series.size >= this.#opts.maxSeries) {
+            if (this.#series.size >= this.#opts.maxSeries || this.#labelChars + labelChars(sample.name, found.labels) > (this.#opts.maxLabelChars ?? Infinity)) {
               drop('over-limit', sample, found.scrapedKey);
               continue;
             }
@@ -361,6 +367,7 @@ export class SeriesStore {
     const state = this.#series.get(sent.key);
     if (state === undefined) return undefined;
     this.#series.delete(sent.key);
+    this.#labelChars -= labelChars(state.name, state.labels);
     for (const [k, s] of this.#byScraped) if (s === state) this.#byScraped.delete(k);
     for (let i = 0; i < this.#order.length; i++) if (this.#order[i]?.state === state) this.#order[i] = undefined;
     this.#dropCounts['invalid-labels']++;
@@ -392,6 +399,7 @@ export class SeriesStore {
     const labels = found.labels;
     labels.push(['namespace', this.#opts.namespace], ['job', this.#opts.job], [KIND_LABEL, kind]);
     labels.sort(byName);
+    this.#labelChars += labelChars(name, labels);
     const state: SeriesState = {
       name: own(name),
       labels,
@@ -478,6 +486,13 @@ export function describeProblem(p: SeriesProblem): Record<string, unknown> {
 }
 
 const byName = (a: readonly [string, string], b: readonly [string, string]): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+
+/** The characters a series' name and labels hold. */
+function labelChars(name: string, labels: ReadonlyArray<readonly [string, string]>): number {
+  let n = name.length;
+  for (const [k, v] of labels) n += k.length + v.length;
+  return n;
+}
 
 /** Whether a value can be delivered: counters finite and non-negative, gauges anything but NaN. */
 function validValue(kind: SeriesKind, value: number): boolean {

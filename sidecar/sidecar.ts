@@ -8,10 +8,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.ts';
 import { ACCEPT_HEADER, formatFromContentType } from '../shared/exposition/negotiate.ts';
 import { parse } from '../shared/exposition/parse.ts';
-import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
+import { SIDECAR_MEMORY } from '../shared/sidecar-memory.ts';
 import type { SidecarConfig } from './config.ts';
 import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { FirstSight } from './first-sight.ts';
+import { peakRssMb } from './peak-rss.ts';
 import { finalFlushRetry, undeliveredCause, undeliveredValues } from './final-flush.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
@@ -43,6 +44,8 @@ export interface SidecarSummary {
   /** Series whose final value was not delivered (0 when finalDelivered). */
   readonly finalUndelivered: number;
   readonly flushMs: number;
+  /** The process's peak resident memory over its life, in MiB (sidecar/peak-rss.ts). */
+  readonly peakRssMb: number | undefined;
   /** Main container exit (or signal) to the final delivery's acknowledgement. */
   readonly exitToDeliveredMs: number | undefined;
 }
@@ -82,7 +85,9 @@ export function scrapeDelayMs(succeeded: number, intervalMs: number): number {
 
 export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): Promise<SidecarSummary> {
   const { log } = env;
-  const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: DEFAULT_PARSE_LIMITS.maxSamples });
+  // Every input limit comes from the memory budget (shared/sidecar-memory.ts).
+  const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: SIDECAR_MEMORY.maxSeries, maxLabelChars: SIDECAR_MEMORY.maxLabelChars });
+  const parseLimits = { maxBytes: SIDECAR_MEMORY.maxBodyBytes, maxSamples: SIDECAR_MEMORY.maxSamples, maxFamilies: SIDECAR_MEMORY.maxFamilies };
   const exitHints = new ExitHints();
   const scraper = createScraper(cfg.scrapeUrl, {
     onConnectionClosed: () => exitHints.hint(),
@@ -90,7 +95,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     // At least 1 s even at a 100 ms interval: a busy node must not turn slow scrapes into lost
     // ones (scrapes never overlap, a slow one only delays the next); at most 10 s, as Prometheus.
     timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),
-    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
+    maxBytes: SIDECAR_MEMORY.maxBodyBytes,
     accept: ACCEPT_HEADER,
     userAgent: USER_AGENT,
   });
@@ -107,7 +112,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
       lastScrapeError = r.error;
       return false;
     }
-    const parsed = parse(r.body, { format: formatFromContentType(r.contentType) });
+    const parsed = parse(r.body, { format: formatFromContentType(r.contentType), limits: parseLimits });
     if (!parsed.ok) {
       stats.scrapeFailures++;
       const error = `line ${parsed.error.line}: ${parsed.error.message}`;
@@ -294,7 +299,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
   scraper.close();
   const lastScraper = createScraper(cfg.scrapeUrl, {
     timeoutMs: Math.max(50, Math.min(cfg.intervalMs, (deadline - Date.now()) / 4)),
-    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
+    maxBytes: SIDECAR_MEMORY.maxBodyBytes,
     accept: ACCEPT_HEADER,
     userAgent: USER_AGENT,
   });
@@ -328,6 +333,7 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
     finalDelivered,
     finalUndelivered: finalDelivered ? 0 : store.size,
     flushMs,
+    peakRssMb: peakRssMb(),
     exitToDeliveredMs: deliveredAt === undefined ? undefined : deliveredAt - exitAt,
   };
   if (finalDelivered) log.info('summary', { ...summary });

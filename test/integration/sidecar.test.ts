@@ -9,7 +9,9 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { measureScenario } from '../../bench/sidecar-memory.ts';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
+import { SIDECAR_MEMORY } from '../../shared/sidecar-memory.ts';
 import { pidNamespaceSupport } from '../../scripts/local-pod.ts';
 import { ensureBuilt } from '../support/build.ts';
 import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePodOptions } from '../support/pods.ts';
@@ -423,4 +425,25 @@ describe('sidecar final flush against an aggregator that refuses (a real local H
     expect(r.requests).to.equal(1);
     expect(String(r.summary['cause'])).to.match(/^the aggregator rejected the request \(remote write POST .* returned HTTP 400: out of order sample\)/);
   });
+});
+
+describe('sidecar memory at its limits (shared/sidecar-memory.ts, bench/sidecar-memory.ts)', function () {
+  this.timeout(120_000);
+  let dir: string;
+  before(() => {
+    ensureBuilt();
+    dir = tmp('memory');
+  });
+  const limitMb = SIDECAR_MEMORY.limitBytes / 2 ** 20;
+  // The bound is the feature: the kernel kills the sidecar at the injected limit, and a killed
+  // sidecar fails the Job's pod. The derivation keeps a quarter of the limit as margin.
+  for (const scenario of ['series', 'body', 'churn', 'oversize'] as const) {
+    it(`${scenario}: the peak RSS stays under the injected ${limitMb} MiB limit`, async () => {
+      const row = await measureScenario(scenario, dir, 8_000);
+      expect(row.scrapes, 'the sidecar ran and wrote its summary').to.be.above(0);
+      expect(row.peakRssMb, JSON.stringify(row)).to.be.below(limitMb);
+      if (scenario === 'oversize') expect(row.scrapeFailures).to.equal(row.scrapes);
+      else expect(row.series).to.be.above(0);
+    });
+  }
 });
