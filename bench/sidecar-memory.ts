@@ -138,11 +138,11 @@ export function format(rows: readonly MemoryRow[]): string {
     '',
     '| input | peak RSS | scrapes (failed) | series kept | samples dropped |',
     '|---|--:|--:|--:|--:|',
-    ...rows.map((r) => `| ${SCENARIOS[r.scenario]} | ${r.peakRssMb} MB | ${r.scrapes} (${r.scrapeFailures}) | ${r.series} | ${r.droppedSeries} |`),
+    ...rows.map((r) => `| ${SCENARIOS[r.scenario]} | ${r.peakRssMb} MiB | ${r.scrapes} (${r.scrapeFailures}) | ${r.series} | ${r.droppedSeries} |`),
     '',
   ];
   const worst = Math.max(...rows.map((r) => r.peakRssMb));
-  out.push(`target peak RSS <= the ${budgetMb} MiB budget (${limitMb} MiB limit less the margin) in every row: ${worst} MB at most: ${worst * 1e6 <= SIDECAR_MEMORY.budgetBytes ? 'MET' : 'NOT MET'}`);
+  out.push(`target peak RSS <= the ${budgetMb} MiB budget (${limitMb} MiB limit less the margin) in every row: ${worst} MiB at most: ${worst * 2 ** 20 <= SIDECAR_MEMORY.budgetBytes ? 'MET' : 'NOT MET'}`);
   return out.join('\n');
 }
 

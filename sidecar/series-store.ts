@@ -198,6 +198,7 @@ export class SeriesStore {
       if (problem !== undefined) problems.push(problem);
     };
     const scrape = ++this.#scrapes;
+    let invalidNew: Set<string> | undefined;
     const order = this.#order;
     // A cache of the scraped spellings of each series: a target that writes its labels in a new
     // order every scrape must not grow it without bound.
@@ -224,7 +225,14 @@ export class SeriesStore {
           }
           state = found.state;
           if (state === undefined) {
+            // A series first seen with a value it cannot take is still the series of this scrape:
+            // a later sample of it is a duplicate (Prometheus keeps the first), not its value.
+            if (invalidNew?.has(found.key)) {
+              drop('duplicate', sample, found.scrapedKey);
+              continue;
+            }
             if (!validValue(sampled, value)) {
+              (invalidNew ??= new Set()).add(found.key);
               drop('invalid-value', sample, found.scrapedKey);
               continue;
             }

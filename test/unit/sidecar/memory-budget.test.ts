@@ -8,7 +8,7 @@ import { defaultSettings } from '../../../webhook/config.ts';
 const MiB = 2 ** 20;
 
 describe('sidecar memory budget (shared/sidecar-memory.ts): input limits derived from the injected memory limit', () => {
-  for (const limitMiB of [96, 128, 192, 256, 512]) {
+  for (const limitMiB of [112, 128, 192, 256, 512]) {
     it(`${limitMiB}Mi: runtime + V8 heap cap + body buffer fit the budget, and the live data at every limit fits the heap's working share`, () => {
       const m = deriveSidecarMemory(limitMiB);
       expect(RUNTIME_BYTES + m.heapMiB * MiB + m.maxBodyBytes).to.be.at.most(m.budgetBytes);
@@ -22,11 +22,11 @@ describe('sidecar memory budget (shared/sidecar-memory.ts): input limits derived
   }
 
   it('refuses a limit that leaves nothing beyond the runtime', () => {
-    expect(() => deriveSidecarMemory(64)).to.throw(RangeError, 'leaves too little');
+    expect(() => deriveSidecarMemory(96)).to.throw(RangeError, 'leaves too little');
   });
 
-  it('the shipped numbers (128Mi): 2 MiB bodies, 7 000 series, a 42 MiB heap', () => {
-    expect(SIDECAR_MEMORY).to.deep.include({ limit: '128Mi', maxBodyBytes: 2 * MiB, maxSeries: 7_000, maxSamples: 14_000, heapMiB: 42 });
+  it('the shipped numbers (128Mi): 2 MiB bodies, 6 000 series, a 38 MiB heap', () => {
+    expect(SIDECAR_MEMORY).to.deep.include({ limit: '128Mi', maxBodyBytes: 2 * MiB, maxSeries: 6_000, maxSamples: 12_000, heapMiB: 38 });
   });
 
   it('the webhook injects that limit by default, and the manifests say the same', () => {
