@@ -1,5 +1,5 @@
 /**
- * The final delivery's policy and its account (README "What the sidecar guarantees"): when the
+ * The final delivery's policy and its account (README "What is guaranteed, and what can be lost"; docs/semantics.md "The final flush against a failing aggregator"): when the
  * main container has exited, the last values go out within the flush deadline in a few spaced
  * attempts that honour the aggregator's Retry-After — a thousand pods ending together must not
  * become a flood against a rate-limiting aggregator — and what could not be delivered is logged
