@@ -15,12 +15,13 @@ export const UNDELIVERED_LISTED = 20;
 
 /**
  * The retry settings of a flush with `budgetMs` to go: at most FINAL_FLUSH_MAX_ATTEMPTS
- * attempts, at least a twentieth of the budget (≥ 100 ms) apart, the backoff capped at a quarter
- * of it, so every attempt fits in the budget and they are spread over it, not bunched at its end.
+ * attempts, at least an eighth of the budget (≥ 100 ms) apart, the backoff capped at a quarter of
+ * it: the attempts are spread over the budget — the last between half and seven eighths of it, so
+ * an aggregator back within the budget is still reached — never bunched at its start or end.
  * A Retry-After is waited for when it ends before the deadline; otherwise the flush stops there.
  */
 export function finalFlushRetry(budgetMs: number): Required<Pick<DeliverOptions, 'maxAttempts' | 'baseBackoffMs' | 'maxBackoffMs' | 'minDelayMs'>> {
-  const base = Math.max(100, Math.round(budgetMs / 20));
+  const base = Math.max(100, Math.round(budgetMs / 8));
   return { maxAttempts: FINAL_FLUSH_MAX_ATTEMPTS, baseBackoffMs: base, maxBackoffMs: Math.max(base, Math.round(budgetMs / 4)), minDelayMs: base };
 }
 

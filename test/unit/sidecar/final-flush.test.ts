@@ -4,13 +4,15 @@ import type { DeliveryOutcome } from '../../../sidecar/remote-write.ts';
 import { SeriesStore } from '../../../sidecar/series-store.ts';
 
 describe('final flush: policy and account', () => {
-  it('spreads at most 5 attempts over the budget: ≥ 1/20 of it apart, backoff capped at 1/4', () => {
-    expect(finalFlushRetry(10_000)).to.deep.equal({ maxAttempts: FINAL_FLUSH_MAX_ATTEMPTS, baseBackoffMs: 500, maxBackoffMs: 2_500, minDelayMs: 500 });
-    expect(finalFlushRetry(1_000)).to.deep.equal({ maxAttempts: FINAL_FLUSH_MAX_ATTEMPTS, baseBackoffMs: 100, maxBackoffMs: 250, minDelayMs: 100 });
-    // The longest possible wait between the first and the last attempt fits in the budget.
+  it('spreads at most 5 attempts over the budget: ≥ 1/8 of it apart, backoff capped at 1/4', () => {
+    expect(finalFlushRetry(10_000)).to.deep.equal({ maxAttempts: FINAL_FLUSH_MAX_ATTEMPTS, baseBackoffMs: 1_250, maxBackoffMs: 2_500, minDelayMs: 1_250 });
+    expect(finalFlushRetry(400)).to.deep.equal({ maxAttempts: FINAL_FLUSH_MAX_ATTEMPTS, baseBackoffMs: 100, maxBackoffMs: 100, minDelayMs: 100 });
+    // The longest possible wait between the first and the last attempt fits in the budget, and
+    // the shortest reaches past its half (an aggregator back by then is still reached).
     for (const budget of [1_000, 3_000, 10_000, 60_000]) {
       const r = finalFlushRetry(budget);
       expect((r.maxAttempts - 1) * r.maxBackoffMs, `budget ${budget}`).to.be.at.most(budget);
+      expect((r.maxAttempts - 1) * r.minDelayMs, `budget ${budget}`).to.be.at.least(budget / 2);
     }
   });
 
