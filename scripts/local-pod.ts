@@ -32,8 +32,10 @@ export const PROGRAMS = {
  * so V8 collects before the container's limit instead of growing towards a cap Node would derive
  * from the machine. `--max-semi-space-size=1`: a 1 MB young generation, as a scrape leaves only
  * short-lived garbage, so it is collected (with the buffers it holds) a scrape at a time.
+ * `--expose-gc`: so the scraper can collect the socket buffers of a large read at once
+ * (sidecar/read-garbage.ts).
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--single-threaded', `--max-old-space-size=${SIDECAR_MEMORY.heapMiB}`, '--max-semi-space-size=1'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--single-threaded', `--max-old-space-size=${SIDECAR_MEMORY.heapMiB}`, '--max-semi-space-size=1', '--expose-gc'];
 
 let namespaceCheck: { ok: boolean; why: string } | undefined;
 

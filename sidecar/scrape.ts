@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import { https } from './https-lazy.ts';
+import { COLLECT_AFTER_BYTES, releaseReadGarbage } from './read-garbage.ts';
 
 export type ScrapeResult =
   | { readonly ok: true; readonly body: string; readonly contentType: string | undefined; readonly durationMs: number }
@@ -68,11 +69,18 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         if (req.socket) expectedClose.add(req.socket);
         req.destroy();
       };
+      /** Body bytes received, the refused chunk included. */
+      let received = 0;
       const done = (r: ScrapeResult): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        resolve(r);
+        if (received < COLLECT_AFTER_BYTES) return resolve(r);
+        // Once the read's callbacks have returned, its chunks are garbage (read-garbage.ts).
+        setImmediate(() => {
+          releaseReadGarbage(received);
+          resolve(r);
+        });
       };
       const fail = (error: string, extra: { status?: number; refused?: boolean } = {}): void => {
         const r: { ok: false; error: string; refused: boolean; durationMs: number; status?: number } = {
@@ -115,6 +123,7 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         let size = 0;
         res.on('data', (c: Buffer) => {
           if (settled) return;
+          received += c.length;
           if (size + c.length > opts.maxBytes) {
             abort();
             fail(`body exceeds the limit of ${opts.maxBytes} bytes`);
