@@ -13,7 +13,9 @@ import { measureScenario } from '../../bench/sidecar-memory.ts';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
 import { SIDECAR_MEMORY } from '../../shared/sidecar-memory.ts';
 import { pidNamespaceSupport } from '../../scripts/local-pod.ts';
+import { uncompressSync } from 'snappy';
 import { ensureBuilt } from '../support/build.ts';
+import { decodeWriteRequest, type DecodedTimeSeries } from '../support/write-request.ts';
 import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePodOptions } from '../support/pods.ts';
 
 const NS = 'it';
@@ -446,4 +448,87 @@ describe('sidecar memory at its limits (shared/sidecar-memory.ts, bench/sidecar-
       else expect(row.series).to.be.above(0);
     });
   }
+});
+
+describe('sidecar against a hostile target (the real sidecar, a local target and receiver on port 0)', function () {
+  this.timeout(60_000);
+  before(() => ensureBuilt());
+
+  it('clashing labels renamed, duplicates and bad values dropped and counted: the other series are still delivered', async () => {
+    const dir = tmp('hostile');
+    let n = 0;
+    const target = createServer((_req, res) => {
+      n++;
+      // pod and exported_pod (once crashed the encoder), the same series twice in another label
+      // order (once read as a reset every scrape), NaN and negative counters, a family typed twice,
+      // a huge but valid OpenMetrics timestamp (once failed the whole scrape).
+      const body = [
+        '# TYPE clash counter',
+        `clash_total{pod="p1",exported_pod="p2"} ${10 * n}`,
+        '# TYPE dup counter',
+        `dup_total{a="1",b="2"} ${10 * n}`,
+        'dup_total{b="2",a="1"} 1',
+        '# TYPE bad counter',
+        'bad_total{v="nan"} NaN',
+        'bad_total{v="neg"} -1',
+        '# TYPE good counter',
+        `good_total ${n} 12345678901234567890.123456789`,
+        '# TYPE good gauge',
+        '# EOF',
+        '',
+      ].join('\n');
+      res.writeHead(200, { 'content-type': 'application/openmetrics-text; version=1.0.0' }).end(body);
+    });
+    const received: DecodedTimeSeries[][] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push(decodeWriteRequest(uncompressSync(Buffer.concat(chunks)) as Buffer));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const port = (s: Server) => (s.address() as { port: number }).port;
+    try {
+      const p = await startSamplePod({
+        dir,
+        remoteWriteUrl: `http://127.0.0.1:${port(receiver)}/api/v1/write`,
+        scrapeUrl: `http://127.0.0.1:${port(target)}/metrics`,
+        namespace: NS,
+        job: 'hostile',
+        pod: 'hostile-a',
+        items: 5,
+        durationMs: 2_000,
+      });
+      const { result } = await p.done;
+      expect(result.sidecar.code).to.equal(0);
+      const summary = result.summary ?? {};
+      expect(summary['finalDelivered'], JSON.stringify(summary)).to.equal(true);
+      const dropped = summary['droppedByReason'] as Record<string, number>;
+      expect(dropped['duplicate']).to.be.above(0);
+      expect(dropped['invalid-value']).to.be.above(0);
+      const last = new Map(
+        received.flat().map((s) => {
+          const l = Object.fromEntries(s.labels.filter(([k]) => !['namespace', 'job', 'pod', 'jobmetrics_kind'].includes(k)));
+          return [JSON.stringify(l), s.samples.at(-1)!.value] as const;
+        }),
+      );
+      const scrapes = n;
+      const clash = [...last].find(([k]) => k.includes('clash_total'));
+      expect(clash?.[0]).to.equal(JSON.stringify({ __name__: 'clash_total', exported_exported_pod: 'p1', exported_pod: 'p2' }));
+      const dup = [...last].find(([k]) => k.includes('dup_total'))!;
+      // Never above what the target exposed (no reset read from the duplicate).
+      expect(dup[1]).to.be.at.most(10 * scrapes).and.above(0);
+      expect([...last.keys()].some((k) => k.includes('good_total'))).to.equal(true);
+      expect([...last.keys()].some((k) => k.includes('bad_total'))).to.equal(false);
+      const messages = result.sidecarLog.map((l) => `${String(l['msg'])} ${String(l['reason'] ?? '')}`);
+      expect(messages.filter((m) => m === 'series dropped duplicate')).to.have.length(1);
+      expect(messages).to.include('scrape accepted with a warning ');
+    } finally {
+      target.close();
+      receiver.close();
+    }
+  });
 });
