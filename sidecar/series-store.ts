@@ -3,7 +3,11 @@
  * Pure state transitions, no I/O (DESIGN.md "Data semantics"):
  *
  * - Every series carries `namespace`, `job` and `pod`; a scraped label of the same name is kept
- *   as `exported_<name>`, as Prometheus does with `honor_labels: false`.
+ *   as `exported_<name>` (prefixed again until the name is free), as Prometheus does with
+ *   `honor_labels: false`.
+ * - What a target exposes that cannot be delivered, or would read as a reset when it is not one
+ *   (duplicates, NaN or negative counters, float jitter), costs that series only: it is dropped,
+ *   counted and reported once (docs/semantics.md, "What the sidecar drops").
  * - Values are cumulative, so a retried or duplicated delivery cannot count twice.
  * - Before the first value of a counter-like series, an explicit 0 travels 1 ms earlier in the
  *   same request, so the aggregator counts the first increment in full.
