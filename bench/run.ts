@@ -2,8 +2,8 @@
  * `npm run bench`: every benchmark of the project, one after the other, each printing its table
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
- *   npm run bench                            parser, sidecar, exit-latency, tail-loss, webhook,
- *                                            aggregator-load, webhook-burst (~30 min)
+ *   npm run bench                            parser, sidecar, sidecar-memory, exit-latency, tail-loss,
+ *                                            webhook, aggregator-load, webhook-burst (~32 min)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
  *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
@@ -28,9 +28,9 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst'] as const;
+const NAMES = ['parser', 'sidecar', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst'] as const;
 type Name = (typeof NAMES)[number];
-const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load' };
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load' };
 
 interface Args {
   readonly names: Name[];
@@ -97,6 +97,8 @@ async function runOne(name: Name, a: Args): Promise<string> {
       return (await import('./parser.ts')).run();
     case 'sidecar':
       return (await import('./sidecar.ts')).run({ quick: a.quick, profile: a.profile });
+    case 'sidecar-memory':
+      return (await import('./sidecar-memory.ts')).run({ quick: a.quick });
     case 'exit-latency':
       return (await import('./exit-latency.ts')).run({
         quick: a.quick,
@@ -120,6 +122,7 @@ async function runOne(name: Name, a: Args): Promise<string> {
 const TITLES: Record<Name, string> = {
   parser: 'Parser',
   sidecar: 'Sidecar footprint',
+  'sidecar-memory': 'Sidecar memory at its limits',
   'exit-latency': 'Exit-to-delivered latency',
   'tail-loss': 'Tail loss',
   webhook: 'Webhook',

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ContainerSpec, PodSpec } from './pod-init.ts';
+import { SIDECAR_MEMORY } from '../shared/sidecar-memory.ts';
 
 export { freePort } from './ports.ts';
 
@@ -28,8 +29,14 @@ export const PROGRAMS = {
  * benchmarks run it as deployed. `--single-threaded`: V8 runs its GC and compile jobs on the main
  * thread instead of helper threads — for a process that works ~10 ms a second, helper threads only
  * cost hand-offs and a malloc arena each: measured −2.7 MB RSS, no more CPU (docs/benchmarks.md).
+ * `--max-old-space-size`: V8's heap cap from the sidecar's memory budget (shared/sidecar-memory.ts),
+ * so V8 collects before the container's limit instead of growing towards a cap Node would derive
+ * from the machine. `--max-semi-space-size=1`: a 1 MB young generation, as a scrape leaves only
+ * short-lived garbage, so it is collected (with the buffers it holds) a scrape at a time.
+ * `--expose-gc`: so the scraper can collect the socket buffers of a large read at once
+ * (sidecar/read-garbage.ts).
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--single-threaded'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = ['--single-threaded', `--max-old-space-size=${SIDECAR_MEMORY.heapMiB}`, '--max-semi-space-size=1', '--expose-gc'];
 
 let namespaceCheck: { ok: boolean; why: string } | undefined;
 

@@ -145,6 +145,15 @@ const labelFieldSize = (n: number, v: number): number => 1 + varint32Size(labelS
  */
 const encodedLabels = new WeakMap<RwSeries['labels'], Buffer>();
 
+export interface EncodeOptions {
+  /**
+   * Called for a series that cannot be encoded (a label name twice, a timestamp that is no
+   * integer): that series is left out and the others are encoded. Without it, such a series
+   * throws a TypeError, so a caller that checks its input never sends a silently shorter request.
+   */
+  readonly onInvalid?: (index: number, error: TypeError) => void;
+}
+
 /**
  * The uncompressed protobuf `WriteRequest`; exported for tests and size accounting. A two-pass
  * encoder: the first pass measures every length-delimited part, the second writes into one
@@ -152,27 +161,35 @@ const encodedLabels = new WeakMap<RwSeries['labels'], Buffer>();
  * test compares them), without loading protobufjs (~6.5 MB RSS) or its per-field allocations.
  * Callers must not change a labels array once passed (it is encoded once, see `encodedLabels`).
  */
-export function encodeWriteRequestProto(series: readonly RwSeries[]): Buffer {
+export function encodeWriteRequestProto(series: readonly RwSeries[], options: EncodeOptions = {}): Buffer {
   // Spec: samples of a series "MUST be sorted by timestamp". Unsorted input is sorted in a copy.
-  const labelsOf: Buffer[] = new Array(series.length);
+  const labelsOf: Array<Buffer | undefined> = new Array(series.length);
   const samplesOf: Array<readonly RwSample[]> = new Array(series.length);
   const bodySizes: number[] = new Array(series.length);
   let total = 0;
   for (let i = 0; i < series.length; i++) {
     const s = series[i]!;
     let labels = encodedLabels.get(s.labels);
-    if (labels === undefined) {
-      labels = encodeLabels(s.labels);
-      encodedLabels.set(s.labels, labels);
-    }
     const samples = sortedSamples(s.samples);
+    try {
+      if (labels === undefined) {
+        labels = encodeLabels(s.labels);
+        encodedLabels.set(s.labels, labels);
+      }
+      for (const sample of samples) {
+        if (!Number.isSafeInteger(sample.timestampMs)) {
+          throw new TypeError(`remote write: timestamp ${sample.timestampMs} is not an integer number of milliseconds`);
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof TypeError) || options.onInvalid === undefined) throw error;
+      options.onInvalid(i, error);
+      continue;
+    }
     labelsOf[i] = labels;
     samplesOf[i] = samples;
     let body = labels.length;
     for (const sample of samples) {
-      if (!Number.isSafeInteger(sample.timestampMs)) {
-        throw new TypeError(`remote write: timestamp ${sample.timestampMs} is not an integer number of milliseconds`);
-      }
       // Proto3 readers accept default values written explicitly; writing them always keeps the
       // encoder branch-free (and -0 distinct from 0).
       const sampleSize = 1 + 8 + 1 + int64Size(sample.timestampMs);
@@ -185,9 +202,10 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Buffer {
   const buf = Buffer.allocUnsafe(total);
   let pos = 0;
   for (let i = 0; i < series.length; i++) {
+    const labels = labelsOf[i];
+    if (labels === undefined) continue; // left out (onInvalid)
     buf[pos++] = TAG_TIMESERIES;
     pos = writeVarint32(buf, pos, bodySizes[i]!);
-    const labels = labelsOf[i]!;
     buf.set(labels, pos);
     pos += labels.length;
     for (const sample of samplesOf[i]!) {
@@ -223,8 +241,8 @@ export function encodeWriteRequestProto(series: readonly RwSeries[]): Buffer {
 }
 
 /** Protobuf `WriteRequest`, snappy block-compressed (not the framed format), as the spec requires. */
-export function encodeWriteRequest(series: readonly RwSeries[]): Buffer {
-  return snappy.compress(encodeWriteRequestProto(series));
+export function encodeWriteRequest(series: readonly RwSeries[], options: EncodeOptions = {}): Buffer {
+  return snappy.compress(encodeWriteRequestProto(series, options));
 }
 
 /** `jobmetrics-sidecar/<package version>`. */
@@ -389,6 +407,11 @@ export interface DeliverOptions {
   maxBackoffMs?: number;
   /** Stop after this many attempts even if time is left. */
   maxAttempts?: number;
+  /**
+   * No retry sooner than this after the previous attempt, Retry-After or not; when the deadline
+   * leaves no room for such a wait, give up instead of a last hurried attempt.
+   */
+  minDelayMs?: number;
   signal?: AbortSignal;
   onRetry?: (attempt: number, outcome: SendOutcome, delayMs: number) => void;
   /** Jitter source in [0, 1); defaults to Math.random. */
@@ -411,6 +434,7 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
   const cap = opts.maxBackoffMs ?? 2_000;
   const random = opts.random ?? Math.random;
   const maxAttempts = opts.maxAttempts ?? Infinity;
+  const minDelay = opts.minDelayMs ?? 0;
   let attempts = 0;
   for (;;) {
     const left = opts.deadlineMs - Date.now();
@@ -428,10 +452,11 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
     const asked = outcome.retryAfterMs;
     let delay: number;
     if (asked !== undefined) {
-      if (asked > remaining - MIN_ATTEMPT_MS) return { ...outcome, attempts };
-      delay = asked;
+      delay = Math.max(asked, minDelay);
+      if (delay > remaining - MIN_ATTEMPT_MS) return { ...outcome, attempts };
     } else {
-      delay = Math.min(backoffDelayMs(attempts, base, cap, random), remaining - MIN_ATTEMPT_MS);
+      if (minDelay > remaining - MIN_ATTEMPT_MS) return { ...outcome, attempts };
+      delay = Math.min(Math.max(minDelay, backoffDelayMs(attempts, base, cap, random)), remaining - MIN_ATTEMPT_MS);
     }
     opts.onRetry?.(attempts, outcome, delay);
     if (delay > 0 && !(await sleep(delay, opts.signal))) return { ...outcome, attempts };

@@ -4,6 +4,7 @@
  */
 import http from 'node:http';
 import { https } from './https-lazy.ts';
+import { COLLECT_AFTER_BYTES, releaseReadGarbage } from './read-garbage.ts';
 
 export type ScrapeResult =
   | { readonly ok: true; readonly body: string; readonly contentType: string | undefined; readonly durationMs: number }
@@ -54,6 +55,8 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
     : new http.Agent({ keepAlive: true, maxSockets: 1 });
   const get = isHttps ? https().get : http.get;
   const watched = new WeakSet<object>();
+  /** The body's bytes, grown to the largest body read so far (at most `maxBytes`), reused. */
+  let readBuffer = Buffer.allocUnsafe(64 * 1024);
   /** Sockets whose close says nothing about the target's process: announced by it, or ours. */
   const expectedClose = new WeakSet<object>();
 
@@ -66,11 +69,18 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
         if (req.socket) expectedClose.add(req.socket);
         req.destroy();
       };
+      /** Body bytes received, the refused chunk included. */
+      let received = 0;
       const done = (r: ScrapeResult): void => {
         if (settled) return;
         settled = true;
         clearTimeout(timer);
-        resolve(r);
+        if (received < COLLECT_AFTER_BYTES) return resolve(r);
+        // Once the read's callbacks have returned, its chunks are garbage (read-garbage.ts).
+        setImmediate(() => {
+          releaseReadGarbage(received);
+          resolve(r);
+        });
       };
       const fail = (error: string, extra: { status?: number; refused?: boolean } = {}): void => {
         const r: { ok: false; error: string; refused: boolean; durationMs: number; status?: number } = {
@@ -97,27 +107,40 @@ export function createScraper(url: URL, opts: ScrapeOptions): Scraper {
           res.on('error', (e) => fail(`HTTP ${status}: ${e.message}`, { status }));
           return;
         }
+        // The body goes into one buffer as it arrives, never more than `maxBytes`: a body over
+        // the limit is refused by its declared length before any byte is read, or at the first
+        // chunk past the limit, so its memory is never held. One buffer, kept from scrape to
+        // scrape, not a list of chunks then their concatenation: a scrape holds the body once as
+        // bytes and once as text (shared/sidecar-memory.ts counts both), and leaves no
+        // body-sized garbage outside V8's heap, which V8 would free only late.
         const declared = Number(res.headers['content-length']);
         if (Number.isFinite(declared) && declared > opts.maxBytes) {
           abort();
           fail(`body of ${declared} bytes exceeds the limit of ${opts.maxBytes}`);
           return;
         }
-        const chunks: Buffer[] = [];
+        if (Number.isSafeInteger(declared) && declared > readBuffer.length) readBuffer = Buffer.allocUnsafe(declared);
         let size = 0;
         res.on('data', (c: Buffer) => {
-          size += c.length;
-          if (size > opts.maxBytes) {
+          if (settled) return;
+          received += c.length;
+          if (size + c.length > opts.maxBytes) {
             abort();
             fail(`body exceeds the limit of ${opts.maxBytes} bytes`);
             return;
           }
-          chunks.push(c);
+          if (size + c.length > readBuffer.length) {
+            const grown = Buffer.allocUnsafe(Math.min(opts.maxBytes, Math.max(size + c.length, 2 * readBuffer.length)));
+            readBuffer.copy(grown, 0, 0, size);
+            readBuffer = grown;
+          }
+          c.copy(readBuffer, size);
+          size += c.length;
         });
         res.on('end', () =>
           done({
             ok: true,
-            body: Buffer.concat(chunks, size).toString('utf8'),
+            body: readBuffer.toString('utf8', 0, size),
             contentType: res.headers['content-type'],
             durationMs: Date.now() - started,
           }),

@@ -3,7 +3,11 @@
  * Pure state transitions, no I/O (DESIGN.md "Data semantics"):
  *
  * - Every series carries `namespace`, `job` and `pod`; a scraped label of the same name is kept
- *   as `exported_<name>`, as Prometheus does with `honor_labels: false`.
+ *   as `exported_<name>` (prefixed again until the name is free), as Prometheus does with
+ *   `honor_labels: false`.
+ * - What a target exposes that cannot be delivered, or would read as a reset when it is not one
+ *   (duplicates, NaN or negative counters, float jitter), costs that series only: it is dropped,
+ *   counted and reported once (docs/semantics.md, "What the sidecar drops").
  * - Values are cumulative, so a retried or duplicated delivery cannot count twice.
  * - Before the first value of a counter-like series, an explicit 0 travels 1 ms earlier in the
  *   same request, so the aggregator counts the first increment in full.
@@ -40,6 +44,11 @@ export interface StoreOptions {
   readonly pod: string;
   /** Most series kept; new series beyond it are dropped and counted. */
   readonly maxSeries: number;
+  /**
+   * Most characters of metric names and scraped label names and values kept over all series
+   * (shared/sidecar-memory.ts): series are few but their labels may be long. Default: no limit.
+   */
+  readonly maxLabelChars?: number;
 }
 
 interface SeriesState {
@@ -66,6 +75,8 @@ interface SeriesState {
    * worst, when that delivery was in fact lost, the increments in it are.
    */
   maybeTotal: number | undefined;
+  /** The number of the last scrape that set this series: a second sample in the same scrape is a duplicate. */
+  scrape: number;
   /** The labels a delivery carries (`__name__`, `pod` added) for one `pod` value, built once. */
   push: { readonly pod: string; readonly labels: ReadonlyArray<readonly [string, string]> } | undefined;
 }
@@ -74,8 +85,44 @@ export interface UpdateStats {
   readonly samples: number;
   readonly newSeries: number;
   readonly resets: number;
+  /** Samples not stored in this scrape: `_created` timestamps, and every sample of a `DropReason`. */
   readonly dropped: number;
+  /** Problems to log: the first sight of each series with each reason, bounded (`PROBLEMS_LOGGED`). */
+  readonly problems: readonly SeriesProblem[];
 }
+
+/**
+ * Why a scraped sample is not stored (docs/semantics.md, "What the sidecar drops"):
+ * - `invalid-value`: a counter that is NaN, ±Inf or negative (it cannot be summed), or a NaN
+ *   gauge (NaN is Prometheus' staleness marker, never a value to aggregate);
+ * - `duplicate`: the same series (same name and labels in any order) again in one scrape;
+ *   Prometheus keeps the first and reports the rest ("duplicate sample for timestamp");
+ * - `invalid-labels`: labels no remote-write receiver accepts (a scraped `__name__` label);
+ * - `over-limit`: a new series beyond `maxSeries`.
+ */
+export type DropReason = 'invalid-value' | 'duplicate' | 'invalid-labels' | 'over-limit';
+
+export interface SeriesProblem {
+  readonly reason: DropReason;
+  /** The series as scraped, `name{label="value",…}`, cut to `SERIES_TEXT_MAX` characters. */
+  readonly series: string;
+  /** The dropped value as text (JSON has no NaN or Infinity). */
+  readonly value: string;
+  /** When true, this is the last problem of its reason to be logged: later ones are only counted. */
+  readonly last: boolean;
+}
+
+/** How many distinct series are logged per drop reason over the sidecar's life; the rest are counted. */
+export const PROBLEMS_LOGGED = 20;
+const SERIES_TEXT_MAX = 300;
+
+/**
+ * A decrease smaller than this fraction of the previous value is float jitter (a client summing
+ * the same floats in another order: 0.3, then 0.30000000000000004, then 0.3), not a reset: a
+ * restarted process that counted back to within a billionth of the old value between two scrapes
+ * is not a case worth a double count of the whole value.
+ */
+export const RESET_TOLERANCE = 1e-9;
 
 /** One series of one delivery: labels (with `__name__` and `pod`) and its samples. */
 export interface PushSeries {
@@ -130,7 +177,11 @@ export class SeriesStore {
   readonly #order: Array<{ readonly scrapedKey: string; readonly state: SeriesState } | undefined> = [];
   #generation = 0;
   #lastAckMs: number | undefined;
-  #droppedTotal = 0;
+  #scrapes = 0;
+  #labelChars = 0;
+  readonly #dropCounts: Record<DropReason, number> = { 'invalid-value': 0, duplicate: 0, 'invalid-labels': 0, 'over-limit': 0 };
+  /** Per reason, the series already logged (at most PROBLEMS_LOGGED each). */
+  readonly #reported = new Map<DropReason, Set<string>>();
 
   constructor(opts: StoreOptions) {
     this.#opts = opts;
@@ -142,8 +193,14 @@ export class SeriesStore {
   get generation(): number {
     return this.#generation;
   }
+  /** Samples dropped for a `DropReason` over the store's life (every scrape counts). */
   get droppedSeries(): number {
-    return this.#droppedTotal;
+    const c = this.#dropCounts;
+    return c['invalid-value'] + c.duplicate + c['invalid-labels'] + c['over-limit'];
+  }
+  /** The same, per reason. */
+  get droppedByReason(): Readonly<Record<DropReason, number>> {
+    return { ...this.#dropCounts };
   }
   get lastAckMs(): number | undefined {
     return this.#lastAckMs;
@@ -161,38 +218,81 @@ export class SeriesStore {
     let resets = 0;
     let dropped = 0;
     let position = 0;
+    const problems: SeriesProblem[] = [];
+    const drop = (reason: DropReason, sample: Sample, key: string): void => {
+      dropped++;
+      this.#dropCounts[reason]++;
+      const problem = this.#firstSight(reason, sample, key);
+      if (problem !== undefined) problems.push(problem);
+    };
+    const scrape = ++this.#scrapes;
+    let invalidNew: Set<string> | undefined;
     const order = this.#order;
+    // A cache of the scraped spellings of each series: a target that writes its labels in a new
+    // order every scrape must not grow it without bound.
+    if (this.#byScraped.size > 2 * this.#opts.maxSeries + 1_000) this.#byScraped.clear();
     for (const family of families) {
       for (const sample of family.samples) {
         const at = position++;
-        const kind = sampleKind(family, sample);
-        const value = sample.value;
-        // Counters must be finite and non-negative to be summed; NaN is also Prometheus' staleness
-        // marker, never a value to aggregate.
-        if (kind === 'drop' || Number.isNaN(value) || (kind === 'counter' && !(value >= 0 && value < Infinity))) {
+        const sampled = sampleKind(family, sample);
+        if (sampled === 'drop') {
           dropped++;
           continue;
         }
+        const value = sample.value;
         // A target writes its series in the same order every time: the series at this position
         // in the last scrape is almost always this one, checked without building anything (this
         // runs for every sample of every scrape: issue 3's CPU target).
         const last = order[at];
-        let state = last !== undefined && matchesKey(last.scrapedKey, kind, sample.name, sample.labels) ? last.state : undefined;
+        let state = last !== undefined && matchesKey(last.scrapedKey, '', sample.name, sample.labels) ? last.state : undefined;
         if (state === undefined) {
-          const found = this.#findOrAdd(kind, sample, nowMs);
-          if (found === undefined) {
-            dropped++;
-            this.#droppedTotal++;
+          const found = this.#find(sample);
+          if ('problem' in found) {
+            drop(found.problem, sample, found.scrapedKey);
             continue;
           }
-          if (found.created) newSeries++;
           state = found.state;
+          if (state === undefined) {
+            // A series first seen with a value it cannot take is still the series of this scrape:
+            // a later sample of it is a duplicate (Prometheus keeps the first), not its value.
+            if (invalidNew?.has(found.key)) {
+              drop('duplicate', sample, found.scrapedKey);
+              continue;
+            }
+            if (!validValue(sampled, value)) {
+              (invalidNew ??= new Set()).add(found.key);
+              drop('invalid-value', sample, found.scrapedKey);
+              continue;
+            }
+            if (this.#series.size >= this.#opts.maxSeries || this.#labelChars + labelChars(sample.name, found.labels) > (this.#opts.maxLabelChars ?? Infinity)) {
+              drop('over-limit', sample, found.scrapedKey);
+              continue;
+            }
+            state = this.#add(found, sample.name, sampled, value, nowMs);
+            newSeries++;
+          }
           order[at] = { scrapedKey: found.scrapedKey, state };
         }
+        if (state.scrape === scrape) {
+          drop('duplicate', sample, order[at]?.scrapedKey ?? '');
+          continue;
+        }
+        state.scrape = scrape;
+        if (!validValue(state.kind, value)) {
+          drop('invalid-value', sample, order[at]?.scrapedKey ?? '');
+          continue;
+        }
         if (state.kind === 'counter' && value < state.raw) {
-          // The main process restarted its counter: keep what it had counted before.
-          state.base += state.raw;
-          resets++;
+          if (state.raw - value > state.raw * RESET_TOLERANCE) {
+            // The main process restarted its counter: keep what it had counted before.
+            state.base += state.raw;
+            resets++;
+          } else {
+            // Float jitter: what is delivered must never decrease, so the higher value stays.
+            state.timestampMs = nowMs;
+            samples++;
+            continue;
+          }
         }
         state.raw = value;
         state.timestampMs = nowMs;
@@ -200,7 +300,7 @@ export class SeriesStore {
       }
     }
     order.length = Math.min(order.length, position);
-    return { samples, newSeries, resets, dropped };
+    return { samples, newSeries, resets, dropped, problems };
   }
 
   /**
@@ -292,6 +392,27 @@ export class SeriesStore {
   }
 
   /**
+   * Drops the series of `plan.series[index]`, which the encoder could not encode (never the case
+   * for labels `#outputLabels` checked; a safety net so one series never costs the others their
+   * delivery). Counted as `invalid-labels`; returns the problem to log the first time.
+   */
+  discard(plan: PushPlan, index: number): SeriesProblem | undefined {
+    const sent = plan.sent[index];
+    const series = plan.series[index];
+    if (sent === undefined || series === undefined) return undefined;
+    const state = this.#series.get(sent.key);
+    if (state === undefined) return undefined;
+    this.#series.delete(sent.key);
+    this.#labelChars -= labelChars(state.name, state.labels);
+    for (const [k, s] of this.#byScraped) if (s === state) this.#byScraped.delete(k);
+    for (let i = 0; i < this.#order.length; i++) if (this.#order[i]?.state === state) this.#order[i] = undefined;
+    this.#dropCounts['invalid-labels']++;
+    const name = series.labels.find(([n]) => n === '__name__')?.[1] ?? '';
+    const labels = series.labels.filter(([n]) => n !== '__name__');
+    return this.#firstSight('invalid-labels', { name, labels, value: sent.value }, sent.key);
+  }
+
+  /**
    * The main container was restarted (it exited and a new one started in the same pod): every
    * counter of the new process starts from 0, so what the old one had counted goes into the base
    * now. Waiting for the new process's values to fall below the old ones would miss a counter the
@@ -340,7 +461,8 @@ export class SeriesStore {
     this.#generation = snap.generation;
     this.#lastAckMs = snap.lastAckMs;
     for (const r of snap.series) {
-      const key = seriesKey('', r.name, r.labels);
+      // The store's key is the scraped identity: the output labels without the ones it adds.
+      const key = seriesKey('', r.name, r.labels.filter(([n]) => n !== 'namespace' && n !== 'job' && n !== KIND_LABEL));
       if (this.#series.size >= this.#opts.maxSeries && !this.#series.has(key)) break;
       this.#series.set(key, {
         name: r.name,
@@ -354,59 +476,141 @@ export class SeriesStore {
         acked: r.acked === undefined ? undefined : { value: r.acked.value, timestampMs: r.acked.timestampMs },
         ackedTotal: r.ackedTotal,
         maybeTotal: r.maybeTotal,
+        scrape: 0,
         push: undefined,
       });
+      this.#labelChars += labelChars(r.name, r.labels);
     }
   }
 
   /**
    * The series of a scraped sample, found by its scraped key, so that the output labels (renamed,
    * extended, sorted) are built once per series, not once per scrape; else by its output labels
-   * (the same series written another way); else a new one — undefined when `maxSeries` are kept.
+   * (the same series written another way, labels in another order); else `state` is undefined
+   * and `#add` makes it. Identity is the name and the labels as a set: neither their order nor
+   * the family's type (a family typed twice) makes another series, as in Prometheus.
    */
-  #findOrAdd(kind: SeriesKind, sample: Sample, nowMs: number): { scrapedKey: string; state: SeriesState; created: boolean } | undefined {
-    const scrapedKey = seriesKey(kind, sample.name, sample.labels);
+  #find(sample: Sample): { scrapedKey: string; key: string; labels: Array<readonly [string, string]>; state: SeriesState | undefined } | { scrapedKey: string; problem: DropReason } {
+    const scrapedKey = seriesKey('', sample.name, sample.labels);
     const known = this.#byScraped.get(scrapedKey);
-    if (known !== undefined) return { scrapedKey, state: known, created: false };
-    const labels = this.#outputLabels(sample.labels, kind);
+    if (known !== undefined) return { scrapedKey, key: '', labels: [], state: known };
+    const labels = this.#outputLabels(sample.labels);
+    if (labels === undefined) return { scrapedKey, problem: 'invalid-labels' };
     const key = seriesKey('', sample.name, labels);
-    let state = this.#series.get(key);
-    const created = state === undefined;
-    if (state === undefined) {
-      if (this.#series.size >= this.#opts.maxSeries) return undefined;
-      state = {
-        name: own(sample.name),
-        labels,
-        kind,
-        raw: sample.value,
-        timestampMs: nowMs,
-        base: 0,
-        offset: 0,
-        zeroTimestampMs: nowMs - 1,
-        acked: undefined,
-        ackedTotal: undefined,
-        maybeTotal: undefined,
-        push: undefined,
-      };
-      this.#series.set(key, state);
-    }
-    this.#byScraped.set(scrapedKey, state);
-    return { scrapedKey, state, created };
+    const state = this.#series.get(key);
+    if (state !== undefined) this.#byScraped.set(scrapedKey, state);
+    return { scrapedKey, key, labels, state };
   }
 
-  #outputLabels(scraped: ReadonlyArray<readonly [string, string]>, kind: SeriesKind): Array<readonly [string, string]> {
+  #add(found: { scrapedKey: string; key: string; labels: Array<readonly [string, string]> }, name: string, kind: SeriesKind, value: number, nowMs: number): SeriesState {
+    const labels = found.labels;
+    labels.push(['namespace', this.#opts.namespace], ['job', this.#opts.job], [KIND_LABEL, kind]);
+    labels.sort(byName);
+    this.#labelChars += labelChars(name, labels);
+    const state: SeriesState = {
+      name: own(name),
+      labels,
+      kind,
+      raw: value,
+      timestampMs: nowMs,
+      base: 0,
+      offset: 0,
+      zeroTimestampMs: nowMs - 1,
+      acked: undefined,
+      ackedTotal: undefined,
+      maybeTotal: undefined,
+      scrape: 0,
+      push: undefined,
+    };
+    this.#series.set(found.key, state);
+    this.#byScraped.set(found.scrapedKey, state);
+    return state;
+  }
+
+  /**
+   * The scraped labels as delivered, sorted by name, without the ones the sidecar adds
+   * (`namespace`, `job`, `pod`, the kind), or undefined when no receiver would accept them.
+   * As Prometheus does with `honor_labels: false` (scrape.go, resolveConflictingExposedLabels):
+   * a scraped label named like one the sidecar sets is kept as `exported_<name>`, with
+   * `exported_` prefixed again until the name is free (`pod` and `exported_pod` both scraped:
+   * `exported_pod` stays, `pod` becomes `exported_exported_pod`), shorter names first. An empty
+   * value is no label at all (Prometheus' data model), so `{a=""}` and `{}` are one series.
+   */
+  #outputLabels(scraped: ReadonlyArray<readonly [string, string]>): Array<readonly [string, string]> | undefined {
     const out: Array<readonly [string, string]> = [];
-    for (const [name, value] of scraped) {
-      if (name === 'namespace' || name === 'job' || name === 'pod' || name === KIND_LABEL) {
-        out.push([own(EXPORTED_PREFIX + name), own(value)]);
-      } else {
-        out.push([own(name), own(value)]);
+    let clashes: Array<readonly [string, string]> | undefined;
+    for (const label of scraped) {
+      const [name, value] = label;
+      if (value === '') continue;
+      if (name === 'namespace' || name === 'job' || name === 'pod' || name === KIND_LABEL) (clashes ??= []).push(label);
+      else out.push([own(name), own(value)]);
+    }
+    if (clashes !== undefined) {
+      const taken = new Set(out.map(([n]) => n));
+      clashes.sort((a, b) => a[0].length - b[0].length);
+      for (const [name, value] of clashes) {
+        let renamed = name;
+        do renamed = EXPORTED_PREFIX + renamed;
+        while (taken.has(renamed));
+        taken.add(renamed);
+        out.push([renamed, own(value)]);
       }
     }
-    out.push(['namespace', this.#opts.namespace], ['job', this.#opts.job], [KIND_LABEL, kind]);
-    out.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
+    out.sort(byName);
+    for (let i = 0; i < out.length; i++) {
+      const n = out[i]![0];
+      // `__name__` and `pod` are set at delivery; any name twice is refused by receivers.
+      if (n === '__name__' || n === 'pod' || (i > 0 && n === out[i - 1]![0])) return undefined;
+    }
     return out;
   }
+
+  /** The problem to log for this drop, the first time this series is seen with this reason. */
+  #firstSight(reason: DropReason, sample: Sample, scrapedKey: string): SeriesProblem | undefined {
+    let seen = this.#reported.get(reason);
+    if (seen === undefined) this.#reported.set(reason, (seen = new Set()));
+    if (seen.size >= PROBLEMS_LOGGED || seen.has(scrapedKey)) return undefined;
+    seen.add(scrapedKey);
+    return { reason, series: seriesText(sample), value: String(sample.value), last: seen.size === PROBLEMS_LOGGED };
+  }
+}
+
+/** The fields of the log line for a dropped series. */
+export function describeProblem(p: SeriesProblem): Record<string, unknown> {
+  const why: Record<DropReason, string> = {
+    'invalid-value': 'a counter must be finite and non-negative, and NaN is no value to aggregate',
+    duplicate: 'the same series (same name and labels, in any order) again in one scrape: the first is kept, as Prometheus does',
+    'invalid-labels': 'labels no remote-write receiver accepts (a scraped __name__ label)',
+    'over-limit': 'the series limit is reached',
+  };
+  return {
+    reason: p.reason,
+    why: why[p.reason],
+    series: p.series,
+    value: p.value,
+    ...(p.last ? { more: `no further series are logged for ${p.reason}; every drop is counted in the summary` } : {}),
+  };
+}
+
+const byName = (a: readonly [string, string], b: readonly [string, string]): number => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0);
+
+/** The characters a series' name and labels hold. */
+function labelChars(name: string, labels: ReadonlyArray<readonly [string, string]>): number {
+  let n = name.length;
+  for (const [k, v] of labels) n += k.length + v.length;
+  return n;
+}
+
+/** Whether a value can be delivered: counters finite and non-negative, gauges anything but NaN. */
+function validValue(kind: SeriesKind, value: number): boolean {
+  return kind === 'counter' ? value >= 0 && value < Infinity : !Number.isNaN(value);
+}
+
+/** `name{label="value",…}` for a log line, bounded. */
+function seriesText(sample: Sample): string {
+  let text = sample.name + '{' + sample.labels.map(([n, v]) => `${n}=${JSON.stringify(v)}`).join(',') + '}';
+  if (text.length > SERIES_TEXT_MAX) text = text.slice(0, SERIES_TEXT_MAX - 1) + '…';
+  return text;
 }
 
 /**

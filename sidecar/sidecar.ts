@@ -19,12 +19,15 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.ts';
 import { ACCEPT_HEADER, formatFromContentType } from '../shared/exposition/negotiate.ts';
 import { parse } from '../shared/exposition/parse.ts';
-import { DEFAULT_PARSE_LIMITS } from '../shared/exposition/types.ts';
+import { SIDECAR_MEMORY } from '../shared/sidecar-memory.ts';
 import type { SidecarConfig } from './config.ts';
 import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
-import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
+import { finalFlushRetry, undeliveredCause, undeliveredValues } from './final-flush.ts';
+import { FirstSight } from './first-sight.ts';
+import { peakRssMb } from './peak-rss.ts';
+import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
-import { SeriesStore, type PushPlan } from './series-store.ts';
+import { describeProblem, SeriesStore, type DropReason, type PushPlan } from './series-store.ts';
 import { loadState, saveState } from './state.ts';
 import { VERSION } from './version.ts';
 
@@ -49,11 +52,14 @@ export interface SidecarSummary {
   readonly deliveryFailures: number;
   readonly generation: number;
   readonly droppedSeries: number;
+  readonly droppedByReason: Readonly<Record<DropReason, number>>;
   /** Whether the last values reached the aggregator before the flush deadline. */
   readonly finalDelivered: boolean;
   /** Series whose final value was not delivered (0 when finalDelivered). */
   readonly finalUndelivered: number;
   readonly flushMs: number;
+  /** The process's peak resident memory over its life, in MiB (sidecar/peak-rss.ts). */
+  readonly peakRssMb: number | undefined;
   /** Main container exit (or signal) to the final delivery's acknowledgement. */
   readonly exitToDeliveredMs: number | undefined;
 }
@@ -104,6 +110,8 @@ export interface SidecarRun {
   /** The run of the main container being watched: 1, then 2… after restarts in the pod. */
   attempt: number;
   lastScrapeError: string;
+  /** Parse warnings already logged (each once, the first 20). */
+  readonly parseWarnings: FirstSight;
   /** Cuts the push loop's wait short (new counters whose zeros should go now). */
   wakePush: () => void;
   /** Whether the last state write failed (logged once, not every push). */
@@ -162,7 +170,8 @@ export async function runSidecar(cfg: SidecarConfig, env: SidecarEnvironment): P
 /** Start: the series store (restored when a state dir holds what we acknowledged before a restart). */
 export function start(cfg: SidecarConfig, env: SidecarEnvironment): SidecarRun {
   const { log } = env;
-  const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: DEFAULT_PARSE_LIMITS.maxSamples });
+  // Every input limit comes from the memory budget (shared/sidecar-memory.ts).
+  const store = new SeriesStore({ namespace: cfg.namespace, job: cfg.job, pod: cfg.pod, maxSeries: SIDECAR_MEMORY.maxSeries, maxLabelChars: SIDECAR_MEMORY.maxLabelChars });
   if (cfg.stateDir !== undefined) {
     const r = loadState(cfg.stateDir, cfg.pod);
     if (r.found && r.ok) {
@@ -200,6 +209,7 @@ export function start(cfg: SidecarConfig, env: SidecarEnvironment): SidecarRun {
     hints: new ExitHints(),
     attempt: 1,
     lastScrapeError: '',
+    parseWarnings: new FirstSight(20),
     wakePush: () => {},
     stateWriteFailed: false,
   };
@@ -243,7 +253,7 @@ export function scrapeAndPush(run: SidecarRun): Loops {
     // At least 1 s even at a 100 ms interval: a busy node must not turn slow scrapes into lost
     // ones (scrapes never overlap, a slow one only delays the next); at most 10 s, as Prometheus.
     timeoutMs: Math.min(10_000, Math.max(1_000, cfg.intervalMs)),
-    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
+    maxBytes: SIDECAR_MEMORY.maxBodyBytes,
     accept: ACCEPT_HEADER,
     userAgent: USER_AGENT,
   });
@@ -318,7 +328,7 @@ export async function awaitExit(run: SidecarRun, watch: MainWatch, loops: Loops)
   if (trigger === 'signal') {
     log.info('signal: delivering now, then waiting for the main container to exit', { deadlineMs: cfg.flushTimeoutMs });
     const reserveMs = Math.max(200, cfg.flushTimeoutMs / 3);
-    if (store.size > 0) await deliver(run, deadlineMs - reserveMs);
+    if (store.size > 0) await deliver(run, deadlineMs - reserveMs, undefined, false, finalFlushRetry(cfg.flushTimeoutMs - reserveMs));
     const waitMs = deadlineMs - reserveMs - Date.now();
     if (waitMs > 0) {
       const stopWaiting = new AbortController();
@@ -341,7 +351,7 @@ export async function finalFlush(run: SidecarRun, exit: Exit, loops: Loops): Pro
   await loops.stop();
   const lastScraper = createScraper(cfg.scrapeUrl, {
     timeoutMs: Math.max(50, Math.min(cfg.intervalMs, (deadline - Date.now()) / 4)),
-    maxBytes: DEFAULT_PARSE_LIMITS.maxBytes,
+    maxBytes: SIDECAR_MEMORY.maxBodyBytes,
     accept: ACCEPT_HEADER,
     userAgent: USER_AGENT,
   });
@@ -349,13 +359,15 @@ export async function finalFlush(run: SidecarRun, exit: Exit, loops: Loops): Pro
   lastScraper.close();
   if (lastScrape.ok) recordScrape(run, lastScrape, Date.now());
 
+  // One delivery of a few spaced attempts that honour Retry-After (final-flush.ts), never a loop
+  // of deliveries: each would start its attempts afresh against an aggregator that said to wait.
   let finalDelivered = store.size === 0;
   let deliveredAt: number | undefined;
-  while (store.size > 0 && !finalDelivered && Date.now() < deadline) {
-    const { outcome } = await deliver(run, deadline);
-    finalDelivered = outcome.ok;
-    if (outcome.ok) deliveredAt = Date.now();
-    else if (!outcome.retryable) break;
+  let final: { plan: PushPlan; outcome: DeliveryOutcome } | undefined;
+  if (!finalDelivered && Date.now() < deadline) {
+    final = await deliver(run, deadline, undefined, false, finalFlushRetry(deadline - Date.now()));
+    finalDelivered = final.outcome.ok;
+    if (finalDelivered) deliveredAt = Date.now();
   }
   const summary: SidecarSummary = {
     trigger: exit.trigger,
@@ -369,13 +381,18 @@ export async function finalFlush(run: SidecarRun, exit: Exit, loops: Loops): Pro
     deliveryFailures: stats.deliveryFailures,
     generation: store.generation,
     droppedSeries: store.droppedSeries,
+    droppedByReason: store.droppedByReason,
     finalDelivered,
     finalUndelivered: finalDelivered ? 0 : store.size,
     flushMs: Date.now() - exit.atMs,
+    peakRssMb: peakRssMb(),
     exitToDeliveredMs: deliveredAt === undefined ? undefined : deliveredAt - exit.atMs,
   };
   if (finalDelivered) log.info('summary', { ...summary });
-  else log.error('summary: final values NOT delivered before the flush deadline; they are dropped', { ...summary });
+  else {
+    const { values, more } = undeliveredValues(final?.plan ?? store.plan());
+    log.error('summary: final values NOT delivered; they are dropped', { ...summary, cause: undeliveredCause(final?.outcome), undelivered: values, undeliveredMore: more });
+  }
   return summary;
 }
 
@@ -422,7 +439,10 @@ export function recordScrape(run: SidecarRun, r: ScrapeResult, atMs: number): bo
     run.lastScrapeError = r.error;
     return false;
   }
-  const parsed = parse(r.body, { format: formatFromContentType(r.contentType) });
+  const parsed = parse(r.body, {
+    format: formatFromContentType(r.contentType),
+    limits: { maxBytes: SIDECAR_MEMORY.maxBodyBytes, maxSamples: SIDECAR_MEMORY.maxSamples, maxFamilies: SIDECAR_MEMORY.maxFamilies },
+  });
   if (!parsed.ok) {
     stats.scrapeFailures++;
     const error = `line ${parsed.error.line}: ${parsed.error.message}`;
@@ -431,8 +451,10 @@ export function recordScrape(run: SidecarRun, r: ScrapeResult, atMs: number): bo
     return false;
   }
   if (run.lastScrapeError !== '') log.info('scrape recovered', { target: cfg.scrapeUrl.href });
+  for (const w of parsed.warnings) if (run.parseWarnings.first(w.message)) log.warn('scrape accepted with a warning', { target: cfg.scrapeUrl.href, line: w.line, warning: w.message });
   run.lastScrapeError = '';
   const u = store.update(parsed.families, atMs);
+  for (const p of u.problems) log.warn('series dropped', describeProblem(p));
   if (u.newSeries > 0 && store.hasUnstartedCounters) run.wakePush();
   if (u.newSeries > 0) log.debug('new series', { count: u.newSeries, total: store.size });
   if (u.resets > 0) log.info('counter reset in the main container', { series: u.resets });
@@ -445,7 +467,8 @@ export async function deliver(
   deadlineMs: number,
   signal?: AbortSignal,
   zerosOnly = false,
-): Promise<{ plan: PushPlan; outcome: SendOutcome }> {
+  retry: Partial<DeliverOptions> = {},
+): Promise<{ plan: PushPlan; outcome: DeliveryOutcome }> {
   const { cfg, store, stats } = run;
   const log = run.env.log;
   const now = Date.now();
@@ -455,12 +478,18 @@ export async function deliver(
   }
   const plan = store.plan({ zerosOnly });
   stats.pushes++;
-  const body = encodeWriteRequest(plan.series);
+  const body = encodeWriteRequest(plan.series, {
+    onInvalid: (index, error) => {
+      const problem = store.discard(plan, index);
+      if (problem !== undefined) log.warn('series dropped', { ...describeProblem(problem), error });
+    },
+  });
   let maybeArrived = false;
   // deliverWithRetry reports failures as values; an abort may still surface as a rejection.
   const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
     deadlineMs,
     timeoutMs: Math.min(5_000, cfg.flushTimeoutMs),
+    ...retry,
     ...(signal ? { signal } : {}),
     onRetry: (attempt, o, delayMs) => {
       stats.retries++;

@@ -9,6 +9,7 @@ import { parse as parseYaml } from 'yaml';
 import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
 import type { Level } from '../shared/log.ts';
 import { INTERVAL } from '../shared/names.ts';
+import { SIDECAR_MEMORY } from '../shared/sidecar-memory.ts';
 import { MODE_SETTINGS, type ModeSetting } from './mode.ts';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
@@ -175,7 +176,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'sidecar.resources.requests.cpu', env: 'JOBMETRICS_SIDECAR_CPU_REQUEST', default: '10m', doc: 'sidecar CPU request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.requests.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_REQUEST', default: '48Mi', doc: 'sidecar memory request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.limits.cpu', env: 'JOBMETRICS_SIDECAR_CPU_LIMIT', default: '', doc: 'sidecar CPU limit (empty: none, so the final flush is never throttled)', parse: quantity },
-  { key: 'sidecar.resources.limits.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_LIMIT', default: '128Mi', doc: 'sidecar memory limit (empty: none)', parse: quantity },
+  { key: 'sidecar.resources.limits.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_LIMIT', default: SIDECAR_MEMORY.limit, doc: 'sidecar memory limit (empty: none); the sidecar derives its input limits from the default (shared/sidecar-memory.ts)', parse: quantity },
 ];
 
 /** The file's own location; not a setting inside the file. */

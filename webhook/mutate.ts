@@ -261,8 +261,17 @@ function withStatus(pod: RawPod, status: string): RawPod {
   };
 }
 
-/** The uid/gid of the distroless `nonroot` user, which the sidecar image runs as. */
-export const SIDECAR_UID = 65532;
+/**
+ * The uid/gid the sidecar runs as (Dockerfile.sidecar's USER too): one no image is built to use,
+ * so it is never the main container's. In the pod's shared PID namespace, a process of the same
+ * uid could read the other container's /proc/<pid>/environ (its secrets) and, through
+ * /proc/<pid>/root, its filesystem: the kernel allows that to the same uid (ptrace access mode,
+ * proc(5)). Not 65532, the distroless and Chainguard `nonroot` user many jobs run as; not 65534
+ * (`nobody`), 65533 (Alpine's `nogroup`), 65535 (-1 as a 16-bit id), 0–999 (system users) or the
+ * first users from 1000 that images create. At most 65535, so it maps under any user namespace of
+ * the usual 65 536 ids. docs/install.md, "Isolation between the sidecar and the main container".
+ */
+export const SIDECAR_UID = 65531;
 
 function sidecarContainer(injection: Injection, ctx: MutateContext): RawContainer {
   const s = ctx.sidecar;

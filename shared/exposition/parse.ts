@@ -26,6 +26,7 @@ import {
   type MetricType,
   type ParseLimits,
   type ParseResult,
+  type ParseWarning,
   type Sample,
 } from './types.ts';
 
@@ -42,8 +43,9 @@ export function parse(text: string, options?: ParseOptions): ParseResult {
     const limits = resolveLimits(options?.limits);
     const sizeError = checkSize(text, limits.maxBytes);
     if (sizeError !== undefined) return failure(0, sizeError);
-    const families = new Scanner(text, format === 'openmetrics', limits).run();
-    return { ok: true, families, format };
+    const scanner = new Scanner(text, format === 'openmetrics', limits);
+    const families = scanner.run();
+    return { ok: true, families, format, warnings: scanner.warnings };
   } catch (e) {
     if (e instanceof ParseFailure) return failure(e.line, e.message);
     // A bug must cost one scrape, never the sidecar.
@@ -98,6 +100,8 @@ function failure(line: number, message: string): ParseResult {
 }
 
 const EXCERPT_MAX = 80;
+/** Most warnings kept for one body (the rest are alike and would only cost memory). */
+const MAX_WARNINGS = 10;
 
 // ---------------------------------------------------------------------------------------------
 // Character classes
@@ -346,6 +350,8 @@ class Scanner {
   /** Labels of the sample being read; copied out at their exact size (a `push`-grown array keeps spare slots). */
   private readonly scratch: MutableLabels = [];
   private sawEof = false;
+  /** What Prometheus accepts against the specifications; at most `MAX_WARNINGS`. */
+  readonly warnings: ParseWarning[] = [];
 
   constructor(
     private readonly text: string,
@@ -496,16 +502,26 @@ class Scanner {
 
   /**
    * Metadata lines come before a family's samples ([prom], [om]). A line for the family being
-   * declared completes it; one for another name, or after samples, starts a new family. A second
-   * line of the same kind for the same family is an error ([prom] "Only one TYPE line may exist
-   * for the same metric name", [om] "MUST NOT be more than one of each type of metadata line").
+   * declared completes it; one for another name, or after samples, starts a new family.
+   * A second line of the same kind for a name already declared is forbidden ([prom] "Only one
+   * TYPE line may exist for the same metric name", [om] "MUST NOT be more than one of each type
+   * of metadata line"), but Prometheus's parsers (model/textparse) keep no record of earlier
+   * metadata and accept it: it starts a new family (so the later TYPE decides the samples that
+   * follow, as Prometheus's metadata cache keeps the latest) and is reported as a warning.
    */
   private familyForMetadata(name: string, keyword: 'HELP' | 'TYPE' | 'UNIT'): FamilyBuilder {
     const cur = this.current;
-    if (cur !== undefined && cur.name === name && cur.samples.length === 0) {
+    const earlier = this.byName.get(name);
+    if (cur !== undefined && cur === earlier && cur.samples.length === 0) {
       const seen = keyword === 'HELP' ? cur.sawHelp : keyword === 'TYPE' ? cur.sawType : cur.sawUnit;
-      if (seen) this.fail(`second ${keyword} line for "${name}"`);
-      return cur;
+      if (!seen) return cur;
+    }
+    if (earlier !== undefined && (keyword === 'HELP' ? earlier.sawHelp : keyword === 'TYPE' ? earlier.sawType : earlier.sawUnit)) {
+      this.warn(
+        `second ${keyword} line for "${name}"` +
+          (keyword === 'TYPE' ? ` (first ${earlier.type})` : '') +
+          ': accepted as Prometheus does; a series written under both is a duplicate, the first is kept',
+      );
     }
     return this.newFamily(name);
   }
@@ -627,9 +643,10 @@ class Scanner {
       const c = text.charCodeAt(i);
       if (c < C_0 || c > C_9) this.invalidToken('timestamp', a, b);
     }
-    const ms = Number(text.slice(a, b));
-    if (!Number.isSafeInteger(ms)) this.fail(`timestamp ${text.slice(a, Math.min(b, a + 30))} is out of range`);
-    return ms;
+    // Go's ParseInt(…, 10, 64) range: |t| ≤ 9223372036854775807 (…808 when negative). The value
+    // beyond 2^53 is the nearest double; the sidecar never uses it.
+    if (!fitsInt64(text, a, b)) this.fail(`timestamp ${text.slice(a, Math.min(b, a + 30))} is out of range`);
+    return Number(text.slice(a, b));
   }
 
   /**
@@ -640,8 +657,11 @@ class Scanner {
   private omTimestamp(a: number, b: number): number {
     const seconds = parseFloatToken(this.text, a, b, false);
     if (seconds === undefined) this.invalidToken('timestamp', a, b);
+    // Prometheus (openmetricsparse.go) takes any finite float ("12345678901234567890.123456789"
+    // too) and only refuses one Go's ParseFloat cannot hold (1e400): so does this. Beyond 2^53 ms
+    // the value is the nearest double, which no consumer here uses.
     const ms = Math.round((seconds as number) * 1000);
-    if (!Number.isSafeInteger(ms)) this.fail(`timestamp ${this.text.slice(a, Math.min(b, a + 30))} is out of range`);
+    if (!Number.isFinite(ms)) this.fail(`timestamp ${this.text.slice(a, Math.min(b, a + 30))} is out of range`);
     return ms;
   }
 
@@ -881,6 +901,10 @@ class Scanner {
 
   // -- errors -----------------------------------------------------------------------------------
 
+  private warn(reason: string): void {
+    if (this.warnings.length < MAX_WARNINGS) this.warnings.push({ line: this.line, message: reason });
+  }
+
   private fail(reason: string): never {
     const text = this.text;
     const start = this.lineStart;
@@ -904,6 +928,18 @@ class Scanner {
     const token = this.text.slice(a, Math.min(b, a + 30));
     this.fail(`invalid ${what} ${JSON.stringify(token)}${b - a > 30 ? '…' : ''}`);
   }
+}
+
+/** Whether the decimal integer text[a, b) (optional sign, digits) is within Go's int64. */
+function fitsInt64(text: string, a: number, b: number): boolean {
+  let i = a;
+  const c0 = text.charCodeAt(i);
+  const negative = c0 === C_MINUS;
+  if (negative || c0 === C_PLUS) i++;
+  while (i < b - 1 && text.charCodeAt(i) === C_0) i++;
+  const digits = b - i;
+  if (digits !== 19) return digits < 19;
+  return text.slice(i, b) <= (negative ? '9223372036854775808' : '9223372036854775807');
 }
 
 function isBlank(c: number): boolean {

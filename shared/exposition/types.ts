@@ -25,7 +25,11 @@ export interface Sample {
   readonly name: string;
   readonly labels: Labels;
   readonly value: number;
-  /** Milliseconds since the epoch when the exposition carried a timestamp. */
+  /**
+   * Milliseconds since the epoch when the exposition carried a timestamp. Any timestamp
+   * Prometheus accepts is accepted (OpenMetrics: any finite number of seconds; text 0.0.4: any
+   * int64), so beyond ±2^53 ms this is the nearest double, not the exact value.
+   */
   readonly timestampMs?: number;
 }
 
@@ -70,6 +74,16 @@ export interface ParseErrorInfo {
   readonly message: string;
 }
 
+/**
+ * Something the specifications forbid but Prometheus's own parser accepts, so the body is taken
+ * as Prometheus would take it and the caller may say so (e.g. a second TYPE line for a family).
+ */
+export interface ParseWarning {
+  readonly line: number;
+  /** Without the line number, so that the same warning in every scrape reads the same. */
+  readonly message: string;
+}
+
 export type ParseResult =
-  | { readonly ok: true; readonly families: readonly MetricFamily[]; readonly format: ExpositionFormat }
+  | { readonly ok: true; readonly families: readonly MetricFamily[]; readonly format: ExpositionFormat; readonly warnings: readonly ParseWarning[] }
   | { readonly ok: false; readonly error: ParseErrorInfo };

@@ -96,8 +96,8 @@ function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', worklo
     resources: { requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } },
     securityContext: {
       runAsNonRoot: true,
-      runAsUser: 65532,
-      runAsGroup: 65532,
+      runAsUser: 65531,
+      runAsGroup: 65531,
       readOnlyRootFilesystem: true,
       allowPrivilegeEscalation: false,
       capabilities: { drop: ['ALL'] },

@@ -9,10 +9,14 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { measureScenario } from '../../bench/sidecar-memory.ts';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
+import { SIDECAR_MEMORY } from '../../shared/sidecar-memory.ts';
 import { pidNamespaceSupport, readTruth } from '../../scripts/local-pod.ts';
 import { loadState } from '../../sidecar/state.ts';
+import { uncompressSync } from 'snappy';
 import { ensureBuilt } from '../support/build.ts';
+import { decodeWriteRequest, type DecodedTimeSeries } from '../support/write-request.ts';
 import { countedByPrometheus, itemsCounted, startSamplePod, type SamplePodOptions } from '../support/pods.ts';
 
 const NS = 'it';
@@ -523,6 +527,170 @@ describe('sidecar across aggregator restarts and delivery gaps', function () {
     } finally {
       proxy.close();
       await stack.stop();
+    }
+  });
+});
+
+describe('sidecar final flush against an aggregator that refuses (a real local HTTP server)', function () {
+  this.timeout(60_000);
+  let dir: string;
+  before(() => {
+    ensureBuilt();
+    dir = tmp('refuse');
+  });
+
+  /** A remote-write endpoint on port 0 that answers every request with `answer`, noting when each came. */
+  async function refusing(answer: (res: import('node:http').ServerResponse) => void): Promise<{ url: string; times: number[]; close: () => void }> {
+    const times: number[] = [];
+    const server: Server = createServer((req, res) => {
+      times.push(Date.now());
+      req.resume();
+      req.on('end', () => answer(res));
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/api/v1/write`;
+    return { url, times, close: () => server.close() };
+  }
+
+  /** Runs one short job against `answer`; the requests of its final flush, and the summary line. */
+  async function finalFlush(name: string, answer: (res: import('node:http').ServerResponse) => void) {
+    const aggregator = await refusing(answer);
+    try {
+      const p = await startSamplePod({ dir, remoteWriteUrl: aggregator.url, namespace: NS, job: name, pod: `${name}-a`, items: 10, durationMs: 300, sidecar: { JOBMETRICS_FLUSH_TIMEOUT: '3s' } });
+      const { result } = await p.done;
+      const flushLine = result.sidecarLog.find((l) => l['msg'] === 'final flush');
+      if (flushLine === undefined) throw new Error(`no "final flush" line in the sidecar's log`);
+      const flushAt = Date.parse(String(flushLine['time']));
+      return { code: result.sidecar.code, requests: aggregator.times.filter((t) => t >= flushAt).length, summary: result.summary ?? {} };
+    } finally {
+      aggregator.close();
+    }
+  }
+
+  it('429 with Retry-After: 3600: one request, then an account naming the wait', async () => {
+    const r = await finalFlush('ratelimited', (res) => res.writeHead(429, { 'Retry-After': '3600' }).end('slow down'));
+    expect(r.code).to.equal(0);
+    expect(r.requests).to.equal(1);
+    expect(r.summary['finalDelivered']).to.equal(false);
+    expect(String(r.summary['cause'])).to.match(/^the aggregator asked to retry after 3600 s \(HTTP 429\), past the flush deadline/);
+    expect((r.summary['undelivered'] as string[]).some((v) => /^demo_items_processed_total\{.*\} \d+$/.test(v)), JSON.stringify(r.summary['undelivered'])).to.equal(true);
+  });
+
+  it('500 on every attempt: a few spaced attempts (at most 5) within the deadline, then the account', async () => {
+    const r = await finalFlush('failing', (res) => res.writeHead(500).end('internal error'));
+    expect(r.code).to.equal(0);
+    expect(r.requests).to.be.within(2, 5);
+    expect(String(r.summary['cause'])).to.match(/^the aggregator failed every attempt before the deadline \(\d attempts; last: .*HTTP 500: internal error\)/);
+  });
+
+  it('400: one request, and the cause says the aggregator rejected it (not a deadline)', async () => {
+    const r = await finalFlush('rejected', (res) => res.writeHead(400).end('out of order sample'));
+    expect(r.code).to.equal(0);
+    expect(r.requests).to.equal(1);
+    expect(String(r.summary['cause'])).to.match(/^the aggregator rejected the request \(remote write POST .* returned HTTP 400: out of order sample\)/);
+  });
+});
+
+describe('sidecar memory at its limits (shared/sidecar-memory.ts, bench/sidecar-memory.ts)', function () {
+  this.timeout(120_000);
+  let dir: string;
+  before(() => {
+    ensureBuilt();
+    dir = tmp('memory');
+  });
+  const limitMb = SIDECAR_MEMORY.limitBytes / 2 ** 20;
+  // The bound is the feature: the kernel kills the sidecar at the injected limit, and a killed
+  // sidecar fails the Job's pod. The derivation keeps a quarter of the limit as margin.
+  for (const scenario of ['series', 'body', 'churn', 'oversize'] as const) {
+    it(`${scenario}: the peak RSS stays under the injected ${limitMb} MiB limit`, async () => {
+      const row = await measureScenario(scenario, dir, 8_000);
+      expect(row.scrapes, 'the sidecar ran and wrote its summary').to.be.above(0);
+      expect(row.peakRssMb, JSON.stringify(row)).to.be.below(limitMb);
+      if (scenario === 'oversize') expect(row.scrapeFailures).to.equal(row.scrapes);
+      else expect(row.series).to.be.above(0);
+    });
+  }
+});
+
+describe('sidecar against a hostile target (the real sidecar, a local target and receiver on port 0)', function () {
+  this.timeout(60_000);
+  before(() => ensureBuilt());
+
+  it('clashing labels renamed, duplicates and bad values dropped and counted: the other series are still delivered', async () => {
+    const dir = tmp('hostile');
+    let n = 0;
+    const target = createServer((_req, res) => {
+      n++;
+      // pod and exported_pod (once crashed the encoder), the same series twice in another label
+      // order (once read as a reset every scrape), NaN and negative counters, a family typed twice,
+      // a huge but valid OpenMetrics timestamp (once failed the whole scrape).
+      const body = [
+        '# TYPE clash counter',
+        `clash_total{pod="p1",exported_pod="p2"} ${10 * n}`,
+        '# TYPE dup counter',
+        `dup_total{a="1",b="2"} ${10 * n}`,
+        'dup_total{b="2",a="1"} 1',
+        '# TYPE bad counter',
+        'bad_total{v="nan"} NaN',
+        'bad_total{v="neg"} -1',
+        '# TYPE good counter',
+        `good_total ${n} 12345678901234567890.123456789`,
+        '# TYPE good gauge',
+        '# EOF',
+        '',
+      ].join('\n');
+      res.writeHead(200, { 'content-type': 'application/openmetrics-text; version=1.0.0' }).end(body);
+    });
+    const received: DecodedTimeSeries[][] = [];
+    const receiver = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        received.push(decodeWriteRequest(uncompressSync(Buffer.concat(chunks)) as Buffer));
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const port = (s: Server) => (s.address() as { port: number }).port;
+    try {
+      const p = await startSamplePod({
+        dir,
+        remoteWriteUrl: `http://127.0.0.1:${port(receiver)}/api/v1/write`,
+        scrapeUrl: `http://127.0.0.1:${port(target)}/metrics`,
+        namespace: NS,
+        job: 'hostile',
+        pod: 'hostile-a',
+        items: 5,
+        durationMs: 2_000,
+      });
+      const { result } = await p.done;
+      expect(result.sidecar.code).to.equal(0);
+      const summary = result.summary ?? {};
+      expect(summary['finalDelivered'], JSON.stringify(summary)).to.equal(true);
+      const dropped = summary['droppedByReason'] as Record<string, number>;
+      expect(dropped['duplicate']).to.be.above(0);
+      expect(dropped['invalid-value']).to.be.above(0);
+      const last = new Map(
+        received.flat().map((s) => {
+          const l = Object.fromEntries(s.labels.filter(([k]) => !['namespace', 'job', 'pod', 'jobmetrics_kind'].includes(k)));
+          return [JSON.stringify(l), s.samples.at(-1)!.value] as const;
+        }),
+      );
+      const scrapes = n;
+      const clash = [...last].find(([k]) => k.includes('clash_total'));
+      expect(clash?.[0]).to.equal(JSON.stringify({ __name__: 'clash_total', exported_exported_pod: 'p1', exported_pod: 'p2' }));
+      const dup = [...last].find(([k]) => k.includes('dup_total'))!;
+      // Never above what the target exposed (no reset read from the duplicate).
+      expect(dup[1]).to.be.at.most(10 * scrapes).and.above(0);
+      expect([...last.keys()].some((k) => k.includes('good_total'))).to.equal(true);
+      expect([...last.keys()].some((k) => k.includes('bad_total'))).to.equal(false);
+      const messages = result.sidecarLog.map((l) => `${String(l['msg'])} ${String(l['reason'] ?? '')}`);
+      expect(messages.filter((m) => m === 'series dropped duplicate')).to.have.length(1);
+      expect(messages).to.include('scrape accepted with a warning ');
+    } finally {
+      target.close();
+      receiver.close();
     }
   });
 });

@@ -223,9 +223,9 @@ describe('Dockerfiles', function () {
         expect(final.instructions.filter((i) => i.keyword === 'ENTRYPOINT')).to.have.length(1);
       });
 
-      it('runs as the numeric non-root user the manifests and the webhook set (65532:65532)', () => {
+      it(`runs as the numeric non-root user the manifests and the webhook set (${program === 'sidecar' ? '65531:65531' : '65532:65532'})`, () => {
         const users = final.instructions.filter((i) => i.keyword === 'USER').map((i) => i.args);
-        expect(users).to.deep.equal(['65532:65532']);
+        expect(users).to.deep.equal([program === 'sidecar' ? '65531:65531' : '65532:65532']);
         const [uid, gid] = users[0]!.split(':').map(Number);
         expect(uid).to.be.above(0);
         expect({ uid, gid }).to.deep.equal(expectedUser(program));

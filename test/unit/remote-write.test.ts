@@ -181,6 +181,22 @@ describe('remote-write: encoding', () => {
     expect(() => encodeWriteRequest([{ labels: [['a', '1']], samples: [{ value: 1, timestampMs: 1.5 }] }])).to.throw(TypeError, 'not an integer');
   });
 
+  it('with onInvalid, leaves out each series it cannot encode, reports it, and encodes the others', () => {
+    const invalid: Array<[number, string]> = [];
+    const series: RwSeries[] = [
+      { labels: [['__name__', 'good_a']], samples: [{ value: 1, timestampMs: 1 }] },
+      { labels: [['__name__', 'dup'], ['pod', 'p'], ['pod', 'q']], samples: [{ value: 2, timestampMs: 2 }] },
+      { labels: [['__name__', 'fraction']], samples: [{ value: 3, timestampMs: 2.5 }] },
+      { labels: [['__name__', 'good_b']], samples: [{ value: 4, timestampMs: 4 }] },
+    ];
+    const body = encodeWriteRequestProto(series, { onInvalid: (i, e) => invalid.push([i, e.message]) });
+    expect(decodeWriteRequest(body).map((s) => s.labels)).to.deep.equal([[['__name__', 'good_a']], [['__name__', 'good_b']]]);
+    expect(invalid).to.deep.equal([
+      [1, 'remote write: duplicate label name "pod" in a series'],
+      [2, 'remote write: timestamp 2.5 is not an integer number of milliseconds'],
+    ]);
+  });
+
   it('computes full-jitter backoff and parses Retry-After', () => {
     expect(backoffDelayMs(1, 100, 2000, () => 0.999)).to.equal(99);
     expect(backoffDelayMs(3, 100, 2000, () => 0.5)).to.equal(200);

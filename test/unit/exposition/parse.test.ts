@@ -149,6 +149,15 @@ describe('exposition parse: Prometheus text format 0.0.4', () => {
         families: [fam('a', 'untyped', [s('a', {}, 1, 1395066363000)]), fam('b', 'untyped', [s('b', {}, Infinity, -3982045)])],
       },
       {
+        what: 'timestamps beyond 2^53 up to the int64 limits (Go ParseInt), as the nearest double',
+        body: 'a 1 9223372036854775807\nb 1 -9223372036854775808\nc 1 00000000000000000000001\n',
+        families: [
+          fam('a', 'untyped', [s('a', {}, 1, 9223372036854775807)]),
+          fam('b', 'untyped', [s('b', {}, 1, -9223372036854775808)]),
+          fam('c', 'untyped', [s('c', {}, 1, 1)]),
+        ],
+      },
+      {
         what: 'empty label values (kept; dropping them is the consumer\'s choice)',
         body: 'a{x=""} 1\n',
         families: [fam('a', 'untyped', [s('a', { x: '' }, 1)])],
@@ -219,13 +228,13 @@ describe('exposition parse: Prometheus text format 0.0.4', () => {
       { what: 'an OpenMetrics-only type', body: '# TYPE a gaugehistogram\n', line: 1, message: 'unknown metric type "gaugehistogram"' },
       { what: 'a TYPE line without a type', body: '# TYPE a\n', line: 1, message: 'TYPE line without a type' },
       { what: 'a TYPE line with an extra token', body: '# TYPE a gauge x\n', line: 1, message: 'after the type in the TYPE line' },
-      { what: 'a second TYPE line for a family', body: '# TYPE a gauge\n# TYPE a counter\n', line: 2, message: 'second TYPE line for "a"' },
-      { what: 'a second HELP line for a family', body: '# HELP a x\n# HELP a y\n', line: 2, message: 'second HELP line for "a"' },
       { what: 'a HELP line without a metric name', body: '# HELP\n', line: 1, message: 'HELP line without a metric name' },
       { what: 'an invalid metric name in a TYPE line', body: '# TYPE a-b gauge\n', line: 1, message: 'invalid metric name in TYPE line' },
       { what: 'CRLF line endings', body: 'a 1\r\n', line: 1, message: 'carriage return (CRLF line endings are not allowed)' },
       { what: 'CRLF after a TYPE line', body: '# TYPE a gauge\r\n', line: 1, message: 'carriage return' },
-      { what: 'an out-of-range timestamp', body: 'a 1 99999999999999999999\n', line: 1, message: 'timestamp 99999999999999999999 is out of range' },
+      // Go's ParseInt(…, 10, 64) refuses it, so Prometheus rejects the scrape too.
+      { what: 'a timestamp beyond int64', body: 'a 1 9223372036854775808\n', line: 1, message: 'timestamp 9223372036854775808 is out of range' },
+      { what: 'a timestamp far beyond int64', body: 'a 1 99999999999999999999\n', line: 1, message: 'timestamp 99999999999999999999 is out of range' },
     ]);
   });
 
@@ -257,6 +266,11 @@ describe('exposition parse: OpenMetrics 1.0', () => {
         what: 'integer and negative timestamps',
         body: om('a 1 123\nb 1 -1.5\n'),
         families: [fam('a', 'unknown', [s('a', {}, 1, 123000)]), fam('b', 'unknown', [s('b', {}, 1, -1500)])],
+      },
+      {
+        what: 'a large but valid timestamp (Prometheus takes any finite float), as the nearest double',
+        body: om('# TYPE c counter\nc_total 5 12345678901234567890.123456789\nc_total{a="1"} 6 1e300 # {} 1 12345678901234567890.5\n'),
+        families: [fam('c', 'counter', [s('c_total', {}, 5, 12345678901234567890123), s('c_total', { a: '1' }, 6, 1e303)])],
       },
       {
         what: 'exemplars, which are checked and dropped',
@@ -322,14 +336,59 @@ describe('exposition parse: OpenMetrics 1.0', () => {
       { what: 'a leading blank', body: ' a 1\n# EOF\n', line: 1, message: 'where a metric name should start' },
       { what: 'the 0.0.4 type "untyped"', body: '# TYPE a untyped\n# EOF\n', line: 1, message: 'unknown metric type "untyped"' },
       { what: 'a unit that is not a suffix of the name', body: '# TYPE foo counter\n# UNIT foo seconds\n# EOF\n', line: 2, message: 'unit "seconds" is not a suffix' },
-      { what: 'a second UNIT line', body: '# UNIT a_s s\n# UNIT a_s s\n# EOF\n', line: 2, message: 'second UNIT line for "a_s"' },
       { what: 'an infinite timestamp', body: 'a 1 Inf\n# EOF\n', line: 1, message: 'invalid timestamp "Inf"' },
+      { what: 'a timestamp no float64 holds (Go ParseFloat: out of range)', body: 'a 1 1e400\n# EOF\n', line: 1, message: 'timestamp 1e400 is out of range' },
       { what: 'an exemplar without labels', body: 'a_total 1 # 1\n# EOF\n', line: 1, message: "where the exemplar's labels should start" },
       { what: 'an exemplar without a value', body: 'a_total 1 # {}\n# EOF\n', line: 1, message: "after the exemplar's labels" },
       { what: 'an exemplar with a bad value', body: 'a_total 1 # {} x\n# EOF\n', line: 1, message: 'invalid exemplar value "x"' },
       { what: 'an exemplar with an unterminated label', body: 'a_total 1 # {a="b} 1\n# EOF\n', line: 1, message: 'not closed with a quote' },
       { what: 'CRLF line endings', body: 'a 1\r\n# EOF\r\n', line: 1, message: 'carriage return' },
     ]);
+  });
+});
+
+describe('exposition parse: what the specifications forbid but Prometheus accepts, with a warning', () => {
+  const cases: ReadonlyArray<{ what: string; format: ExpositionFormat; body: string; families: MetricFamily[]; warnings: string[] }> = [
+    {
+      what: 'a family typed twice before its samples: the later TYPE decides, as in Prometheus',
+      format: 'prometheus',
+      body: '# TYPE x gauge\n# TYPE x counter\nx 1\n',
+      families: [fam('x', 'gauge', []), fam('x', 'counter', [s('x', {}, 1)])],
+      warnings: ['2 second TYPE line for "x" (first gauge): accepted as Prometheus does; a series written under both is a duplicate, the first is kept'],
+    },
+    {
+      what: 'a family typed again after its samples',
+      format: 'prometheus',
+      body: '# TYPE x gauge\nx 1\n# TYPE x counter\nx 2\n',
+      families: [fam('x', 'gauge', [s('x', {}, 1)]), fam('x', 'counter', [s('x', {}, 2)])],
+      warnings: ['3 second TYPE line for "x" (first gauge): accepted as Prometheus does; a series written under both is a duplicate, the first is kept'],
+    },
+    {
+      what: 'a second HELP line',
+      format: 'prometheus',
+      body: '# HELP a x\n# HELP a y\na 1\n',
+      families: [fam('a', 'untyped', [], { help: 'x' }), fam('a', 'untyped', [s('a', {}, 1)], { help: 'y' })],
+      warnings: ['2 second HELP line for "a": accepted as Prometheus does; a series written under both is a duplicate, the first is kept'],
+    },
+    {
+      what: 'a second UNIT line (OpenMetrics)',
+      format: 'openmetrics',
+      body: '# UNIT a_s s\n# UNIT a_s s\n# EOF\n',
+      families: [fam('a_s', 'unknown', [], { unit: 's' }), fam('a_s', 'unknown', [], { unit: 's' })],
+      warnings: ['2 second UNIT line for "a_s": accepted as Prometheus does; a series written under both is a duplicate, the first is kept'],
+    },
+  ];
+  for (const c of cases) {
+    it(c.what, () => {
+      const r = parse(c.body, { format: c.format });
+      if (!r.ok) expect.fail(r.error.message);
+      expect([r.families, r.warnings.map((w) => `${w.line} ${w.message}`)]).to.deep.equal([c.families, c.warnings]);
+    });
+  }
+
+  it('a body that follows the specifications has no warnings', () => {
+    const r = parse('# TYPE x counter\nx 1\n# TYPE y gauge\ny 2\n');
+    expect(r.ok && r.warnings).to.deep.equal([]);
   });
 });
 

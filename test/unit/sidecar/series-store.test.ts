@@ -3,7 +3,8 @@ import fc from 'fast-check';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { MetricFamily } from '../../../shared/exposition/types.ts';
-import { KIND_LABEL, SeriesStore, type PushPlan } from '../../../sidecar/series-store.ts';
+import { encodeWriteRequest } from '../../../sidecar/remote-write.ts';
+import { KIND_LABEL, PROBLEMS_LOGGED, SeriesStore, type PushPlan } from '../../../sidecar/series-store.ts';
 
 const counter = (value: number, labels: Array<[string, string]> = []): MetricFamily => ({
   name: 'items',
@@ -177,7 +178,13 @@ describe('SeriesStore (DESIGN.md "Data semantics")', () => {
       ],
       0,
     );
-    expect(stats).to.deep.equal({ samples: 7, newSeries: 7, resets: 0, dropped: 3 });
+    expect({ ...stats, problems: stats.problems.map((p) => `${p.reason} ${p.series} ${p.value}`) }).to.deep.equal({
+      samples: 7,
+      newSeries: 7,
+      resets: 0,
+      dropped: 3,
+      problems: ['invalid-value bad_total{} NaN', 'invalid-value neg_total{} -1'],
+    });
     const kinds = Object.fromEntries(store.plan().series.map((s) => [Object.fromEntries(s.labels)['__name__'], Object.fromEntries(s.labels)[KIND_LABEL]]));
     expect(kinds).to.deep.equal({
       lat_bucket: 'counter',
@@ -256,6 +263,7 @@ describe('SeriesStore: finding each scraped series again, scrape after scrape', 
   }
 
   it('any sequence of scrapes (order, subsets, look-alike values): the latest value of every series, nothing merged', () => {
+    // An empty label value is no label (Prometheus' data model): the reference drops it too.
     const values = ['', '0', '1', '10', 'a', 'a\u0000', '\u0000', 'x\u00001\u0000y', 'é'];
     const series = fc.record({ name: fc.constantFrom('m', 'm_total', 'n'), labels: fc.uniqueArray(fc.tuple(fc.constantFrom('a', 'b', 'c'), fc.constantFrom(...values)), { selector: ([n]) => n, maxLength: 3 }) });
     fc.assert(
@@ -263,9 +271,12 @@ describe('SeriesStore: finding each scraped series again, scrape after scrape', 
         const store = new SeriesStore({ namespace: 'ns', job: 'j', pod: 'p', maxSeries: 10_000 });
         const want = new Map<string, number>();
         scrapes.forEach((samples, i) => {
-          // One scrape has each series once (the last of duplicates wins in the reference).
+          // One scrape has each series once (duplicates have their own tests).
           const seen = new Map<string, { name: string; labels: Array<[string, string]>; value: number }>();
-          for (const [s, value] of samples) seen.set(JSON.stringify([s.name, [...s.labels].sort()]), { name: s.name, labels: s.labels as Array<[string, string]>, value });
+          for (const [s, value] of samples) {
+            const key = JSON.stringify([s.name, s.labels.filter(([, v]) => v !== '').sort()]);
+            if (!seen.has(key)) seen.set(key, { name: s.name, labels: s.labels as Array<[string, string]>, value });
+          }
           store.update([{ name: 'x', type: 'gauge', samples: [...seen.values()] }], 1_000 * (i + 1));
           for (const [k, v] of seen) want.set(k, v.value);
         });
@@ -299,5 +310,149 @@ describe('SeriesStore: finding each scraped series again, scrape after scrape', 
     const grownMb = (process.memoryUsage().heapUsed - before) / 2 ** 20;
     expect(store.size).to.equal(200);
     expect(grownMb, `heap grew ${grownMb.toFixed(1)} MB for 200 small series`).to.be.below(10);
+  });
+});
+
+describe('SeriesStore: hostile scrapes cost only the bad series', () => {
+  const sample = (name: string, labels: Array<[string, string]>, value: number) => ({ name, labels, value });
+  const counters = (...samples: Array<ReturnType<typeof sample>>): MetricFamily[] => [{ name: 'c', type: 'counter', samples }];
+  /** `name{labels but the sidecar's own}` -> last delivered value. */
+  const delivered = (plan: PushPlan): Record<string, number> =>
+    Object.fromEntries(
+      plan.series.map((s) => {
+        const l = Object.fromEntries(s.labels);
+        const own = s.labels.filter(([n]) => !['__name__', 'pod', 'job', 'namespace', KIND_LABEL].includes(n)).map(([n, v]) => `${n}=${v}`);
+        return [`${l['__name__']}{${own.join(',')}}`, s.samples[s.samples.length - 1]!.value];
+      }),
+    );
+
+  it('renames clashing labels as Prometheus does: pod and exported_pod scraped give exported_pod and exported_exported_pod', () => {
+    const store = newStore();
+    store.update(
+      counters(
+        sample('a_total', [['pod', 'p1'], ['exported_pod', 'p2']], 1),
+        sample('b_total', [['job', 'j1'], ['exported_job', 'j2'], ['exported_exported_job', 'j3']], 2),
+        sample('c_total', [['namespace', 'n1'], ['exported_namespace', 'n2'], ['jobmetrics_kind', 'k'], ['exported_jobmetrics_kind', 'k2']], 3),
+      ),
+      1_000,
+    );
+    const plan = store.plan();
+    expect(delivered(plan)).to.deep.equal({
+      'a_total{exported_exported_pod=p1,exported_pod=p2}': 1,
+      'b_total{exported_exported_exported_job=j1,exported_exported_job=j3,exported_job=j2}': 2,
+      'c_total{exported_exported_jobmetrics_kind=k,exported_exported_namespace=n1,exported_jobmetrics_kind=k2,exported_namespace=n2}': 3,
+    });
+    // The labels of every series are unique, so the request encodes.
+    expect(encodeWriteRequest(plan.series).length).to.be.above(0);
+    expect(store.droppedSeries).to.equal(0);
+  });
+
+  it('drops a series no receiver would accept (a scraped __name__ label), reports it once, counts it, keeps the rest', () => {
+    const store = newStore();
+    const scrape = counters(sample('bad_total', [['__name__', 'x']], 1), sample('good_total', [], 2));
+    const first = store.update(scrape, 1_000);
+    const second = store.update(scrape, 2_000);
+    expect(first.problems.map((p) => [p.reason, p.series])).to.deep.equal([['invalid-labels', 'bad_total{__name__="x"}']]);
+    expect(second.problems).to.deep.equal([]);
+    expect(store.droppedByReason['invalid-labels']).to.equal(2);
+    expect(delivered(store.plan())).to.deep.equal({ 'good_total{}': 2 });
+    expect(() => encodeWriteRequest(store.plan().series)).not.to.throw();
+  });
+
+  it('discard: a series the encoder refused leaves the store, is counted and reported once; the others stay', () => {
+    const store = newStore();
+    store.update(counters(sample('a_total', [], 1), sample('b_total', [], 2)), 1_000);
+    const plan = store.plan();
+    const problem = store.discard(plan, 0);
+    expect([problem?.reason, problem?.series.startsWith('a_total{'), problem?.value]).to.deep.equal(['invalid-labels', true, '1']);
+    expect(store.discard(plan, 0)).to.equal(undefined);
+    expect(delivered(store.plan())).to.deep.equal({ 'b_total{}': 2 });
+    expect(store.droppedByReason['invalid-labels']).to.equal(1);
+  });
+
+  it('duplicates in one scrape (same labels, or in another order): the first is kept, the rest reported once; never a reset', () => {
+    const store = newStore();
+    let resets = 0;
+    const problems: string[] = [];
+    // The exposed maximum of the series is 30; reading each duplicate as a reset would deliver 100+.
+    for (const [i, v] of [10, 20, 30].entries()) {
+      const u = store.update(
+        counters(
+          sample('req_total', [['code', '200'], ['path', '/a']], v),
+          sample('req_total', [['path', '/a'], ['code', '200']], 5),
+          sample('req_total', [['code', '200'], ['path', '/a']], 1),
+        ),
+        1_000 * (i + 1),
+      );
+      resets += u.resets;
+      problems.push(...u.problems.map((p) => `${p.reason} ${p.series} ${p.value}`));
+    }
+    expect(delivered(store.plan())).to.deep.equal({ 'req_total{code=200,path=/a}': 30 });
+    expect(resets).to.equal(0);
+    expect(problems).to.deep.equal(['duplicate req_total{path="/a",code="200"} 5', 'duplicate req_total{code="200",path="/a"} 1']);
+    expect(store.droppedByReason.duplicate).to.equal(6);
+  });
+
+  it('a family typed twice (gauge, then counter) is one series: the second sample is a duplicate, as in Prometheus', () => {
+    const store = newStore();
+    const u = store.update(
+      [
+        { name: 'x', type: 'gauge', samples: [sample('x', [], 4)] },
+        { name: 'x', type: 'counter', samples: [sample('x', [], 9)] },
+      ],
+      1_000,
+    );
+    expect(store.plan().series.map((s) => [Object.fromEntries(s.labels)[KIND_LABEL], s.samples.map((p) => p.value)])).to.deep.equal([['gauge', [4]]]);
+    expect(u.problems.map((p) => p.reason)).to.deep.equal(['duplicate']);
+  });
+
+  it('NaN, ±Inf and negative counters are dropped, reported once per series and counted; a NaN gauge too', () => {
+    const store = newStore();
+    const scrape = (n: number): MetricFamily[] => [
+      { name: 'c', type: 'counter', samples: [sample('nan_total', [], NaN), sample('inf_total', [], Infinity), sample('minf_total', [], -Infinity), sample('neg_total', [], -1), sample('ok_total', [], n)] },
+      { name: 'g', type: 'gauge', samples: [sample('g', [], NaN), sample('g2', [], -Infinity)] },
+    ];
+    const first = store.update(scrape(1), 1_000);
+    const second = store.update(scrape(2), 2_000);
+    expect(first.problems.map((p) => `${p.series} ${p.value}`)).to.deep.equal(['nan_total{} NaN', 'inf_total{} Infinity', 'minf_total{} -Infinity', 'neg_total{} -1', 'g{} NaN']);
+    expect(second.problems).to.deep.equal([]);
+    expect(store.droppedByReason['invalid-value']).to.equal(10);
+    expect(delivered(store.plan())).to.deep.equal({ 'ok_total{}': 2, 'g2{}': -Infinity });
+  });
+
+  it('a counter that turns NaN after a value keeps its value and is not reset', () => {
+    const store = newStore();
+    for (const [i, v] of [5, NaN, 7].entries()) store.update(counters(sample('x_total', [], v)), 1_000 * (i + 1));
+    expect(delivered(store.plan())).to.deep.equal({ 'x_total{}': 7 });
+  });
+
+  it('float jitter is no reset (relative tolerance); what is delivered never decreases', () => {
+    const store = newStore();
+    let resets = 0;
+    const values = [0.3, 0.1 + 0.2, 0.3, 1e15 + 0.125, 1e15, 1e15 + 0.25];
+    const seen: number[] = [];
+    for (const [i, v] of values.entries()) {
+      resets += store.update(counters(sample('x_total', [], v)), 1_000 * (i + 1)).resets;
+      seen.push(delivered(store.plan())['x_total{}']!);
+    }
+    expect(resets).to.equal(0);
+    expect(seen).to.deep.equal([0.3, 0.30000000000000004, 0.30000000000000004, 1e15 + 0.125, 1e15 + 0.125, 1e15 + 0.25]);
+    // A real reset is still one.
+    expect(store.update(counters(sample('x_total', [], 3)), 10_000).resets).to.equal(1);
+  });
+
+  it('an empty label value is no label (Prometheus): {a=""} and {} are one series', () => {
+    const store = newStore();
+    const u = store.update(counters(sample('x_total', [['a', '']], 1), sample('x_total', [], 2)), 1_000);
+    expect(delivered(store.plan())).to.deep.equal({ 'x_total{}': 1 });
+    expect(u.problems.map((p) => p.reason)).to.deep.equal(['duplicate']);
+  });
+
+  it(`logs at most ${PROBLEMS_LOGGED} series per reason, the last one saying so; every drop is counted`, () => {
+    const store = newStore();
+    const u = store.update(counters(...Array.from({ length: 50 }, (_, i) => sample('x_total', [['i', String(i)]], -1))), 1_000);
+    expect(u.problems.length).to.equal(PROBLEMS_LOGGED);
+    expect(u.problems.map((p) => p.last)).to.deep.equal([...Array<boolean>(PROBLEMS_LOGGED - 1).fill(false), true]);
+    expect(store.droppedSeries).to.equal(50);
   });
 });

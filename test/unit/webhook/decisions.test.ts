@@ -236,3 +236,14 @@ describe('webhook flush budget from terminationGracePeriodSeconds', () => {
     });
   }
 });
+
+describe('the sidecar uid (webhook/mutate.ts SIDECAR_UID)', () => {
+  it('is no uid images are built to use, so never the main container\'s, and maps under a 65 536-id user namespace', async () => {
+    const { SIDECAR_UID } = await import('../../../webhook/mutate.ts');
+    // 0–999 system users, 1000–1001 the first users images add, 65532 distroless/Chainguard
+    // "nonroot", 65533 Alpine "nogroup", 65534 "nobody", 65535 (-1 as a 16-bit id).
+    const taken = (uid: number): boolean => uid < 1_002 || uid >= 65_532;
+    expect(taken(SIDECAR_UID), `uid ${SIDECAR_UID}`).to.equal(false);
+    expect(SIDECAR_UID).to.equal(65_531);
+  });
+});
