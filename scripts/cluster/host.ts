@@ -97,6 +97,24 @@ export function guardTeardown(): string[][] {
   ];
 }
 
+/**
+ * The chains the kubelet itself adds (its iptables "canary" and the localnet firewall rule, see the
+ * kubelet's kubelet_network_linux.go); kube-proxy's own cleanup does not remove them.
+ */
+export function kubeletChainsTeardown(): string[][] {
+  return [
+    ['iptables', '-w', '-D', 'INPUT', '-j', 'KUBE-FIREWALL'],
+    ['iptables', '-w', '-D', 'OUTPUT', '-j', 'KUBE-FIREWALL'],
+    ['iptables', '-w', '-F', 'KUBE-FIREWALL'],
+    ['iptables', '-w', '-X', 'KUBE-FIREWALL'],
+    ...['filter', 'nat', 'mangle'].flatMap((table) => [
+      ['iptables', '-w', '-t', table, '-F', 'KUBE-KUBELET-CANARY'],
+      ['iptables', '-w', '-t', table, '-X', 'KUBE-KUBELET-CANARY'],
+    ]),
+    ['iptables', '-w', '-t', 'mangle', '-X', 'KUBE-IPTABLES-HINT'],
+  ];
+}
+
 export function bridgeTeardown(net: HostNetwork): string[][] {
   return [
     ['ip', 'route', 'del', net.serviceCidr, 'dev', net.bridge],
@@ -137,7 +155,7 @@ export function setUpHostNetwork(net: HostNetwork, sysctlSave: string): void {
 }
 
 export function teardownHostNetwork(net: HostNetwork): void {
-  for (const argv of [...guardTeardown(), ...bridgeTeardown(net)]) runCommand(argv, { allowFailure: true });
+  for (const argv of [...guardTeardown(), ...kubeletChainsTeardown(), ...bridgeTeardown(net)]) runCommand(argv, { allowFailure: true });
 }
 
 // ---------------------------------------------------------------------------------------------

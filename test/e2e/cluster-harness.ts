@@ -132,9 +132,12 @@ export interface Truth {
 }
 
 export function lastTruth(text: string): Truth | undefined {
-  const lines = text.split('\n').filter((l) => l.startsWith('{"ok":'));
+  const lines = text.split('\n').filter((l) => l.startsWith('{"ok":') || l.startsWith('{"truth":'));
   const last = lines.at(-1);
-  return last === undefined ? undefined : (JSON.parse(last) as Truth);
+  if (last === undefined) return undefined;
+  // The Python job prints `{"truth": {"ok", "failed"}, "exitCode"}` once, when it ends.
+  const parsed = JSON.parse(last) as Truth | { truth: { ok: number; failed: number } };
+  return 'truth' in parsed ? { ok: parsed.truth.ok, failed: parsed.truth.failed, observations: 0, buckets: {} } : parsed;
 }
 
 /** The truth a container printed on stdout (TRUTH_FILE=/dev/stdout), from its log. */

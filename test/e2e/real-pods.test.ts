@@ -7,7 +7,8 @@
  * stdout); every actual value is what the in-cluster Prometheus holds after aggregation.
  */
 import { expect } from 'chai';
-import type { Cluster } from '../../scripts/cluster/cluster.ts';
+import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
+import { pidsWithArg, runCommand } from '../../scripts/cluster/host.ts';
 import { kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import {
   apply,
@@ -21,6 +22,7 @@ import {
   settle,
   startTestCluster,
   sumTruths,
+  truthFromEmptyDir,
   truthFromLog,
   waitForJob,
   type Sample,
@@ -71,11 +73,12 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   });
 
   /** Runs a sample Job to its end; returns its pods and what they counted together. */
-  async function runSampleJob(ns: string, name: string, opts: Omit<Parameters<typeof sampleJob>[0], 'name' | 'ns'> = {}) {
-    await apply(cluster, sampleJob({ name, ns, ...opts }));
+  async function runSampleJob(ns: string, name: string, opts: Omit<Parameters<typeof sampleJob>[0], 'name' | 'ns'> & { truthFrom?: 'log' | 'emptyDir' } = {}) {
+    const { truthFrom, ...jobOpts } = opts;
+    await apply(cluster, sampleJob({ name, ns, ...jobOpts }));
     const status = await waitForJob(cluster, ns, name);
     const pods = await jobPods(cluster, ns, name);
-    const truths = await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main')));
+    const truths = truthFrom === 'emptyDir' ? [] : await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main')));
     return { status, pods, truth: sumTruths(truths) };
   }
 
@@ -103,10 +106,10 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   it('a job in another language (Python, prometheus_client from Debian) is counted exactly', async () => {
     const ns = 'e2e-python';
     await labelledNamespace(cluster, ns);
-    const { status, truth } = await runSampleJob(ns, 'py', { completions: 2, parallelism: 2, image: PYTHON_JOB_IMAGE });
+    const { status, truth } = await runSampleJob(ns, 'py', { completions: 2, parallelism: 2, image: PYTHON_JOB_IMAGE, env: { TRUTH_FILE: '' } });
     expect(status.condition).to.equal('Complete');
     const want = expectedOutcomes(truth);
-    const got = await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want));
+    const got = await settle(cluster, `pyjob_items_processed_total{namespace="${ns}"}`, sameAs(want));
     expect(byOutcome(got)).to.deep.equal(want);
   });
 
@@ -192,6 +195,58 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     }
   });
 
+  it('restartPolicy OnFailure: the main container fails twice, then succeeds in the same pod; every attempt is delivered exactly', async () => {
+    const ns = 'e2e-onfailure';
+    await labelledNamespace(cluster, ns);
+    const { status, pods } = await runSampleJob(ns, 'retries', {
+      jobSpec: { backoffLimit: 6 },
+      env: { FAIL_ATTEMPTS: '2', ATTEMPT_FILE: '/work/attempt', TRUTH_FILE: '/work/truth.json', ITEMS: '40' },
+      main: { volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+      podSpec: { restartPolicy: 'OnFailure', volumes: [{ name: 'work', emptyDir: {} }] },
+      truthFrom: 'emptyDir',
+    });
+    expect(status.condition).to.equal('Complete');
+    expect(pods).to.have.length(1);
+    const pod = pods[0];
+    if (!pod) throw new Error('no pod');
+    expect(pod.statuses.find((c) => c.name === 'main')?.restartCount).to.equal(2);
+    const truth = sumTruths(truthFromEmptyDir(cluster, pod.uid, 'work'));
+    expect(truth.ok + truth.failed).to.equal(120); // 3 attempts × 40 items, summed by the job itself
+    const want = expectedOutcomes(truth);
+    expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
+  });
+
+  it('a grace period shorter than the flush timeout: the flush budget is cut to fit, and the values arrive', async () => {
+    const ns = 'e2e-grace';
+    await labelledNamespace(cluster, ns);
+    const { status, pods, truth } = await runSampleJob(ns, 'brief', { podSpec: { terminationGracePeriodSeconds: 3 } });
+    expect(status.condition).to.equal('Complete');
+    const podJson = JSON.parse(await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pod', pods[0]?.name ?? '', '-o', 'json'])) as {
+      spec: { initContainers: { name: string; env: { name: string; value?: string }[] }[] };
+    };
+    const sidecar = podJson.spec.initContainers.find((c) => c.name === SIDECAR);
+    // min(10 s, max(0.5 s, 3 s − min(2 s, 1.5 s))) = 1.5 s (docs/webhook.md)
+    expect(sidecar?.env.find((e) => e.name === 'JOBMETRICS_FLUSH_TIMEOUT')?.value).to.equal('1500ms');
+    const want = expectedOutcomes(truth);
+    expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
+  });
+
+  it('activeDeadlineSeconds exceeded mid-run: the Job fails, and what was counted up to the last scrape arrives, never more', async () => {
+    const ns = 'e2e-deadline';
+    await labelledNamespace(cluster, ns);
+    await apply(cluster, sampleJob({ name: 'slow', ns, env: { ITEMS: '400', DURATION_MS: '40000' }, jobSpec: { activeDeadlineSeconds: 12 } }));
+    const status = await waitForJob(cluster, ns, 'slow');
+    expect(status.condition).to.equal('Failed');
+    const pods = await jobPods(cluster, ns, 'slow');
+    const truth = sumTruths(await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main'))));
+    const counted = truth.ok + truth.failed;
+    const got = await settle(cluster, `sum(demo_items_processed_total{namespace="${ns}"})`, (s) => (s[0]?.value ?? 0) >= counted - 20);
+    const delivered = got[0]?.value ?? 0;
+    // At most the last scrape interval (1 s, 10 items/s here) may be lost; never more than counted.
+    expect(delivered).to.be.at.most(counted);
+    expect(counted - delivered).to.be.at.most(20);
+  });
+
   it('legacy mode: the same Job completes because the sidecar exits after the main container, and the totals are exact', async () => {
     const ns = 'e2e-legacy';
     await labelledNamespace(cluster, ns);
@@ -230,4 +285,27 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(statuses).to.have.length(jobs.length);
     expect(new Set(statuses)).to.deep.equal(new Set(['injected']));
   });
+
+  // Last: the cluster's own cleanup, as `after` would run it.
+  it('stopping the cluster leaves nothing behind: processes, mounts, network namespaces, bridge, iptables rules, cgroups', async function () {
+    this.timeout(180_000);
+    const dir = cluster.dir;
+    await cluster.stop();
+    const left = leftovers(dir);
+    expect(left).to.deep.equal({ processes: [], mounts: [], netns: [], bridge: false, iptables: [], cgroups: [] });
+  });
 });
+
+/** What a stopped cluster could have left on this machine. */
+function leftovers(dir: string): Record<string, unknown> {
+  const sh = (cmd: string): string[] => runCommand(['sh', '-c', cmd], { allowFailure: true }).stdout.split('\n').filter(Boolean);
+  return {
+    processes: pidsWithArg(dir),
+    mounts: sh(`grep -F ' ${dir}/' /proc/self/mountinfo || true`),
+    netns: sh('ls /run/netns 2>/dev/null | grep ^cni- || true'),
+    bridge: runCommand(['ip', 'link', 'show', NETWORK.bridge], { allowFailure: true }).code === 0,
+    iptables: sh('for t in filter nat mangle; do iptables -w -t $t -S; done | grep -E "KUBE|JOBMETRICS" || true'),
+    cgroups: sh('ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null || true'),
+  };
+}
+
