@@ -2,7 +2,7 @@
  * What the real-pod suites share: one local cluster (scripts/cluster/cluster.ts) per test file,
  * Jobs run to their end, the jobs' own ground truth, and what Prometheus in the cluster holds.
  */
-import { mkdtempSync, readdirSync, readFileSync, existsSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startCluster, type Cluster } from '../../scripts/cluster/cluster.ts';
@@ -146,15 +146,6 @@ export async function truthFromLog(cluster: Cluster, ns: string, pod: string, co
   const t = lastTruth(log);
   if (!t) throw new Error(`no truth line in the log of ${ns}/${pod}/${container}:\n${log.slice(-2000)}`);
   return t;
-}
-
-/** Truth files a job wrote into an emptyDir (one per attempt), read from the node's disk. */
-export function truthFromEmptyDir(cluster: Cluster, podUid: string, volume: string): Truth[] {
-  const dir = join(cluster.node.paths.kubeletRoot, 'pods', podUid, 'volumes', 'kubernetes.io~empty-dir', volume);
-  if (!existsSync(dir)) throw new Error(`no emptyDir ${volume} for pod ${podUid} at ${dir}`);
-  return readdirSync(dir)
-    .filter((f) => f.endsWith('.json'))
-    .map((f) => lastTruth(readFileSync(join(dir, f), 'utf8')) ?? { ok: 0, failed: 0, observations: 0, buckets: {} });
 }
 
 export function sumTruths(truths: readonly Truth[]): Truth {

@@ -22,7 +22,6 @@ import {
   settle,
   startTestCluster,
   sumTruths,
-  truthFromEmptyDir,
   truthFromLog,
   waitForJob,
   type Sample,
@@ -73,12 +72,11 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   });
 
   /** Runs a sample Job to its end; returns its pods and what they counted together. */
-  async function runSampleJob(ns: string, name: string, opts: Omit<Parameters<typeof sampleJob>[0], 'name' | 'ns'> & { truthFrom?: 'log' | 'emptyDir' } = {}) {
-    const { truthFrom, ...jobOpts } = opts;
-    await apply(cluster, sampleJob({ name, ns, ...jobOpts }));
+  async function runSampleJob(ns: string, name: string, opts: Omit<Parameters<typeof sampleJob>[0], 'name' | 'ns'> = {}) {
+    await apply(cluster, sampleJob({ name, ns, ...opts }));
     const status = await waitForJob(cluster, ns, name);
     const pods = await jobPods(cluster, ns, name);
-    const truths = truthFrom === 'emptyDir' ? [] : await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main')));
+    const truths = await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main')));
     return { status, pods, truth: sumTruths(truths) };
   }
 
@@ -201,16 +199,17 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const { status, pods } = await runSampleJob(ns, 'retries', {
       jobSpec: { backoffLimit: 6 },
       env: { FAIL_ATTEMPTS: '2', ATTEMPT_FILE: '/work/attempt', TRUTH_FILE: '/work/truth.json', ITEMS: '40' },
-      main: { volumeMounts: [{ name: 'work', mountPath: '/work' }] },
+      // The job sums its attempts in TRUTH_FILE (an emptyDir survives the restarts); the last
+      // attempt prints that sum, so its log holds the truth of all three.
+      main: { command: ['sh', '-c', 'node /app/sample-job.js; rc=$?; cat /work/truth.json; exit $rc'], volumeMounts: [{ name: 'work', mountPath: '/work' }] },
       podSpec: { restartPolicy: 'OnFailure', volumes: [{ name: 'work', emptyDir: {} }] },
-      truthFrom: 'emptyDir',
     });
     expect(status.condition).to.equal('Complete');
     expect(pods).to.have.length(1);
     const pod = pods[0];
     if (!pod) throw new Error('no pod');
     expect(pod.statuses.find((c) => c.name === 'main')?.restartCount).to.equal(2);
-    const truth = sumTruths(truthFromEmptyDir(cluster, pod.uid, 'work'));
+    const truth = await truthFromLog(cluster, ns, pod.name, 'main');
     expect(truth.ok + truth.failed).to.equal(120); // 3 attempts × 40 items, summed by the job itself
     const want = expectedOutcomes(truth);
     expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
@@ -272,7 +271,11 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   it('two webhook replicas, one deleted during a burst of Job creations: no pod rejected, all injected', async () => {
     const ns = 'e2e-burst';
     await labelledNamespace(cluster, ns);
-    const webhookPods = (await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'name'])).trim().split('\n');
+    // The live replicas (an earlier rollout's old pods may still be terminating).
+    const listed = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'json'])) as {
+      items: { metadata: { name: string; deletionTimestamp?: string }; status: { phase?: string } }[];
+    };
+    const webhookPods = listed.items.filter((p) => p.metadata.deletionTimestamp === undefined && p.status.phase === 'Running').map((p) => `pod/${p.metadata.name}`);
     expect(webhookPods).to.have.length(2);
     const jobs = Array.from({ length: 16 }, (_, i) => `burst-${i}`);
     const creating = (async () => {
