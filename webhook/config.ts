@@ -37,6 +37,7 @@ export interface WebhookSettings {
   readonly maxRequestBytes: number;
   /** Guards against slow and idle clients; docs/webhook.md "Limits and load shedding". */
   readonly limits: ConnectionLimits;
+  readonly shutdownDelayMs: number;
   readonly shutdownGraceMs: number;
   readonly logLevel: Level;
   readonly kube: {
@@ -156,6 +157,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'maxConnections', env: 'JOBMETRICS_MAX_CONNECTIONS', default: '512', doc: 'open connections, idle keep-alive ones included; one beyond it is closed at once', parse: integer(1, 65_535) },
   { key: 'headersTimeout', env: 'JOBMETRICS_HEADERS_TIMEOUT', default: '5s', doc: 'TLS handshake, and the first byte of a request to the end of its headers; then 408 and the connection is closed', parse: duration(1_000, 60_000, 'ms') },
   { key: 'requestTimeout', env: 'JOBMETRICS_REQUEST_TIMEOUT', default: '10s', doc: "the first byte of a request to the end of its body; then 408 and the connection is closed. At least headersTimeout; above the webhook's timeoutSeconds (5), which abandons the call anyway", parse: duration(1_000, 300_000, 'ms') },
+  { key: 'shutdownDelay', env: 'JOBMETRICS_SHUTDOWN_DELAY', default: '5s', doc: "on SIGTERM, how long to keep accepting reviews while reporting not ready, so the Service's endpoints drop this pod before it stops listening", parse: duration(0, 60_000, 'ms') },
   { key: 'shutdownGrace', env: 'JOBMETRICS_SHUTDOWN_GRACE', default: '20s', doc: 'on SIGTERM, how long in-flight reviews may take before connections are closed', parse: duration(0, 300_000, 'ms') },
   { key: 'logLevel', env: 'JOBMETRICS_LOG_LEVEL', default: 'info', doc: 'debug, info, warn or error', parse: oneOf(['debug', 'info', 'warn', 'error']) },
   { key: 'kube.kubeconfig', env: 'KUBECONFIG', default: '', doc: 'kubeconfig file for API calls; empty: the in-cluster service account', parse: text },
@@ -275,6 +277,7 @@ export function loadSettings(input: LoadInput): LoadResult {
       headersTimeoutMs: num('headersTimeout'),
       requestTimeoutMs: num('requestTimeout'),
     },
+    shutdownDelayMs: num('shutdownDelay'),
     shutdownGraceMs: num('shutdownGrace'),
     logLevel: values.get('logLevel') as Level,
     kube: {

@@ -198,12 +198,19 @@ function installShutdown(server: WebhookServer, settings: WebhookSettings, log: 
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
-    log.info('shutting down: no new connections, finishing in-flight reviews', { signal, inFlight: server.inFlight(), graceMs: settings.shutdownGraceMs });
-    cleanup();
-    void server.shutdown(settings.shutdownGraceMs).then(({ forced }) => {
-      log.info('stopped', { forced });
-      process.exit(0);
-    });
+    // Endpoints take a moment to drop a terminating pod (the EndpointSlice controller, then every
+    // node's kube-proxy): a review routed here meanwhile must still be answered, or the API server
+    // creates the pod without the sidecar (failurePolicy Ignore).
+    log.info('shutting down: not ready, still accepting while endpoints drop this pod', { signal, delayMs: settings.shutdownDelayMs });
+    server.drain();
+    setTimeout(() => {
+      log.info('shutting down: no new connections, finishing in-flight reviews', { signal, inFlight: server.inFlight(), graceMs: settings.shutdownGraceMs });
+      cleanup();
+      void server.shutdown(settings.shutdownGraceMs).then(({ forced }) => {
+        log.info('stopped', { forced });
+        process.exit(0);
+      });
+    }, settings.shutdownDelayMs).unref();
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

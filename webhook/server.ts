@@ -48,6 +48,11 @@ export interface WebhookServer {
   /** Serves a new certificate to new connections; existing ones keep theirs. */
   setTls(m: TlsMaterial): void;
   /** Stops accepting, lets in-flight reviews finish, closes idle keep-alive connections; forces after graceMs. */
+  /**
+   * The first step of a shutdown: report not ready and ask clients to close their connections, but
+   * go on accepting — the endpoints that still route here are being removed.
+   */
+  drain(): void;
   shutdown(graceMs: number): Promise<{ forced: boolean }>;
   inFlight(): number;
 }
@@ -266,6 +271,10 @@ export function createWebhookServer(o: ServerOptions): WebhookServer {
       server.setSecureContext({ cert: m.cert, key: m.key, minVersion: 'TLSv1.2' });
     },
     inFlight: () => inFlight,
+    drain() {
+      shuttingDown = true;
+      server.closeIdleConnections();
+    },
     shutdown(graceMs) {
       shuttingDown = true;
       return new Promise((resolve) => {

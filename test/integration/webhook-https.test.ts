@@ -111,6 +111,8 @@ describe('webhook over HTTPS (real process, real TLS, fake API server)', functio
       JOBMETRICS_TLS_DIR: tlsDir,
       KUBECONFIG: kubeconfig,
       JOBMETRICS_SHUTDOWN_GRACE: '10s',
+      // Short, so the test does not wait the default 5 s; what it checks is the order of events.
+      JOBMETRICS_SHUTDOWN_DELAY: '1s',
       // The shutdown test holds a Job lookup open across SIGTERM; on a loaded machine that takes
       // longer than the default 1 s, and a timed-out lookup would name the wrong workload.
       JOBMETRICS_WORKLOAD_LOOKUP_TIMEOUT: '10s',
@@ -250,7 +252,7 @@ describe('webhook over HTTPS (real process, real TLS, fake API server)', functio
     current = second;
   });
 
-  it('on SIGTERM finishes the review in flight, then stops accepting and exits 0', async () => {
+  it('on SIGTERM reports not ready but still answers new reviews for shutdownDelay, then finishes the review in flight, stops accepting and exits 0', async () => {
     const ca = current.ca.certPem;
     // Events, not sleeps, order this: the review is in flight once its Job lookup reached the
     // API server, whose answer waits until the listener is closed.
@@ -264,9 +266,16 @@ describe('webhook over HTTPS (real process, real TLS, fake API server)', functio
     };
     await until('Job lookup', () => api.requests.some((r) => r.endsWith('/jobs/slow-job')));
     wh.proc.kill('SIGTERM');
+    // First the drain: not ready, but a review routed here before the endpoints drop this pod is
+    // still answered (else the API server would create that pod without the sidecar).
+    await until('drain', () => wh.logs.some((l) => l.includes('"msg":"shutting down: not ready')));
+    expect((await call(wh.port, ca, 'GET', '/readyz')).status).to.equal(503);
+    const during = await call(wh.port, ca, 'POST', '/mutate', review(podOfJob('quick-job'), {}, 'during-drain'));
+    expect(during.status).to.equal(200);
+    expect(during.json().response.uid).to.equal('during-drain');
     // Logged just before the listener closes, in the same turn of the event loop.
-    await until('shutdown', () => wh.logs.some((l) => l.includes('"msg":"shutting down')));
-    expect(wh.logs.find((l) => l.includes('"msg":"shutting down'))).to.include('"inFlight":1');
+    await until('shutdown', () => wh.logs.some((l) => l.includes('"msg":"shutting down: no new connections')));
+    expect(wh.logs.find((l) => l.includes('"msg":"shutting down: no new connections'))).to.include('"inFlight":1');
     let refused: unknown;
     try {
       await call(wh.port, ca, 'GET', '/healthz');
