@@ -20,6 +20,7 @@ import {
   sampleJob,
   sampleMain,
   settle,
+  sleep,
   startTestCluster,
   sumTruths,
   truthFromLog,
@@ -70,6 +71,20 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     this.timeout(120_000);
     await cluster?.stop();
   });
+
+  /**
+   * Changes the webhook's settings and waits until only replicas with the new ones answer: a
+   * replica being replaced keeps answering, with its old settings, for its shutdownDelay.
+   */
+  async function setWebhookEnv(change: string): Promise<void> {
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', change]);
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+    for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
+      const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'json'])) as { items: unknown[] };
+      if (pods.items.length === 2) return;
+      if (Date.now() > deadline) throw new Error(`old webhook replicas still there 120 s after the rollout: ${pods.items.length} pods`);
+    }
+  }
 
   /** Runs a sample Job to its end; returns its pods and what they counted together. */
   async function runSampleJob(ns: string, name: string, opts: Omit<Parameters<typeof sampleJob>[0], 'name' | 'ns'> = {}) {
@@ -249,8 +264,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   it('legacy mode: the same Job completes because the sidecar exits after the main container, and the totals are exact', async () => {
     const ns = 'e2e-legacy';
     await labelledNamespace(cluster, ns);
-    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', 'JOBMETRICS_SIDECAR_MODE=legacy']);
-    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+    await setWebhookEnv('JOBMETRICS_SIDECAR_MODE=legacy');
     try {
       const { status, pods, truth } = await runSampleJob(ns, 'counts', { completions: 6, parallelism: 3 });
       expect(status).to.deep.include({ condition: 'Complete', succeeded: 6 });
@@ -263,8 +277,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
       const want = expectedOutcomes(truth);
       expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
     } finally {
-      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', 'JOBMETRICS_SIDECAR_MODE-']);
-      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+      await setWebhookEnv('JOBMETRICS_SIDECAR_MODE-');
     }
   });
 
