@@ -319,7 +319,7 @@ export function formatTable(results: readonly ExitLatencyResult[]): string {
   return [fmt(header), rule, ...lines.map(fmt)].join('\n');
 }
 
-/** Target of issue 3: p99 <= 100 ms with the aggregator up; every run must deliver its final values. */
+/** Target (docs/benchmarks.md): p99 <= 100 ms with the aggregator up; every run must deliver its final values. */
 export function verdict(results: readonly ExitLatencyResult[]): string[] {
   return results.map((r) => {
     const lat = sortedOf(r.runs.map((x) => x.latencyMs));

@@ -370,7 +370,7 @@ export function formatTable(rows: readonly SidecarBenchRow[]): string {
   return [fmt(header), rule, ...lines.map(fmt)].join('\n');
 }
 
-/** The targets of issue 3, judged on the 1 s / 1 000-series row. */
+/** The sidecar targets of docs/benchmarks.md, judged on the 1 s / 1 000-series row. */
 export function verdict(rows: readonly SidecarBenchRow[]): string[] {
   const r = rows.find((x) => x.interval === '1s' && x.series === 1_000);
   if (!r) return ['targets: not judged (no 1 s / 1 000-series row in this run)'];

@@ -1,5 +1,5 @@
 /**
- * Tail loss (issue 3: "Measure and report the tail loss for increments made in the last
+ * Tail loss (docs/benchmarks.md: "Measure and report the tail loss for increments made in the last
  * interval"). Increments made in the last scrape interval before the main container exits may be
  * lost: the sidecar notices the exit at once, but the job's /metrics is gone with it, so what was
  * counted after the last successful scrape was never seen.

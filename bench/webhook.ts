@@ -27,7 +27,7 @@
  * Latencies are taken from every answer (high resolution). CPU is the server process's
  * user+system time (all threads) per answer, from /proc. RSS is sampled every 100 ms.
  *
- * Targets (issue 4): p99 <= 2x the echo's at the same offered load, >= 2 000 reviews/s on one
+ * Targets (docs/benchmarks.md): p99 <= 2x the echo's at the same offered load, >= 2 000 reviews/s on one
  * core, RSS <= 100 MB under load.
  *
  *   node --import tsx bench/webhook.ts                # print the table

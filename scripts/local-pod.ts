@@ -312,7 +312,7 @@ export function sampleJob(o: SampleJobOptions): LocalPodOptions['main'] {
   return { command: process.execPath, args: [PROGRAMS.sampleJob], env };
 }
 
-/** The sidecar's environment for a local pod (DESIGN.md "Sidecar interface"). */
+/** The sidecar's environment for a local pod (README "Configuration of the sidecar"). */
 export function sidecarEnv(o: {
   port: number;
   remoteWriteUrl: string;

@@ -40,11 +40,11 @@ export const DEFAULT_SCHEME = 'http';
 /** Scrape interval bounds and default (DESIGN.md: `1s` (100ms … 60s)). */
 export const INTERVAL = { defaultMs: 1_000, minMs: 100, maxMs: 60_000 } as const;
 
-/** The labels every pushed series carries (DESIGN.md "Data semantics"). */
+/** The labels every pushed series carries (docs/semantics.md). */
 export const TARGET_LABELS = ['namespace', 'job', 'pod'] as const;
 export const EXPORTED_PREFIX = 'exported_';
 
-/** Sidecar environment (DESIGN.md "Sidecar interface"). */
+/** Sidecar environment (README "Configuration of the sidecar"). */
 export const SIDECAR_ENV = {
   scrapeUrl: 'JOBMETRICS_SCRAPE_URL',
   remoteWriteUrl: 'JOBMETRICS_REMOTE_WRITE_URL',

@@ -1,5 +1,5 @@
 /**
- * The sidecar's settings, parsed once from its environment (DESIGN.md "Sidecar interface").
+ * The sidecar's settings, parsed once from its environment (README "Configuration of the sidecar").
  * Nothing else in the sidecar reads process.env; every default lives here.
  */
 import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
@@ -27,7 +27,7 @@ export interface SidecarConfig {
   readonly stateDir: string | undefined;
   /**
    * The aggregator's staleness interval. A delivery gap of half of it starts a new generation of
-   * the pod's series (DESIGN.md "Data semantics"); must match the aggregator (15m as shipped).
+   * the pod's series (docs/semantics.md); must match the aggregator (15m as shipped).
    */
   readonly stalenessMs: number;
   /** How often the exit watch looks at the known main-container PIDs. */

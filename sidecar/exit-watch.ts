@@ -17,7 +17,7 @@ import { hasExited, listProcesses, readMountinfo, readStatSync } from './proc.ts
  *
  * While a sensor is armed — the scrape's keep-alive connection is open, held by the main
  * container's process, and the kernel closes it the moment that process exits — a hint is sure to
- * come, and the backstop poll can be slower still (issue 3: ≤ 1 % CPU at 1 s / 1 000 series).
+ * come, and the backstop poll can be slower still (docs/benchmarks.md: ≤ 1 % CPU at 1 s / 1 000 series).
  */
 export class ExitHints {
   readonly #waiters = new Set<() => void>();

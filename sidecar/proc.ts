@@ -68,7 +68,7 @@ export interface ProcEntry extends ProcStat {
  * Every process visible in `procRoot`, skipping those that vanish while we look. Synchronous: a
  * pod's PID namespace holds a handful of processes, each two small procfs files read in
  * microseconds; the async reads cost a thread-pool round trip each, and node:fs/promises alone
- * ~0.5 MB of RSS (issue 3's memory target).
+ * ~0.5 MB of RSS (the sidecar's memory target in docs/benchmarks.md).
  */
 export function listProcesses(procRoot: string, withCgroup: boolean): ProcEntry[] {
   const out: ProcEntry[] = [];

@@ -23,7 +23,7 @@ import { VERSION } from './version.ts';
 
 // snappyjs (pure JavaScript, the snappy block format) rather than the native `snappy` addon: the
 // addon's loader and Rust runtime cost ~6 MB of RSS, the sidecar's largest single item against
-// issue 3's memory target, and a push every 10 s compresses ~60 KB — microseconds either way.
+// the sidecar's memory target in docs/benchmarks.md, and a push every 10 s compresses ~60 KB — microseconds either way.
 // Loaded with require, not import: importing a CommonJS package from ESM runs Node's CJS export
 // lexer, which costs another ~5 MB of RSS for good (measured on Node 20, docs/benchmarks.md).
 const snappy: typeof import('snappyjs') = createRequire(import.meta.url)('snappyjs');

@@ -1,6 +1,6 @@
 /**
  * Which scraped samples are summed across pods (counter-like) and which are gauges, decided from
- * the family type alone (DESIGN.md "Data semantics"). Remote write v1 carries no type, so the
+ * the family type alone (docs/semantics.md). Remote write v1 carries no type, so the
  * sidecar tells the aggregator through a label (see series-store.ts).
  */
 import type { MetricFamily, Sample } from '../shared/exposition/types.ts';

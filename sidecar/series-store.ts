@@ -1,6 +1,6 @@
 /**
  * The sidecar's memory: the latest value of every scraped series, and what has been delivered.
- * Pure state transitions, no I/O (DESIGN.md "Data semantics"):
+ * Pure state transitions, no I/O (docs/semantics.md):
  *
  * - Every series carries `namespace`, `job` and `pod`; a scraped label of the same name is kept
  *   as `exported_<name>` (prefixed again until the name is free), as Prometheus does with
@@ -242,7 +242,7 @@ export class SeriesStore {
         const value = sample.value;
         // A target writes its series in the same order every time: the series at this position
         // in the last scrape is almost always this one, checked without building anything (this
-        // runs for every sample of every scrape: issue 3's CPU target).
+        // runs for every sample of every scrape: the sidecar's CPU target in docs/benchmarks.md).
         const last = order[at];
         let state = last !== undefined && matchesKey(last.scrapedKey, '', sample.name, sample.labels) ? last.state : undefined;
         if (state === undefined) {

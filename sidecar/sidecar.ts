@@ -90,7 +90,7 @@ function errorCodes(error: unknown): string[] {
  * The wait before the next scrape. Until one succeeds, every 100 ms: the sidecar often starts
  * before the main container listens. Then the pace ramps up from 100 ms, doubling, to the
  * interval, so a job shorter than one interval is still scraped after its first increments
- * (issue 3: "a job shorter than one scrape interval that counted in its first 100 ms").
+ * (docs/benchmarks.md: "a job shorter than one scrape interval that counted in its first 100 ms").
  */
 export function scrapeDelayMs(succeeded: number, intervalMs: number): number {
   const ramp = 100 * 2 ** Math.max(0, Math.min(succeeded - 1, 16));

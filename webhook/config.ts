@@ -1,5 +1,5 @@
 /**
- * The webhook's settings (DESIGN.md "Webhook interface"): one YAML file (`--config FILE` or
+ * The webhook's settings (docs/webhook.md): one YAML file (`--config FILE` or
  * JOBMETRICS_CONFIG), each setting overridable by its environment variable, every default in the
  * table below, all validated once at start. Nothing else in the webhook reads process.env.
  *

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /**
  * `jobmetrics-webhook`: loads the settings, picks the sidecar mode, gets a certificate (files or
- * bootstrap), serves, and shuts down gracefully on SIGTERM (DESIGN.md "Webhook interface").
+ * bootstrap), serves, and shuts down gracefully on SIGTERM (docs/webhook.md).
  *
  * It never stops serving because the API server is unreachable: mode `auto` then injects legacy
  * sidecars (they work on every version) and retries the version probe; the TLS bootstrap serves a

@@ -1,5 +1,5 @@
 /**
- * Every injection decision, as one pure function over the raw pod (DESIGN.md "webhook/").
+ * Every injection decision, as one pure function over the raw pod (docs/webhook.md).
  * No I/O, no clock, no globals: what the decision depends on (settings, chosen mode, what the API
  * said about the Job's owner, the time for the CronJob name pattern) comes in through the context,
  * so the golden-file tests pin the whole behaviour.

@@ -1,5 +1,5 @@
 /**
- * The shipped manifests against a real API server (issue 5, scenarios 1 and 7):
+ * The shipped manifests against a real API server (scenarios 1 and 7):
  * install.yaml is what the kustomization renders; the API server accepts every object of it
  * (server-side dry run) and of the overlays; the webhook's ServiceAccount can do exactly what the
  * webhook calls and nothing more (`kubectl auth can-i --as`, both ways).

@@ -1,5 +1,5 @@
 /**
- * The sidecar end to end, nothing mocked (issue 3, "Integration tests"): real vmagent with the
+ * The sidecar end to end, nothing mocked ("Integration tests"): real vmagent with the
  * shipped stream-aggregation config, real Prometheus with the remote-write receiver, real sample
  * jobs and real sidecar processes in real PID namespaces. Every assertion compares Prometheus'
  * aggregated value with what the jobs really counted: 0 lost, 0 counted twice.

@@ -24,7 +24,7 @@ const view = (plan: PushPlan): Record<string, number[]> =>
     }),
   );
 
-describe('SeriesStore (DESIGN.md "Data semantics")', () => {
+describe('SeriesStore (docs/semantics.md)', () => {
   it('labels every series with namespace, job, pod and kind; renames clashing labels to exported_*', () => {
     const store = newStore();
     store.update([counter(3, [['job', 'inner'], ['pod', 'x'], ['namespace', 'y'], ['path', '/a']])], 1_000);
