@@ -3,12 +3,15 @@
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
  *   npm run bench                            parser, sidecar, sidecar-memory, exit-latency, tail-loss,
- *                                            webhook, aggregator-load, webhook-burst (~32 min)
+ *                                            webhook, aggregator-load, webhook-burst, job-completion
+ *                                            (~45 min; job-completion needs root and starts the local
+ *                                            node cluster)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
  *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
  *                                            per interval, webhook 3 s runs, aggregator-load
- *                                            200 pods for 60 s, webhook-burst 200 pods
+ *                                            200 pods for 60 s, webhook-burst 200 pods, job-completion
+ *                                            8 Jobs per row and 20 s of memory samples
  *   npm run bench -- exit-latency --runs 50 --no-vmagent
  *   npm run bench -- sidecar --profile       also a CPU profile of the sidecar per configuration
  *   npm run bench -- aggregator-load --pods 1000 --series 100 --duration 5m --overlay ha-aggregator
@@ -16,9 +19,12 @@
  *                                            options: bench/aggregator-load.ts)
  *   npm run bench -- webhook-burst           1 000 pods created at once through a real API server,
  *                                            with and without the webhook (bench/webhook-burst.ts)
+ *   npm run bench -- job-completion          real pods on the local node: the sidecar's working set at
+ *                                            1 000 series vs an idle Node container, and main exit →
+ *                                            Job Complete without/native/legacy (bench/job-completion.ts)
  *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
- *                                            Parser, Exit, Tail-loss, Aggregator-load and
- *                                            Webhook-burst sections of docs/benchmarks.md
+ *                                            Parser, Exit, Tail-loss, Aggregator-load,
+ *                                            Webhook-burst and Job-completion sections of docs/benchmarks.md
  *                                            (the Webhook section is bench/webhook.ts's own)
  *
  * The machine has few cores and is shared: run measurements under the benchmark lock, so they
@@ -28,9 +34,9 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst'] as const;
+const NAMES = ['parser', 'sidecar', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst', 'job-completion'] as const;
 type Name = (typeof NAMES)[number];
-const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load' };
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load', 'real-pods': 'job-completion', completion: 'job-completion' };
 
 interface Args {
   readonly names: Name[];
@@ -112,6 +118,8 @@ async function runOne(name: Name, a: Args): Promise<string> {
       return (await import('./webhook.ts')).run(a.quick ? { durationS: 3, warmupS: 1 } : {});
     case 'webhook-burst':
       return (await import('./webhook-burst.ts')).run(a.quick ? { pods: 200 } : {});
+    case 'job-completion':
+      return (await import('./job-completion.ts')).run(a.quick ? { jobs: 8, sampleSeconds: 20 } : {});
     case 'aggregator-load': {
       const m = await import('./aggregator-load.ts');
       return m.run({ ...(a.quick ? { pods: 200, durationMs: 60_000 } : {}), ...m.parseLoadArgs(a.load) });
@@ -128,6 +136,7 @@ const TITLES: Record<Name, string> = {
   webhook: 'Webhook',
   'aggregator-load': 'Aggregator tier under load',
   'webhook-burst': 'Webhook under a pod-creation burst',
+  'job-completion': 'Real pods: sidecar memory and Job completion delay',
 };
 
 async function main(): Promise<number> {

@@ -8,7 +8,9 @@
  * RESTART_AT (restart the counters once, after this many items: a counter reset), ATTEMPT_FILE and
  * FAIL_ATTEMPTS (a container restarted in its pod: the run number is kept in ATTEMPT_FILE, the
  * first FAIL_ATTEMPTS runs exit 1, and TRUTH_FILE sums every run), ANNOUNCE_EXIT (print
- * `{"exiting": <ms since the epoch>}` on stdout just before exiting, for timing benchmarks).
+ * `{"exiting": <ms since the epoch>}` on stdout just before exiting, for timing benchmarks),
+ * OOM_AT_END (instead of exiting, allocate memory until the container's memory limit gets the
+ * process killed: an OOM kill SETTLE_MS after the last increment).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
@@ -87,6 +89,15 @@ for (let i = 0; i < items; i++) {
   if (gap > 0) await sleep(gap);
 }
 await sleep(settleMs);
+if (env('OOM_AT_END', '') !== '') {
+  // Buffers live outside V8's heap, so no heap limit stops this first: only the kernel's OOM
+  // killer, at the cgroup's memory limit. Filled, so every page is really used.
+  const hog: Buffer[] = [];
+  for (;;) {
+    hog.push(Buffer.alloc(8 * 2 ** 20, 1));
+    await sleep(5);
+  }
+}
 server.close();
 if (env('ANNOUNCE_EXIT', '') !== '') process.stdout.write(JSON.stringify({ exiting: Date.now() }) + '\n');
 process.exit(attempt <= failAttempts ? 1 : exitCode);

@@ -5,7 +5,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { startCluster, type Cluster } from '../../scripts/cluster/cluster.ts';
+import { NODE_NAME, startCluster, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import { clusterImages, ensureImages } from '../../scripts/cluster/images.ts';
 import { clusterDir, runningSupervisor } from '../../scripts/cluster/state.ts';
@@ -85,6 +85,9 @@ export interface PodInfo {
 export interface ContainerStatus {
   readonly name: string;
   readonly restartCount: number;
+  /** containerd's id of the container's current run (without the `containerd://` scheme). */
+  readonly containerId?: string;
+  readonly running: boolean;
   readonly terminated?: { exitCode: number; reason?: string };
   readonly lastTerminated?: { exitCode: number; reason?: string };
 }
@@ -101,7 +104,8 @@ interface RawPod {
 interface RawStatus {
   name: string;
   restartCount: number;
-  state?: { terminated?: { exitCode: number; reason?: string } };
+  containerID?: string;
+  state?: { running?: unknown; terminated?: { exitCode: number; reason?: string } };
   lastState?: { terminated?: { exitCode: number; reason?: string } };
 }
 
@@ -117,6 +121,8 @@ export async function jobPods(cluster: Cluster, ns: string, job: string): Promis
     statuses: [...(p.status.initContainerStatuses ?? []), ...(p.status.containerStatuses ?? [])].map((s) => ({
       name: s.name,
       restartCount: s.restartCount,
+      running: s.state?.running !== undefined,
+      ...(s.containerID ? { containerId: s.containerID.replace(/^containerd:\/\//, '') } : {}),
       ...(s.state?.terminated ? { terminated: s.state.terminated } : {}),
       ...(s.lastState?.terminated ? { lastTerminated: s.lastState.terminated } : {}),
     })),
@@ -226,6 +232,29 @@ export function sampleJob(opts: {
 export function sampleMain(env: Record<string, string> = {}, image = SAMPLE_JOB_IMAGE): Record<string, unknown> {
   const all = { PORT: '9100', ITEMS: '60', DURATION_MS: '3000', SETTLE_MS: '1500', TRUTH_FILE: '/dev/stdout', ...env };
   return { name: 'main', image, imagePullPolicy: 'Never', env: Object.entries(all).map(([name, value]) => ({ name, value })) };
+}
+
+/**
+ * Changes the webhook's settings (`NAME=value`, or `NAME-` to unset) and waits until only replicas
+ * with the new ones answer: a replica being replaced keeps answering, with its old settings, for
+ * its shutdownDelay (docs/webhook.md).
+ */
+export async function setWebhookEnv(cluster: Cluster, change: string): Promise<void> {
+  await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', change]);
+  await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
+  for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
+    const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'json'])) as { items: unknown[] };
+    if (pods.items.length === 2) return;
+    if (Date.now() > deadline) throw new Error(`old webhook replicas still there 120 s after the rollout: ${pods.items.length} pods`);
+  }
+}
+
+/** Each running container's working set (bytes) in a pod, as the kubelet reports it (its Summary API). */
+export async function workingSets(cluster: Cluster, ns: string, pod: string): Promise<Record<string, number>> {
+  const raw = await kubectlOk(cluster.cp, ['get', '--raw', `/api/v1/nodes/${NODE_NAME}/proxy/stats/summary`]);
+  const summary = JSON.parse(raw) as { pods?: { podRef: { name: string; namespace: string }; containers?: { name: string; memory?: { workingSetBytes?: number } }[] }[] };
+  const found = summary.pods?.find((p) => p.podRef.namespace === ns && p.podRef.name === pod);
+  return Object.fromEntries((found?.containers ?? []).flatMap((c) => (c.memory?.workingSetBytes === undefined ? [] : [[c.name, c.memory.workingSetBytes]])));
 }
 
 export async function apply(cluster: Cluster, manifest: unknown): Promise<void> {

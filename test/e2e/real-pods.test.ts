@@ -7,6 +7,8 @@
  * stdout); every actual value is what the in-cluster Prometheus holds after aggregation.
  */
 import { expect } from 'chai';
+import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { pidsWithArg, runCommand } from '../../scripts/cluster/host.ts';
 import { kubectlOk } from '../../scripts/cluster/control-plane.ts';
@@ -18,13 +20,17 @@ import {
   PYTHON_JOB_IMAGE,
   SAMPLE_JOB_IMAGE,
   sampleJob,
+  lastTruth,
   sampleMain,
+  setWebhookEnv,
   settle,
   sleep,
   startTestCluster,
   sumTruths,
   truthFromLog,
   waitForJob,
+  workingSets,
+  type PodInfo,
   type Sample,
   type Truth,
 } from './cluster-harness.ts';
@@ -71,20 +77,6 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     this.timeout(120_000);
     await cluster?.stop();
   });
-
-  /**
-   * Changes the webhook's settings and waits until only replicas with the new ones answer: a
-   * replica being replaced keeps answering, with its old settings, for its shutdownDelay.
-   */
-  async function setWebhookEnv(change: string): Promise<void> {
-    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', change]);
-    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
-    for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
-      const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'json'])) as { items: unknown[] };
-      if (pods.items.length === 2) return;
-      if (Date.now() > deadline) throw new Error(`old webhook replicas still there 120 s after the rollout: ${pods.items.length} pods`);
-    }
-  }
 
   /** Runs a sample Job to its end; returns its pods and what they counted together. */
   async function runSampleJob(ns: string, name: string, opts: Omit<Parameters<typeof sampleJob>[0], 'name' | 'ns'> = {}) {
@@ -261,10 +253,150 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(counted - delivered).to.be.at.most(20);
   });
 
+  /** The single pod of a Job once it is running with every container started. */
+  async function runningPod(ns: string, job: string): Promise<PodInfo> {
+    for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
+      const pod = (await jobPods(cluster, ns, job))[0];
+      if (pod && pod.phase === 'Running' && pod.statuses.every((c) => c.running)) return pod;
+      if (Date.now() > deadline) throw new Error(`${ns}/${job}: no running pod after 120 s:\n${JSON.stringify(pod)}`);
+    }
+  }
+
+  /** Waits until the main container's truth (on stdout) has counted at least `items`. */
+  async function countedAtLeast(ns: string, pod: string, items: number): Promise<void> {
+    for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
+      const t = lastTruth(await kubectlOk(cluster.cp, ['-n', ns, 'logs', pod, '-c', 'main']));
+      if (t && t.ok + t.failed >= items) return;
+      if (Date.now() > deadline) throw new Error(`${ns}/${pod}: the main container counted fewer than ${items} items in 120 s`);
+    }
+  }
+
+  /** The highest value each series of `selector` ever had in Prometheus, by outcome. */
+  async function highest(selector: string): Promise<Record<string, number>> {
+    return byOutcome(await promQuery(cluster, `max_over_time(${selector}[30m])`));
+  }
+
+  it('the native sidecar killed mid-run: the kubelet restarts it, it resumes from what was acknowledged, and nothing is counted twice', async () => {
+    const ns = 'e2e-sidecar-killed';
+    await labelledNamespace(cluster, ns);
+    await apply(cluster, sampleJob({ name: 'survivor', ns, env: { ITEMS: '200', DURATION_MS: '20000' } }));
+    const pod = await runningPod(ns, 'survivor');
+    await countedAtLeast(ns, pod.name, 50);
+    const sidecar = pod.statuses.find((c) => c.name === SIDECAR);
+    if (sidecar?.containerId === undefined) throw new Error(`no container id for the sidecar of ${pod.name}`);
+    // SIGKILL: no flush, no goodbye; only what the state dir (an emptyDir) holds survives.
+    cluster.node.ctr(['task', 'kill', '--signal', 'SIGKILL', sidecar.containerId]);
+    expect((await waitForJob(cluster, ns, 'survivor')).condition).to.equal('Complete');
+    const [after] = await jobPods(cluster, ns, 'survivor');
+    expect(after?.statuses.find((c) => c.name === SIDECAR)?.restartCount).to.equal(1);
+    const truth = await truthFromLog(cluster, ns, pod.name, 'main');
+    const want = expectedOutcomes(truth);
+    const selector = `demo_items_processed_total{namespace="${ns}"}`;
+    expect(byOutcome(await settle(cluster, selector, sameAs(want)))).to.deep.equal(want);
+    // A restarted sidecar that sent its values again would have pushed the output above the
+    // truth at some point, even if it came back down: no sample ever exceeded it.
+    expect(await highest(selector)).to.deep.equal(want);
+    expect(await sidecarSummary(cluster, ns, pod.name)).to.include({ trigger: 'main-exited', finalDelivered: true });
+  });
+
+  it('the main container OOM-killed by its memory limit: what it counted up to the last scrape arrives, and the Job records the failure', async () => {
+    const ns = 'e2e-oom';
+    await labelledNamespace(cluster, ns);
+    const { status, pods, truth } = await runSampleJob(ns, 'hungry', {
+      // The job counts, waits SETTLE_MS (more than one scrape interval), then allocates until killed.
+      env: { ITEMS: '80', DURATION_MS: '4000', SETTLE_MS: '2000', OOM_AT_END: '1' },
+      main: { resources: { limits: { memory: '160Mi' } } },
+    });
+    expect(status).to.deep.include({ condition: 'Failed', succeeded: 0 });
+    const pod = pods[0];
+    if (!pod) throw new Error('no pod');
+    expect(pod.statuses.find((c) => c.name === 'main')?.terminated).to.deep.include({ reason: 'OOMKilled', exitCode: 137 });
+    const sidecar = pod.statuses.find((c) => c.name === SIDECAR);
+    expect(sidecar?.restartCount, 'sidecar restarts').to.equal(0);
+    expect(sidecar?.terminated?.reason, 'sidecar end').to.not.equal('OOMKilled');
+    expect(truth.ok + truth.failed).to.equal(80);
+    const want = expectedOutcomes(truth);
+    expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
+    expect(await sidecarSummary(cluster, ns, pod.name)).to.include({ trigger: 'main-exited', finalDelivered: true });
+  });
+
+  it('the sidecar at its input limits (9 000 series, 1.6 MB a scrape): never OOM-killed at its memory limit; the first 6 000 series arrive exactly', async () => {
+    const ns = 'e2e-sidecar-limits';
+    await labelledNamespace(cluster, ns);
+    // 9 000 counters of value 1 with 150-character label values: under the 2 MiB body and the
+    // 12 000-sample limits, over the 6 000-series one (shared/sidecar-memory.ts at 128Mi).
+    const serve = [
+      "const body = ['# TYPE wide_total counter'];",
+      "for (let i = 0; i < 9000; i++) body.push(`wide_total{key=\"${'k'.repeat(150)}${i}\"} 1`);",
+      "const text = body.join('\\n') + '\\n';",
+      "require('node:http').createServer((req, res) => res.end(text)).listen(9100, '127.0.0.1');",
+      'setTimeout(() => process.exit(0), 25000);',
+    ].join('\n');
+    await apply(cluster, sampleJob({ name: 'wide', ns, main: { command: ['node', '-e', serve] } }));
+    const pod = await runningPod(ns, 'wide');
+    let peak = 0;
+    for (;;) {
+      const [current] = await jobPods(cluster, ns, 'wide');
+      if (!current || current.phase !== 'Running') break;
+      peak = Math.max(peak, (await workingSets(cluster, ns, pod.name).catch(() => ({}) as Record<string, number>))[SIDECAR] ?? 0);
+      await sleep(1_000);
+    }
+    expect((await waitForJob(cluster, ns, 'wide')).condition).to.equal('Complete');
+    const [after] = await jobPods(cluster, ns, 'wide');
+    const sidecar = after?.statuses.find((c) => c.name === SIDECAR);
+    expect(sidecar?.restartCount, 'sidecar restarts').to.equal(0);
+    expect(sidecar?.terminated?.reason, 'sidecar end').to.not.equal('OOMKilled');
+    const summary = await sidecarSummary(cluster, ns, pod.name);
+    expect(summary).to.include({ trigger: 'main-exited', finalDelivered: true, series: 6000 });
+    // Drops are counted per sample (docs/semantics.md): the same 3 000 series in every scrape.
+    const overLimit = (summary['droppedByReason'] as Record<string, number>)['over-limit'] ?? 0;
+    expect(overLimit, 'over-limit drops').to.be.above(0);
+    expect(overLimit % 3000, 'over-limit drops, a multiple of 3 000').to.equal(0);
+    const got = await settle(cluster, `count(wide_total{namespace="${ns}"})`, (s) => s[0]?.value === 6000);
+    expect(got.map((s) => s.value)).to.deep.equal([6000]);
+    expect((await promQuery(cluster, `sum(wide_total{namespace="${ns}"})`)).map((s) => s.value)).to.deep.equal([6000]);
+    console.log(`      sidecar working set at its limits, highest seen by the kubelet: ${(peak / 2 ** 20).toFixed(1)} MiB of 128 MiB (peak RSS ${String(summary['peakRssMb'])} MiB)`);
+  });
+
+  it('the Job deleted mid-run: its pods are stopped, and what was counted up to the last scrape arrives, never more', async () => {
+    const ns = 'e2e-deleted';
+    await labelledNamespace(cluster, ns);
+    // The pod and its log go with the Job: the job writes its truth to a directory of this machine.
+    const truthDir = join(cluster.dir, 'truth-deleted');
+    mkdirSync(truthDir, { recursive: true });
+    chmodSync(truthDir, 0o777);
+    await apply(cluster, sampleJob({
+      name: 'doomed',
+      ns,
+      env: { ITEMS: '300', DURATION_MS: '30000', TRUTH_FILE: '/truth/counted.json' },
+      main: { volumeMounts: [{ name: 'truth', mountPath: '/truth' }] },
+      podSpec: { volumes: [{ name: 'truth', hostPath: { path: truthDir, type: 'Directory' } }] },
+    }));
+    const pod = await runningPod(ns, 'doomed');
+    for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
+      const file = join(truthDir, 'counted.json');
+      const t = existsSync(file) ? lastTruth(readFileSync(file, 'utf8')) : undefined;
+      if (t && t.ok + t.failed >= 50) break;
+      if (Date.now() > deadline) throw new Error(`${ns}/${pod.name}: fewer than 50 items counted in 120 s`);
+    }
+    await kubectlOk(cluster.cp, ['-n', ns, 'delete', 'job', 'doomed', '--wait=true', '--cascade=foreground', '--timeout=120s'], { timeoutMs: 130_000 });
+    await kubectlOk(cluster.cp, ['-n', ns, 'wait', '--for=delete', `pod/${pod.name}`, '--timeout=120s'], { timeoutMs: 130_000 });
+    const truth = lastTruth(readFileSync(join(truthDir, 'counted.json'), 'utf8'));
+    if (!truth) throw new Error('no truth written');
+    const counted = truth.ok + truth.failed;
+    expect(counted, 'stopped mid-run').to.be.below(300);
+    const got = await settle(cluster, `sum(demo_items_processed_total{namespace="${ns}"})`, (s) => (s[0]?.value ?? 0) >= counted - 20);
+    const delivered = got[0]?.value ?? 0;
+    // The main container dies on SIGTERM: at most its last scrape interval (1 s, 10 items/s here)
+    // is lost; never more than counted.
+    expect(delivered).to.be.at.most(counted);
+    expect(counted - delivered).to.be.at.most(20);
+  });
+
   it('legacy mode: the same Job completes because the sidecar exits after the main container, and the totals are exact', async () => {
     const ns = 'e2e-legacy';
     await labelledNamespace(cluster, ns);
-    await setWebhookEnv('JOBMETRICS_SIDECAR_MODE=legacy');
+    await setWebhookEnv(cluster, 'JOBMETRICS_SIDECAR_MODE=legacy');
     try {
       const { status, pods, truth } = await runSampleJob(ns, 'counts', { completions: 6, parallelism: 3 });
       expect(status).to.deep.include({ condition: 'Complete', succeeded: 6 });
@@ -277,7 +409,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
       const want = expectedOutcomes(truth);
       expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
     } finally {
-      await setWebhookEnv('JOBMETRICS_SIDECAR_MODE-');
+      await setWebhookEnv(cluster, 'JOBMETRICS_SIDECAR_MODE-');
     }
   });
 
