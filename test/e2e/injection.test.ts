@@ -1,5 +1,5 @@
 /**
- * The webhook as the API server calls it (scenarios 2–5): the real Job and CronJob
+ * The webhook as the API server calls it: the real Job and CronJob
  * controllers create pods, the API server sends them to the built webhook (node
  * dist/webhook/main.js, a local process) through the shipped MutatingWebhookConfiguration (the
  * e2e-local overlay: only clientConfig.url differs), and the tests read the pods as stored.

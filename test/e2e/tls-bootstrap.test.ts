@@ -1,5 +1,5 @@
 /**
- * TLS bootstrap against the real API server (scenario 6): the webhook started with no
+ * TLS bootstrap against the real API server: the webhook started with no
  * certificate (no TLS directory, the shipped settings' `tlsDir: ""`) and a token of the
  * jobmetrics-webhook ServiceAccount (so only install.yaml's RBAC) creates the Secret
  * jobmetrics-webhook-tls and writes the caBundle of the MutatingWebhookConfiguration, after which
