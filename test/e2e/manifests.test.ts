@@ -6,11 +6,11 @@
  */
 
 import { expect } from 'chai';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createNamespace, kubectlOk, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
+import { createNamespace, kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import { readTopology } from '../../scripts/topology-spec.ts';
+import { useControlPlane } from './control-plane-suite.ts';
 import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, type K8sObject } from './webhook-harness.ts';
 
 const INSTALL = join(MANIFESTS, 'install.yaml');
@@ -57,28 +57,7 @@ function stripHeader(text: string): string {
 
 describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API server', function () {
   this.timeout(120_000);
-  let cp: ControlPlane | undefined;
-  let dir = '';
-  let failed = false;
-  const plane = (): ControlPlane => {
-    if (!cp) throw new Error('control plane not started');
-    return cp;
-  };
-
-  before(async function () {
-    this.timeout(150_000);
-    dir = await mkdtemp(join(tmpdir(), 'jobmetrics-e2e-manifests-'));
-    cp = await startControlPlane({ dir });
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-  after(async function () {
-    this.timeout(60_000);
-    await cp?.stop();
-    if (failed) console.log(`    control plane logs kept in ${dir}`);
-    else if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const { plane } = useControlPlane('manifests');
 
   describe('install.yaml', () => {
     it('is manifests/base rendered by kustomize, under its header (regenerate as the header says)', async () => {
