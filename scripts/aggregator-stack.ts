@@ -133,17 +133,47 @@ export async function startOnFreePort(name: string, start: (port: number) => Pro
 
 // ---- config --------------------------------------------------------------------------------
 
-/** The rules of `source` with the test-tunable intervals overridden (pure). */
-export function deriveAggrConfig(source: string, o: { interval: string; staleness: string; ignoreFirst?: string }): string {
+/** The rules of a stream-aggregation config (pure). */
+function aggrRules(source: string): Array<Record<string, unknown>> {
   const rules: unknown = parse(source);
   if (!Array.isArray(rules)) throw new Error('stream-aggregation config: expected a list of rules');
-  const out = rules.map((rule: unknown) => {
-    if (typeof rule !== 'object' || rule === null) throw new Error('stream-aggregation config: a rule is not a mapping');
-    const r: Record<string, unknown> = { ...(rule as Record<string, unknown>), interval: o.interval, staleness_interval: o.staleness };
+  return rules.map((rule: unknown) => {
+    if (typeof rule !== 'object' || rule === null || Array.isArray(rule)) throw new Error('stream-aggregation config: a rule is not a mapping');
+    return rule as Record<string, unknown>;
+  });
+}
+
+/** The rules of `source` with the test-tunable intervals overridden (pure). */
+export function deriveAggrConfig(source: string, o: { interval: string; staleness: string; ignoreFirst?: string }): string {
+  const out = aggrRules(source).map((rule) => {
+    const r: Record<string, unknown> = { ...rule, interval: o.interval, staleness_interval: o.staleness };
     if (o.ignoreFirst !== undefined) r['ignore_first_sample_interval'] = o.ignoreFirst;
     return r;
   });
   return stringify(out);
+}
+
+/** The `interval` and `staleness_interval` every rule of `source` shares (pure); an error names a rule that differs. */
+export function aggrIntervals(source: string): { interval: string; staleness: string } {
+  const rules = aggrRules(source);
+  const of = (rule: Record<string, unknown>): { interval: string; staleness: string } => {
+    const interval = rule['interval'];
+    const staleness = rule['staleness_interval'];
+    if (typeof interval !== 'string' || typeof staleness !== 'string') {
+      throw new Error(`stream-aggregation config: rule ${String(rule['name'])} lacks interval or staleness_interval`);
+    }
+    return { interval, staleness };
+  };
+  const first = rules[0];
+  if (first === undefined) throw new Error('stream-aggregation config: no rules');
+  const shared = of(first);
+  for (const rule of rules) {
+    const own = of(rule);
+    if (own.interval !== shared.interval || own.staleness !== shared.staleness) {
+      throw new Error(`stream-aggregation config: rule ${String(rule['name'])} has interval ${own.interval}, staleness_interval ${own.staleness}; the first rule ${shared.interval}, ${shared.staleness}`);
+    }
+  }
+  return shared;
 }
 
 // ---- metrics -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { parseDuration } from '../shared/duration.ts';
 import {
+  aggrIntervals,
   aggregatorBinaries,
   awaitAggregationFlushes,
   DEFAULT_AGGR_CONFIG,
@@ -107,30 +108,17 @@ function ms(text: string, what: string): number {
   return r.ms;
 }
 
-/** The `interval` of the shipped stream-aggregation rules (they all share one). */
-function shippedInterval(): string {
-  const m = /^\s*interval:\s*(\S+)/m.exec(readFileSync(DEFAULT_AGGR_CONFIG, 'utf8'));
-  if (!m?.[1]) throw new Error(`aggregator topology: no interval in ${DEFAULT_AGGR_CONFIG}`);
-  return m[1];
-}
-function shippedStaleness(): string {
-  const m = /^\s*staleness_interval:\s*(\S+)/m.exec(readFileSync(DEFAULT_AGGR_CONFIG, 'utf8'));
-  if (!m?.[1]) throw new Error(`aggregator topology: no staleness_interval in ${DEFAULT_AGGR_CONFIG}`);
-  return m[1];
-}
-
 export async function startTopology(opts: TopologyOptions): Promise<Topology> {
   const spec = readTopology(opts.overlay);
   const bins = aggregatorBinaries();
   const readyMs = opts.readyTimeoutMs ?? 30_000;
-  const interval = opts.aggregationInterval ?? shippedInterval();
+  const shipped = readFileSync(DEFAULT_AGGR_CONFIG, 'utf8');
+  const shippedIntervals = aggrIntervals(shipped);
+  const interval = opts.aggregationInterval ?? shippedIntervals.interval;
   const intervalMs = ms(interval, 'aggregation interval');
   const etc = join(opts.dir, 'etc-vmagent');
   mkdirSync(etc, { recursive: true });
-  writeFileSync(
-    join(etc, 'stream-aggr.yaml'),
-    deriveAggrConfig(readFileSync(DEFAULT_AGGR_CONFIG, 'utf8'), { interval, staleness: opts.stalenessInterval ?? shippedStaleness() }),
-  );
+  writeFileSync(join(etc, 'stream-aggr.yaml'), deriveAggrConfig(shipped, { interval, staleness: opts.stalenessInterval ?? shippedIntervals.staleness }));
 
   const cleanup: Array<() => Promise<void>> = [];
   const members: MutableMember[] = [];

@@ -29,6 +29,8 @@ export const MANIFESTS_DIR = join(PROJECT_ROOT, 'manifests');
 export const SHARD_SET = 'jobmetrics-aggregator-shard';
 const ARGS_PATH = '/spec/template/spec/containers/0/args';
 const ENV_ADD_PATH = '/spec/template/spec/containers/0/env/-';
+/** A router's flag, once per destination: one per shard. */
+const REMOTE_WRITE_URL = '-remoteWrite.url';
 
 /** How one environment variable of a shard gets its value. */
 export type EnvSource = { readonly value: string } | { readonly podName: true };
@@ -41,6 +43,24 @@ export interface TopologySpec {
   readonly shards: number;
   readonly shardArgs: readonly string[];
   readonly shardEnv: ReadonlyMap<string, EnvSource>;
+}
+
+/**
+ * A vmagent argument `-flag=value` split at its first `=` (a value may hold more, as
+ * `-remoteWrite.label=name=value` does); undefined for a bare boolean flag or anything else.
+ */
+export function splitFlag(arg: string): { flag: string; value: string } | undefined {
+  const eq = arg.indexOf('=');
+  if (!arg.startsWith('-') || eq < 0) return undefined;
+  return { flag: arg.slice(0, eq), value: arg.slice(eq + 1) };
+}
+
+/** The values of every `flag` in `args`, in their order (vmagent takes some flags once per destination). */
+export function flagValues(args: readonly string[], flag: string): string[] {
+  return args.flatMap((a) => {
+    const split = splitFlag(a);
+    return split?.flag === flag ? [split.value] : [];
+  });
 }
 
 export class ManifestError extends Error {
@@ -161,7 +181,7 @@ export function readTopology(overlay: string, manifestsDir = MANIFESTS_DIR): Top
     const ops = readYaml(shardArgsFile) as Json[];
     for (const op of ops) if (isRecord(op) && op['op'] === 'add' && op['path'] === ENV_ADD_PATH) env.push(op['value'] as EnvVar);
   }
-  const shards = routerArgs.filter((a) => a.startsWith('-remoteWrite.url=')).length;
+  const shards = flagValues(routerArgs, REMOTE_WRITE_URL).length;
   if (shards === 0) throw new ManifestError(routerFile, 'no -remoteWrite.url');
   return { overlay, routers, routerArgs, shards, shardArgs, shardEnv: new Map(env.map((e) => [e.name, envSource(setFile, e)])) };
 }
@@ -192,10 +212,9 @@ export function localizeArgs(args: readonly string[], l: Localization): string[]
       if (v === undefined) throw new LocalizeError(`${raw}: no value for $(${name})`);
       return v;
     });
-    const eq = arg.indexOf('=');
-    if (!arg.startsWith('-') || eq < 0) return arg;
-    const flag = arg.slice(0, eq);
-    const value = arg.slice(eq + 1);
+    const split = splitFlag(arg);
+    if (split === undefined) return arg;
+    const { flag, value } = split;
     if (flag === '-httpListenAddr') return `${flag}=${l.listen}`;
     if (/^https?:\/\//.test(value)) {
       const url = new URL(value);
@@ -215,5 +234,5 @@ export function localizeArgs(args: readonly string[], l: Localization): string[]
 
 /** The in-cluster `host:port` of each router `-remoteWrite.url`, in order (shard i's address). */
 export function shardHosts(spec: TopologySpec): string[] {
-  return spec.routerArgs.filter((a) => a.startsWith('-remoteWrite.url=')).map((a) => new URL(a.slice('-remoteWrite.url='.length)).host);
+  return flagValues(spec.routerArgs, REMOTE_WRITE_URL).map((url) => new URL(url).host);
 }

@@ -1,5 +1,5 @@
 /**
- * Parsing and validation of the pod annotations of DESIGN.md "The user-facing contract".
+ * Parsing and validation of the pod annotations (README.md "Annotations and labels").
  * Pure: takes the annotation map, returns values or the first error naming the annotation,
  * its value and what is allowed, so the webhook can put it verbatim into `jobmetrics.io/status`.
  */

@@ -1,5 +1,5 @@
 /**
- * The user-facing contract of ../shared/DESIGN.md ("The user-facing contract"):
+ * The user-facing contract (README.md "Annotations and labels", "Configuration of the sidecar"):
  * every label, annotation and container name lives here and nowhere else.
  */
 
@@ -37,7 +37,7 @@ export const statusSkipped = (reason: string): string => `skipped: ${reason}`;
 export const DEFAULT_METRICS_PATH = '/metrics';
 export const DEFAULT_SCHEME = 'http';
 
-/** Scrape interval bounds and default (DESIGN.md: `1s` (100ms … 60s)). */
+/** Scrape interval bounds and default (README.md "Annotations and labels": `1s` (100ms … 60s)). */
 export const INTERVAL = { defaultMs: 1_000, minMs: 100, maxMs: 60_000 } as const;
 
 /** The labels every pushed series carries (docs/semantics.md). */

@@ -37,7 +37,7 @@ export interface SidecarConfig {
   readonly logLevel: 'debug' | 'info';
 }
 
-/** Extra settings beyond DESIGN.md's table; each has a default, so pods need not set them. */
+/** Settings the webhook never sets (tuning and tests); each has a default, so pods need not set them. */
 export const EXTRA_ENV = {
   staleness: 'JOBMETRICS_STALENESS',
   exitPoll: 'JOBMETRICS_EXIT_POLL',

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * `jobmetrics-sidecar`: the imperative shell around runSidecar. It reads the environment once,
- * wires signals, and always exits 0 — the sidecar never changes a Job's outcome (DESIGN.md).
+ * wires signals, and always exits 0 — the sidecar never changes a Job's outcome (README.md
+ * "What is guaranteed, and what can be lost").
  */
 import { createLogger } from '../shared/log.ts';
 import { parseSidecarConfig } from './config.ts';

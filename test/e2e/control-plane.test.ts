@@ -5,11 +5,9 @@
  */
 
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:https';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { createNamespace, freePort, kubectlOk, makeServingCert, pinnedKubernetesVersion, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
+import { createNamespace, freePort, kubectlOk, makeServingCert, pinnedKubernetesVersion } from '../../scripts/cluster/control-plane.ts';
+import { useControlPlane } from './control-plane-suite.ts';
 
 interface ObjectMeta {
   name: string;
@@ -34,15 +32,9 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 
 describe('e2e: the Kubernetes control plane (etcd, kube-apiserver, kube-controller-manager)', function () {
   this.timeout(120_000);
-  let cp: ControlPlane | undefined;
-  let dir = '';
-  let failed = false;
+  const { plane } = useControlPlane('cp');
   const ns = 'smoke';
 
-  const plane = (): ControlPlane => {
-    if (!cp) throw new Error('control plane not started');
-    return cp;
-  };
   const getJson = async <T>(args: string[]): Promise<T> => JSON.parse(await kubectlOk(plane(), [...args, '-o', 'json'])) as T;
   const podsOf = async (jobName: string): Promise<Pod[]> =>
     (await getJson<List<Pod>>(['-n', ns, 'get', 'pods', '-l', `batch.kubernetes.io/job-name=${jobName}`])).items;
@@ -62,22 +54,8 @@ describe('e2e: the Kubernetes control plane (etcd, kube-apiserver, kube-controll
     return pods;
   }
 
-  before(async function () {
-    this.timeout(150_000);
-    dir = await mkdtemp(join(tmpdir(), 'jobmetrics-e2e-cp-'));
-    cp = await startControlPlane({ dir });
-    await createNamespace(cp, ns);
-  });
-
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-
-  after(async function () {
-    this.timeout(60_000);
-    await cp?.stop();
-    if (failed) console.log(`    control plane logs kept in ${dir}`);
-    else if (dir) await rm(dir, { recursive: true, force: true });
+  before(async () => {
+    await createNamespace(plane(), ns);
   });
 
   it('serves the pinned Kubernetes release with RBAC on', async () => {

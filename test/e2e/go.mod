@@ -1,4 +1,4 @@
-// The Kubernetes control plane the end-to-end tests run against (issue 5): kube-apiserver,
+// The Kubernetes control plane the end-to-end tests run against (docs/e2e.md): kube-apiserver,
 // kube-controller-manager and kubectl built from k8s.io/kubernetes at one pinned release.
 // Build them with scripts/install-control-plane, which caches the binaries outside git.
 //

@@ -1,5 +1,5 @@
 /**
- * The webhook as the API server calls it (scenarios 2–5): the real Job and CronJob
+ * The webhook as the API server calls it: the real Job and CronJob
  * controllers create pods, the API server sends them to the built webhook (node
  * dist/webhook/main.js, a local process) through the shipped MutatingWebhookConfiguration (the
  * e2e-local overlay: only clientConfig.url differs), and the tests read the pods as stored.
@@ -11,11 +11,11 @@
  */
 
 import { expect } from 'chai';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNamespace, freePort, kubectlOk, makeServingCert, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
+import { createNamespace, freePort, kubectlOk, makeServingCert } from '../../scripts/cluster/control-plane.ts';
+import { useControlPlane } from './control-plane-suite.ts';
 import {
   applyObjects,
   e2eLocalInstall,
@@ -114,18 +114,12 @@ const envOf = (c: Container | undefined, name: string): string | undefined => c?
 
 describe('e2e: injection into the pods of real Jobs and CronJobs, through the shipped webhook configuration', function () {
   this.timeout(120_000);
-  let cp: ControlPlane | undefined;
-  let dir = '';
-  let failed = false;
   let webhook: WebhookProcess | undefined;
+  const { plane, dir } = useControlPlane('injection', { whileStarting: ensureBuilt, beforeStop: async () => webhook?.stop() });
   let port = 0;
   let kubeconfig = '';
   let tlsDir = '';
 
-  const plane = (): ControlPlane => {
-    if (!cp) throw new Error('control plane not started');
-    return cp;
-  };
   const hook = (): WebhookProcess => {
     if (!webhook) throw new Error('webhook not running');
     return webhook;
@@ -153,23 +147,21 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
   const restartWebhook = async (env: Record<string, string> = {}): Promise<void> => {
     await webhook?.stop();
     webhook = undefined;
-    webhook = await startWebhook({ dir, kubeconfig, tlsDir, port, env, name: `webhook-${Date.now()}.log` });
+    webhook = await startWebhook({ dir: dir(), kubeconfig, tlsDir, port, env, name: `webhook-${Date.now()}.log` });
   };
 
   before(async function () {
     this.timeout(180_000);
-    dir = await mkdtemp(join(tmpdir(), 'jobmetrics-e2e-injection-'));
-    const [started] = await Promise.all([startControlPlane({ dir }), ensureBuilt()]);
-    cp = started;
+    const cp = plane();
     port = await freePort();
     const tls = makeServingCert({ dnsNames: ['localhost'], ips: ['127.0.0.1'] });
-    tlsDir = join(dir, 'tls');
+    tlsDir = join(dir(), 'tls');
     await mkdir(tlsDir);
     await writeFile(join(tlsDir, 'tls.crt'), tls.certPem);
     await writeFile(join(tlsDir, 'tls.key'), tls.keyPem, { mode: 0o600 });
     await applyObjects(cp, e2eLocalInstall({ url: `https://localhost:${port}/mutate`, caPem: tls.caPem }));
-    kubeconfig = await serviceAccountKubeconfig(cp, join(dir, 'webhook.kubeconfig'));
-    webhook = await startWebhook({ dir, kubeconfig, tlsDir, port, name: 'webhook-auto.log' });
+    kubeconfig = await serviceAccountKubeconfig(cp, join(dir(), 'webhook.kubeconfig'));
+    webhook = await startWebhook({ dir: dir(), kubeconfig, tlsDir, port, name: 'webhook-auto.log' });
     await createNamespace(cp, LABELLED, { 'jobmetrics.io/inject': 'enabled' });
     await createNamespace(cp, UNLABELLED);
     // The API server picks up a new webhook configuration a moment after it is written: wait until
@@ -187,19 +179,7 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
     }, 500);
   });
 
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-
-  after(async function () {
-    this.timeout(60_000);
-    await webhook?.stop();
-    await cp?.stop();
-    if (failed) console.log(`    control plane and webhook logs kept in ${dir}`);
-    else if (dir) await rm(dir, { recursive: true, force: true });
-  });
-
-  describe('(2) a Job in a labelled namespace', () => {
+  describe('a Job in a labelled namespace', () => {
     it('each pod the Job controller creates gets the native sidecar (last init container, restartPolicy Always), shareProcessNamespace and the status', async () => {
       const { pods, reviews } = await runJob(LABELLED, 'work', { parallelism: 2 });
       const created = await getJson<{ metadata: { uid: string } }>(plane(), ['-n', LABELLED, 'get', 'job', 'work']);
@@ -284,7 +264,7 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
     });
   });
 
-  describe('(3) Jobs of a CronJob', () => {
+  describe('Jobs of a CronJob', () => {
     it('a Job made from a CronJob (kubectl create job --from=cronjob/…) is named after the CronJob, as the API says', async () => {
       const cronJob = {
         apiVersion: 'batch/v1',
@@ -309,7 +289,7 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
     });
   });
 
-  describe('(4) pods the webhook does not inject are created, never rejected', () => {
+  describe('pods the webhook does not inject are created, never rejected', () => {
     const unchanged = (pod: Pod | undefined): void => {
       expect(pod?.spec.containers.map((c) => c.name)).to.deep.equal(['main']);
       expect(pod?.spec.initContainers).to.equal(undefined);
@@ -360,7 +340,7 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
     });
   });
 
-  describe('(5) the webhook down: failurePolicy Ignore', () => {
+  describe('the webhook down: failurePolicy Ignore', () => {
     it('webhook stopped (connection refused): the Job and its pods are created, without the sidecar', async () => {
       await webhook?.stop();
       webhook = undefined;

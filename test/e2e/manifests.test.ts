@@ -1,16 +1,16 @@
 /**
- * The shipped manifests against a real API server (scenarios 1 and 7):
+ * The shipped manifests against a real API server:
  * install.yaml is what the kustomization renders; the API server accepts every object of it
  * (server-side dry run) and of the overlays; the webhook's ServiceAccount can do exactly what the
  * webhook calls and nothing more (`kubectl auth can-i --as`, both ways).
  */
 
 import { expect } from 'chai';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createNamespace, kubectlOk, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
+import { createNamespace, kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import { readTopology } from '../../scripts/topology-spec.ts';
+import { useControlPlane } from './control-plane-suite.ts';
 import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, type K8sObject } from './webhook-harness.ts';
 
 const INSTALL = join(MANIFESTS, 'install.yaml');
@@ -57,28 +57,7 @@ function stripHeader(text: string): string {
 
 describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API server', function () {
   this.timeout(120_000);
-  let cp: ControlPlane | undefined;
-  let dir = '';
-  let failed = false;
-  const plane = (): ControlPlane => {
-    if (!cp) throw new Error('control plane not started');
-    return cp;
-  };
-
-  before(async function () {
-    this.timeout(150_000);
-    dir = await mkdtemp(join(tmpdir(), 'jobmetrics-e2e-manifests-'));
-    cp = await startControlPlane({ dir });
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-  after(async function () {
-    this.timeout(60_000);
-    await cp?.stop();
-    if (failed) console.log(`    control plane logs kept in ${dir}`);
-    else if (dir) await rm(dir, { recursive: true, force: true });
-  });
+  const { plane } = useControlPlane('manifests');
 
   describe('install.yaml', () => {
     it('is manifests/base rendered by kustomize, under its header (regenerate as the header says)', async () => {
@@ -141,7 +120,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
     interface Stored {
       webhooks: Array<Record<string, unknown> & { name: string }>;
     }
-    it('has, on every entry, the policies DESIGN.md requires', async () => {
+    it('has, on every entry, failurePolicy Ignore, a 5 s timeout, sideEffects None, reinvocation IfNeeded, and only pod CREATE', async () => {
       const stored = JSON.parse(await kubectlOk(plane(), ['get', 'mutatingwebhookconfiguration', 'jobmetrics', '-o', 'json'])) as Stored;
       for (const w of stored.webhooks) {
         expect(w, w.name).to.deep.include({

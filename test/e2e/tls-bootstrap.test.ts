@@ -1,5 +1,5 @@
 /**
- * TLS bootstrap against the real API server (scenario 6): the webhook started with no
+ * TLS bootstrap against the real API server: the webhook started with no
  * certificate (no TLS directory, the shipped settings' `tlsDir: ""`) and a token of the
  * jobmetrics-webhook ServiceAccount (so only install.yaml's RBAC) creates the Secret
  * jobmetrics-webhook-tls and writes the caBundle of the MutatingWebhookConfiguration, after which
@@ -13,10 +13,9 @@
  */
 
 import { expect } from 'chai';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNamespace, freePort, kubectlOk, startControlPlane, type ControlPlane } from '../../scripts/cluster/control-plane.ts';
+import { createNamespace, freePort, kubectlOk } from '../../scripts/cluster/control-plane.ts';
+import { useControlPlane } from './control-plane-suite.ts';
 import {
   applyObjects,
   e2eLocalInstall,
@@ -65,20 +64,19 @@ function logRecord(log: string, msg: string): Record<string, unknown> | undefine
 
 describe('e2e: TLS bootstrap — Secret, caBundle, a second replica — with only the shipped RBAC', function () {
   this.timeout(120_000);
-  let cp: ControlPlane | undefined;
-  let dir = '';
-  let failed = false;
+  const replicas: WebhookProcess[] = [];
+  const { plane, dir } = useControlPlane('tls', {
+    whileStarting: ensureBuilt,
+    beforeStop: async () => {
+      for (const r of replicas) await r.stop();
+    },
+  });
   let kubeconfig = '';
   let portA = 0;
   let portB = 0;
-  const replicas: WebhookProcess[] = [];
   /** The CA the first replica bootstrapped. */
   let bootstrappedCa = '';
 
-  const plane = (): ControlPlane => {
-    if (!cp) throw new Error('control plane not started');
-    return cp;
-  };
   const replica = (i: number): WebhookProcess => {
     const r = replicas[i];
     if (!r) throw new Error(`replica ${i} not started`);
@@ -87,7 +85,7 @@ describe('e2e: TLS bootstrap — Secret, caBundle, a second replica — with onl
   const secret = (): Promise<Secret> => getJson<Secret>(plane(), ['-n', 'jobmetrics', 'get', 'secret', SECRET]);
   const config = (): Promise<Mwc> => getJson<Mwc>(plane(), ['get', 'mutatingwebhookconfiguration', 'jobmetrics']);
   const start = (port: number, name: string): Promise<WebhookProcess> =>
-    startWebhook({ dir, kubeconfig, port, name, env: { JOBMETRICS_SERVICE_NAME: 'localhost' } });
+    startWebhook({ dir: dir(), kubeconfig, port, name, env: { JOBMETRICS_SERVICE_NAME: 'localhost' } });
 
   /** Creates opted-in pods until the API server's call succeeds (a changed configuration takes a moment). */
   async function untilCalled(): Promise<void> {
@@ -120,29 +118,14 @@ describe('e2e: TLS bootstrap — Secret, caBundle, a second replica — with onl
     expect(pod?.spec.initContainers?.map((c) => c.name)).to.deep.equal(['jobmetrics-sidecar']);
   }
 
-  before(async function () {
-    this.timeout(180_000);
-    dir = await mkdtemp(join(tmpdir(), 'jobmetrics-e2e-tls-'));
-    const [started] = await Promise.all([startControlPlane({ dir }), ensureBuilt()]);
-    cp = started;
+  before(async () => {
+    const cp = plane();
     portA = await freePort();
     portB = await freePort();
     // No caBundle: writing it is the bootstrap's job.
     await applyObjects(cp, e2eLocalInstall({ url: `https://localhost:${portA}/mutate` }));
-    kubeconfig = await serviceAccountKubeconfig(cp, join(dir, 'webhook.kubeconfig'));
+    kubeconfig = await serviceAccountKubeconfig(cp, join(dir(), 'webhook.kubeconfig'));
     await createNamespace(cp, NS, { 'jobmetrics.io/inject': 'enabled' });
-  });
-
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-
-  after(async function () {
-    this.timeout(60_000);
-    for (const r of replicas) await r.stop();
-    await cp?.stop();
-    if (failed) console.log(`    control plane and webhook logs kept in ${dir}`);
-    else if (dir) await rm(dir, { recursive: true, force: true });
   });
 
   it('before the webhook starts there is no Secret and no caBundle', async () => {

@@ -7,7 +7,7 @@
  * file (manifests/base/webhook-settings.yaml) — except for what only a test machine needs:
  * JOBMETRICS_LISTEN on loopback, KUBECONFIG with a token of the jobmetrics-webhook
  * ServiceAccount (so it has exactly the RBAC of install.yaml), and the TLS directory or service
- * name the scenario asks for.
+ * name the test asks for.
  */
 
 import { spawnSync } from 'node:child_process';

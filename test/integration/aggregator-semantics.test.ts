@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
+import { countedTotal } from '../../scripts/output-exactness.ts';
 import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../../sidecar/remote-write.ts';
 
 const NS = 'semantics';
@@ -36,21 +37,6 @@ function series(name: string, pod: string, kind: Kind, points: ReadonlyArray<rea
     ],
     samples: points.map(([value, timestampMs]) => ({ value, timestampMs })),
   };
-}
-
-/**
- * What a downstream counter-reset-aware increase counts over an output's whole history, birth
- * included (as if a 0 preceded the first sample), without Prometheus' extrapolation: every rise,
- * and after a drop (read as a reset) the new value in full.
- */
-function counted(history: readonly number[]): number {
-  let sum = 0;
-  let prev = 0;
-  for (const cur of history) {
-    sum += cur >= prev ? cur - prev : cur;
-    prev = cur;
-  }
-  return sum;
 }
 
 describe('aggregator semantics: vmagent 1.112 stream aggregation, measured', function () {
@@ -209,14 +195,14 @@ describe('aggregator semantics: vmagent 1.112 stream aggregation, measured', fun
     const up = await history('sem_e_up_total');
     const zero = await history('sem_e_zero_total');
     note(`(f) A 10 + B 1, A silent ${STALENESS_MS + 3_000} ms, A resends cumulative 13: total ${f} (true 14); as generation A/gen1 with 0, 3: total ${fgen}`);
-    note(`(e) output history after its only input went stale, new pod 0,2: [${down}]; new pod 0,8 in one request: [${up}] (counted downstream ${counted(up)}, true 13); 0 one interval before 8: [${zero}] (counted ${counted(zero)})`);
+    note(`(e) output history after its only input went stale, new pod 0,2: [${down}]; new pod 0,8 in one request: [${up}] (counted downstream ${countedTotal(up)}, true 13); 0 one interval before 8: [${zero}] (counted ${countedTotal(zero)})`);
     expect(f).to.equal(24);
     expect(fgen).to.equal(14);
     expect(down).to.deep.equal([5, 2]);
     expect(up).to.deep.equal([5, 8]);
-    expect(counted(up)).to.equal(8); // 5 lost downstream: the restart is invisible
+    expect(countedTotal(up)).to.equal(8); // 5 lost downstream: the restart is invisible
     expect(zero).to.deep.equal([5, 0, 8]);
-    expect(counted(zero)).to.equal(13);
+    expect(countedTotal(zero)).to.equal(13);
   });
 
   it('(h, b) vmagent restart: outputs restart; a resent cumulative value is only a baseline; resending the last acknowledged sample first keeps it exact', async () => {
@@ -249,13 +235,13 @@ describe('aggregator semantics: vmagent 1.112 stream aggregation, measured', fun
     const promIncrease = (await stack.query(`increase(sem_h_total{namespace="${NS}"}[2m])`))[0]?.value;
     const promIncreaseAcked = (await stack.query(`increase(sem_h_acked_total{namespace="${NS}"}[2m])`))[0]?.value;
     const resets = (await stack.query(`resets(sem_h_total{namespace="${NS}"}[2m])`))[0]?.value;
-    note(`(h) restart ${Date.now() - restartedAt} ms ago; cumulative 0,10,12 | restart | 15,20: output history [${h}], counted downstream ${counted(h)} (true 20), Prometheus increase()[2m] ${promIncrease}, resets ${resets}`);
-    note(`(h) same, but 12@its timestamp resent before 15: [${acked}], counted ${counted(acked)}, Prometheus increase()[2m] ${promIncreaseAcked}`);
+    note(`(h) restart ${Date.now() - restartedAt} ms ago; cumulative 0,10,12 | restart | 15,20: output history [${h}], counted downstream ${countedTotal(h)} (true 20), Prometheus increase()[2m] ${promIncrease}, resets ${resets}`);
+    note(`(h) same, but 12@its timestamp resent before 15: [${acked}], counted ${countedTotal(acked)}, Prometheus increase()[2m] ${promIncreaseAcked}`);
     note(`(b) after restart: new series 0,4: total ${b}; 4 alone: total ${a}`);
     expect(h).to.deep.equal([10, 12, 0, 5]);
-    expect(counted(h)).to.equal(17);
+    expect(countedTotal(h)).to.equal(17);
     expect(acked).to.deep.equal([10, 12, 3, 8]);
-    expect(counted(acked)).to.equal(20);
+    expect(countedTotal(acked)).to.equal(20);
     expect(resets).to.equal(1);
     expect(b).to.equal(4);
     expect(a).to.equal(0);

@@ -10,16 +10,9 @@
  * The stream-aggregation rules run with a 1 s interval instead of 10 s; everything else is as shipped.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { startTopology, type Topology } from '../../scripts/aggregator-topology.ts';
 import { sumOf, vmagentMetricsAt } from '../../scripts/aggregator-stack.ts';
-import { addInto, compareWithTruth, countStored } from '../../scripts/output-exactness.ts';
-import { runSimulatedPod, type PodResult, type PodTiming } from '../../scripts/simulated-pod.ts';
-import { seeded } from '../../scripts/seeded-random.ts';
-import { closeIdleConnections } from '../../sidecar/remote-write.ts';
+import { compareWithTruth, countStored } from '../../scripts/output-exactness.ts';
+import { runPodLoad, useTopology } from '../support/topology.ts';
 
 const REPLICA = 'jobmetrics_replica';
 const JOBS = 3;
@@ -27,49 +20,11 @@ const SERIES = 30;
 
 describe('HA aggregator tier (manifests/overlays/ha-aggregator): two copies of every output, no double count', function () {
   this.timeout(120_000);
-  let dir = '';
-  let topology: Topology | undefined;
-  let failed = false;
-  const tier = (): Topology => {
-    if (!topology) throw new Error('topology not started');
-    return topology;
-  };
+  const tier = useTopology('ha-aggregator');
 
   /** `pods` pods of namespace `ns`, started 100 ms apart; `during` runs once half of them started. */
-  const load = async (ns: string, pods: number, seed: number, during?: () => Promise<void>): Promise<Map<string, number>> => {
-    const random = seeded(seed);
-    const timing: PodTiming = { remoteWriteUrl: tier().remoteWriteUrl, pushIntervalMs: 1_000, scrapeIntervalMs: 500, flushTimeoutMs: 10_000, stalenessMs: 60_000, random };
-    const running: Array<Promise<PodResult>> = [];
-    let fault: Promise<void> | undefined;
-    for (let i = 0; i < pods; i++) {
-      if (i === Math.floor(pods / 2) && during) fault = during();
-      running.push(runSimulatedPod({ namespace: ns, job: `job-${i % JOBS}`, pod: `job-${i % JOBS}-${i}`, series: SERIES, lifetimeMs: 2_000 + Math.floor(random() * 3_000) }, timing));
-      await sleep(100);
-    }
-    const results = await Promise.all(running);
-    await fault;
-    expect(results.filter((r) => !r.finalDelivered).map((r) => r.pod), 'pods whose final flush failed').to.deep.equal([]);
-    const truth = new Map<string, number>();
-    for (const r of results) addInto(truth, r.truth);
-    await tier().flush();
-    return truth;
-  };
-
-  before(async function () {
-    this.timeout(90_000);
-    dir = mkdtempSync(join(tmpdir(), 'jobmetrics-ha-'));
-    topology = await startTopology({ dir, overlay: 'ha-aggregator', aggregationInterval: '1s', stalenessInterval: '1m' });
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-  after(async function () {
-    this.timeout(30_000);
-    await topology?.close();
-    closeIdleConnections();
-    if (failed) console.log(`    logs and data kept in ${dir}`);
-    else if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const load = (ns: string, pods: number, seed: number, during?: () => Promise<void>): Promise<Map<string, number>> =>
+    runPodLoad(tier(), { namespace: ns, pods, jobs: JOBS, series: SERIES, seed, lifetimeMs: { min: 2_000, spread: 3_000 }, during });
 
   it('runs exactly the overlay: 2 routers, 6 aggregators, 2 copies of each series, a replica label from the pod name', () => {
     const { spec } = tier();

@@ -9,16 +9,9 @@
  * integration tests; everything else is as shipped.
  */
 import { expect } from 'chai';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { startTopology, type Topology } from '../../scripts/aggregator-topology.ts';
 import { sumOf, vmagentMetricsAt } from '../../scripts/aggregator-stack.ts';
-import { addInto, compareWithTruth, countStored } from '../../scripts/output-exactness.ts';
-import { runSimulatedPod, type PodResult, type PodTiming } from '../../scripts/simulated-pod.ts';
-import { seeded } from '../../scripts/seeded-random.ts';
-import { closeIdleConnections } from '../../sidecar/remote-write.ts';
+import { compareWithTruth, countStored } from '../../scripts/output-exactness.ts';
+import { runPodLoad, useTopology } from '../support/topology.ts';
 
 const NS = 'sharded';
 const PODS = 50;
@@ -27,31 +20,8 @@ const SERIES = 30;
 
 describe('sharded aggregator tier (manifests/overlays/sharded-aggregator): real vmagents, exact totals', function () {
   this.timeout(120_000);
-  let dir = '';
-  let topology: Topology | undefined;
-  let failed = false;
-  const truth = new Map<string, number>();
-  let results: PodResult[] = [];
-  const tier = (): Topology => {
-    if (!topology) throw new Error('topology not started');
-    return topology;
-  };
-
-  before(async function () {
-    this.timeout(90_000);
-    dir = mkdtempSync(join(tmpdir(), 'jobmetrics-sharded-'));
-    topology = await startTopology({ dir, overlay: 'sharded-aggregator', aggregationInterval: '1s', stalenessInterval: '1m' });
-  });
-  afterEach(function () {
-    if (this.currentTest?.state === 'failed') failed = true;
-  });
-  after(async function () {
-    this.timeout(30_000);
-    await topology?.close();
-    closeIdleConnections();
-    if (failed) console.log(`    logs and data kept in ${dir}`);
-    else if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const tier = useTopology('sharded-aggregator');
+  let truth = new Map<string, number>();
 
   it('runs exactly the overlay: 2 routers, 3 shards, the shipped flags', () => {
     const { spec } = tier();
@@ -61,18 +31,7 @@ describe('sharded aggregator tier (manifests/overlays/sharded-aggregator): real 
   });
 
   it(`${PODS} pods of ${JOBS} jobs × ${SERIES} series, starting and ending throughout: the totals in Prometheus are exact`, async () => {
-    const random = seeded(12);
-    const timing: PodTiming = { remoteWriteUrl: tier().remoteWriteUrl, pushIntervalMs: 1_000, scrapeIntervalMs: 500, flushTimeoutMs: 10_000, stalenessMs: 60_000, random };
-    const running: Array<Promise<PodResult>> = [];
-    for (let i = 0; i < PODS; i++) {
-      running.push(runSimulatedPod({ namespace: NS, job: `job-${i % JOBS}`, pod: `job-${i % JOBS}-${i}`, series: SERIES, lifetimeMs: 1_500 + Math.floor(random() * 4_000) }, timing));
-      await sleep(100);
-    }
-    results = await Promise.all(running);
-    for (const r of results) addInto(truth, r.truth);
-    expect(results.filter((r) => !r.finalDelivered).map((r) => r.pod), 'pods whose final flush failed').to.deep.equal([]);
-
-    await tier().flush();
+    truth = await runPodLoad(tier(), { namespace: NS, pods: PODS, jobs: JOBS, series: SERIES, seed: 12, lifetimeMs: { min: 1_500, spread: 4_000 } });
     const stored = await tier().rangeSamples(`{namespace="${NS}"}`, '10m');
     const { counted } = countStored(stored);
     const exact = compareWithTruth(truth, counted);

@@ -6,13 +6,13 @@
  * says what was wrong. An injected sidecar scrapes a real port (1…65535) on localhost. Never a 500,
  * never a crash: /healthz answers afterwards.
  */
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import jsonPatch, { type Operation } from 'fast-json-patch';
-import { call, makeCerts, podOfJob, startWebhook, type Webhook } from '../support/webhook.ts';
+import { call, killWebhook, podOfJob, startWebhookWithFreshCerts, type Webhook } from '../support/webhook.ts';
 
 const RUNS = 300;
 const SEED = 20_261_127;
@@ -134,17 +134,11 @@ describe('webhook fuzz: malformed AdmissionReviews (real process, TLS, fast-chec
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'jobmetrics-webhook-fuzz-'));
-    const tls = join(dir, 'tls');
-    mkdirSync(tls);
-    const certs = makeCerts('fuzz-ca');
-    writeFileSync(join(tls, 'tls.crt'), certs.serving.certPem);
-    writeFileSync(join(tls, 'tls.key'), certs.serving.keyPem);
-    ca = certs.ca.certPem;
-    wh = await startWebhook({ JOBMETRICS_TLS_DIR: tls });
+    ({ wh, ca } = await startWebhookWithFreshCerts(dir, 'fuzz-ca'));
   });
 
   after(() => {
-    if (wh && wh.proc.exitCode === null) wh.proc.kill('SIGKILL');
+    killWebhook(wh);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

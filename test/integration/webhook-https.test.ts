@@ -15,7 +15,7 @@ import { expect } from 'chai';
 import jsonPatch, { type Operation } from 'fast-json-patch';
 import { parse } from 'yaml';
 import type { CertPair } from '../../webhook/cert.ts';
-import { call, headersOnly, makeCerts, podOfJob, review, ROOT, startWebhook, type Webhook } from '../support/webhook.ts';
+import { call, headersOnly, killWebhook, makeCerts, podOfJob, review, ROOT, startWebhook, type Webhook } from '../support/webhook.ts';
 
 /** Lays files out as the kubelet does for a Secret volume: timestamped dir, `..data` symlink, file symlinks. */
 function writeSecretVolume(dir: string, pair: CertPair, generation: number): void {
@@ -121,7 +121,7 @@ describe('webhook over HTTPS (real process, real TLS, fake API server)', functio
   });
 
   after(() => {
-    if (wh && wh.proc.exitCode === null) wh.proc.kill('SIGKILL');
+    killWebhook(wh);
     api?.server.close();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });

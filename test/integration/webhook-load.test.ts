@@ -5,7 +5,7 @@
  * and the reviews the API server sends must be answered meanwhile (docs/webhook.md "Limits and
  * load shedding").
  */
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as netConnect } from 'node:net';
@@ -15,7 +15,7 @@ import { deployedNodeOptions } from '../../bench/webhook.ts';
 import { ORDINARY_RESERVE_FRACTION } from '../../webhook/body-budget.ts';
 import { defaultSettings } from '../../webhook/config.ts';
 import { ensureBuilt } from '../support/build.ts';
-import { call, makeCerts, podOfJob, review, ROOT, startWebhook, type Webhook } from '../support/webhook.ts';
+import { call, killWebhook, podOfJob, review, ROOT, startWebhookWithFreshCerts, type Webhook } from '../support/webhook.ts';
 
 /** The container's memory limit in the Deployment. */
 const LIMIT_MIB = 256;
@@ -129,19 +129,13 @@ describe('webhook under slow and idle clients (compiled, as deployed, real TLS)'
   before(async () => {
     ensureBuilt();
     dir = mkdtempSync(join(tmpdir(), 'jobmetrics-webhook-load-'));
-    const tls = join(dir, 'tls');
-    mkdirSync(tls);
-    const certs = makeCerts('load-ca');
-    writeFileSync(join(tls, 'tls.crt'), certs.serving.certPem);
-    writeFileSync(join(tls, 'tls.key'), certs.serving.keyPem);
-    ca = certs.ca.certPem;
     const nodeOptions = deployedNodeOptions();
     expect(nodeOptions, 'the Deployment fixes the V8 heap').to.contain('--max-old-space-size');
-    wh = await startWebhook({ JOBMETRICS_TLS_DIR: tls, NODE_OPTIONS: nodeOptions, NODE_ENV: 'production' }, [join(ROOT, 'dist/webhook/main.js')]);
+    ({ wh, ca } = await startWebhookWithFreshCerts(dir, 'load-ca', { NODE_OPTIONS: nodeOptions, NODE_ENV: 'production' }, [join(ROOT, 'dist/webhook/main.js')]));
   });
 
   after(() => {
-    if (wh && wh.proc.exitCode === null) wh.proc.kill('SIGKILL');
+    killWebhook(wh);
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

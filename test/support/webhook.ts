@@ -5,7 +5,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { X509Certificate } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -141,3 +141,27 @@ export function startWebhook(env: Record<string, string>, command: readonly stri
   });
 }
 
+
+/**
+ * The webhook serving a fresh certificate (of a new CA named `caName`) from `<dir>/tls`, laid out
+ * flat as `tls.crt` and `tls.key`, with `env` added; `ca` is the PEM a client verifies it with.
+ */
+export async function startWebhookWithFreshCerts(
+  dir: string,
+  caName: string,
+  env: Record<string, string> = {},
+  command: readonly string[] = MAIN_FROM_SOURCE,
+): Promise<{ wh: Webhook; ca: string }> {
+  const tls = join(dir, 'tls');
+  mkdirSync(tls);
+  const certs = makeCerts(caName);
+  writeFileSync(join(tls, 'tls.crt'), certs.serving.certPem);
+  writeFileSync(join(tls, 'tls.key'), certs.serving.keyPem);
+  const wh = await startWebhook({ JOBMETRICS_TLS_DIR: tls, ...env }, command);
+  return { wh, ca: certs.ca.certPem };
+}
+
+/** SIGKILL, if it still runs (a suite's `after all`, whatever state a test left it in). */
+export function killWebhook(wh: Webhook | undefined): void {
+  if (wh && wh.proc.exitCode === null) wh.proc.kill('SIGKILL');
+}

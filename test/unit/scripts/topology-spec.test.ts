@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { LocalizeError, localizeArgs, readTopology, shardHosts, type Localization } from '../../../scripts/topology-spec.ts';
+import { flagValues, LocalizeError, localizeArgs, readTopology, shardHosts, splitFlag, type Localization } from '../../../scripts/topology-spec.ts';
 
 describe('topology-spec: the aggregator tier as the overlays ship it', () => {
   describe('readTopology', () => {
@@ -21,6 +21,23 @@ describe('topology-spec: the aggregator tier as the overlays ship it', () => {
 
     it('names the file when an overlay lacks what it needs', () => {
       expect(() => readTopology('cert-manager')).to.throw(/cert-manager\/router-args\.yaml/);
+    });
+  });
+
+  describe('vmagent arguments: splitFlag and flagValues', () => {
+    const splits: Array<[string, { flag: string; value: string } | undefined]> = [
+      ['-remoteWrite.url=http://a:1/w', { flag: '-remoteWrite.url', value: 'http://a:1/w' }],
+      ['-remoteWrite.label=jobmetrics_replica=$(POD_NAME)', { flag: '-remoteWrite.label', value: 'jobmetrics_replica=$(POD_NAME)' }],
+      ['-httpListenAddr=', { flag: '-httpListenAddr', value: '' }],
+      ['-remoteWrite.shardByURL', undefined],
+      ['positional=1', undefined],
+    ];
+    for (const [arg, split] of splits) it(`${arg} → ${JSON.stringify(split)}`, () => expect(splitFlag(arg)).to.deep.equal(split));
+
+    it('flagValues: every value of one flag, in order, and nothing of a flag that only shares its prefix', () => {
+      const args = ['-remoteWrite.url=http://a:1/w', '-remoteWrite.urlRelabelConfig=/x', '-remoteWrite.shardByURL', '-remoteWrite.url=http://b:2/w'];
+      expect(flagValues(args, '-remoteWrite.url')).to.deep.equal(['http://a:1/w', 'http://b:2/w']);
+      expect(flagValues(args, '-remoteWrite.shardByURL')).to.deep.equal([]);
     });
   });
 
