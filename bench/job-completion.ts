@@ -182,7 +182,8 @@ async function measureMemory(cluster: Cluster, seconds: number): Promise<MemoryR
     await sleep(2_000);
   }
   progress(`memory: ${rows.map((r) => `${r.samples.length} samples`).join(', ')}`);
-  await kubectlOk(cluster.cp, ['delete', 'namespace', 'bench-memory', 'bench-idle', '--wait=false']);
+  // Gone before the completion rows start, so they do not share the node with these pods.
+  await kubectlOk(cluster.cp, ['delete', 'namespace', 'bench-memory', 'bench-idle', '--timeout=180s'], { timeoutMs: 190_000 });
   return rows.map((r) => ({ ...r, samples: r.samples.sort((a, b) => a - b) }));
 }
 

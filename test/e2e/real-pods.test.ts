@@ -335,7 +335,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     await apply(cluster, sampleJob({ name: 'wide', ns, main: { command: ['node', '-e', serve] } }));
     const pod = await runningPod(ns, 'wide');
     let peak = 0;
-    for (;;) {
+    for (const deadline = Date.now() + 180_000; Date.now() < deadline; ) {
       const [current] = await jobPods(cluster, ns, 'wide');
       if (!current || current.phase !== 'Running') break;
       peak = Math.max(peak, (await workingSets(cluster, ns, pod.name).catch(() => ({}) as Record<string, number>))[SIDECAR] ?? 0);
