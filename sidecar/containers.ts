@@ -60,7 +60,13 @@ function unescapeMountField(s: string): string {
  */
 export class ContainerNames {
   readonly #read: (pid: number) => string | undefined;
-  /** By PID and cgroup (a PID reused by another container differs in cgroup): the name, or null. */
+  /**
+   * By PID, cgroup and command name: the name, or null. A PID reused by another container differs
+   * in cgroup. A container's process exists before its mounts do: runc's `runc:[2:INIT]` (the
+   * harness's `unshare`/`sh`) sets them up and only then execs the container's program, so a
+   * process read too early shows no kubelet mount. Its exec changes its command name, and with it
+   * the key: the mounts are read again, once, when they are final.
+   */
   readonly #known = new Map<string, string | null>();
 
   constructor(read: (pid: number) => string | undefined) {
@@ -75,7 +81,7 @@ export class ContainerNames {
   name(entries: readonly ProcEntry[]): ProcessFacts[] {
     const live = new Set<string>();
     const out = entries.map((e): ProcessFacts => {
-      const key = `${e.pid}:${e.cgroup ?? ''}`;
+      const key = `${e.pid}:${e.cgroup ?? ''}:${e.comm}`;
       live.add(key);
       let known = this.#known.get(key);
       if (known === undefined) {

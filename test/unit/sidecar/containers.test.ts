@@ -136,6 +136,23 @@ describe('ContainerNames', () => {
     names.name([e(1, '/'), e(7, '/c2')]);
     expect(reads.at(-1), 'PID 7 in another cgroup is another process').to.equal(7);
   });
+
+  it('reads a process again once it has exec’d its program: one seen during runc init has no kubelet mount yet', () => {
+    let mounted = false;
+    const reads: number[] = [];
+    const names = new ContainerNames((pid) => {
+      reads.push(pid);
+      return mounted ? mountinfo(terminationMount('worker', 'b2')) : mountinfo();
+    });
+    const at = (comm: string) => [{ pid: 36, ppid: 0, comm, state: 'S', cgroup: '/' }];
+    expect(names.name(at('runc:[2:INIT]')).map((x) => x.container), 'still being set up').to.deep.equal([undefined]);
+    mounted = true;
+    expect(names.name(at('runc:[2:INIT]')).map((x) => x.container), 'the same program: not read again').to.deep.equal([undefined]);
+    expect(names.name(at('python3')).map((x) => x.container), 'after its exec').to.deep.equal(['worker']);
+    expect(names.name(at('python3')).map((x) => x.container)).to.deep.equal(['worker']);
+    expect(reads).to.deep.equal([36, 36]);
+    expect(names.processesKnown, 'the setup-time entry is forgotten').to.equal(1);
+  });
 });
 
 describe('mainScanner over fixture /proc trees', () => {
