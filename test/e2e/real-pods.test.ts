@@ -435,12 +435,12 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   });
 
   // Last: the cluster's own cleanup, as `after` would run it.
-  it('stopping the cluster leaves nothing behind: processes, mounts, network namespaces, bridge, iptables rules, cgroups', async function () {
+  it('stopping the cluster leaves nothing behind: processes, mounts, network namespaces, bridge, iptables rules, cgroups, the image store', async function () {
     this.timeout(180_000);
     const dir = cluster.dir;
     await cluster.stop();
     const left = leftovers(dir);
-    expect(left).to.deep.equal({ processes: [], mounts: [], netns: [], bridge: false, iptables: [], cgroups: [] });
+    expect(left).to.deep.equal({ processes: [], mounts: [], netns: [], bridge: false, iptables: [], cgroups: [], imageStore: false });
   });
 });
 
@@ -454,6 +454,8 @@ function leftovers(dir: string): Record<string, unknown> {
     bridge: runCommand(['ip', 'link', 'show', NETWORK.bridge], { allowFailure: true }).code === 0,
     iptables: sh('for t in filter nat mangle; do iptables -w -t $t -S; done | grep -E "KUBE|JOBMETRICS" || true'),
     cgroups: sh('ls -d /sys/fs/cgroup/*/kubepods 2>/dev/null || true'),
+    // containerd's images and snapshots (~0.9 GB a run); the logs stay.
+    imageStore: existsSync(join(dir, 'node', 'containerd', 'root')),
   };
 }
 
