@@ -26,7 +26,7 @@ import { startCluster, type Cluster } from '../scripts/cluster/cluster.ts';
 import { controlPlaneBinaries, kubectlOk } from '../scripts/cluster/control-plane.ts';
 import { clusterImages, ensureImages } from '../scripts/cluster/images.ts';
 import { clusterDir, runningSupervisor } from '../scripts/cluster/state.ts';
-import { apply, labelledNamespace, sampleJob, setWebhookEnv, sleep, waitForJob, workingSets } from '../test/e2e/cluster-harness.ts';
+import { apply, labelledNamespace, runningPod, sampleJob, setWebhookEnv, sleep, waitForJob, workingSets } from '../test/e2e/cluster-harness.ts';
 import { percentile } from './exit-latency.ts';
 
 export interface CompletionOptions {
@@ -155,14 +155,7 @@ async function measureMemory(cluster: Cluster, seconds: number): Promise<MemoryR
       containers: [{ name: 'idle', image: SIDECAR_IMAGE, imagePullPolicy: 'Never', command: ['/nodejs/bin/node', '-e', 'setInterval(() => {}, 1e9)'] }],
     },
   });
-  const podName = async (ns: string, selector: string): Promise<string> => {
-    for (const deadline = Date.now() + 120_000; ; await sleep(1_000)) {
-      const out = await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pods', '-l', selector, '--field-selector=status.phase=Running', '-o', 'jsonpath={.items[*].metadata.name}']);
-      if (out.trim()) return out.trim().split(' ')[0] ?? '';
-      if (Date.now() > deadline) throw new Error(`${ns}: no running pod for ${selector} after 120 s`);
-    }
-  };
-  const jobPod = await podName('bench-memory', 'job-name=series-1000');
+  const jobPod = (await runningPod(cluster, 'bench-memory', 'series-1000')).name;
   await kubectlOk(cluster.cp, ['-n', 'bench-idle', 'wait', '--for=condition=Ready', 'pod/idle-node', '--timeout=120s'], { timeoutMs: 130_000 });
   progress('memory: warming up 20 s (the kubelet reports every ~10 s)');
   await sleep(20_000);

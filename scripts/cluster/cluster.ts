@@ -12,7 +12,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
-import { setUpHostNetwork, type HostNetwork } from './host.ts';
+import { mountsBelow, setUpHostNetwork, type HostNetwork } from './host.ts';
 import { cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
 import { ROOT } from './paths.ts';
 
@@ -131,7 +131,6 @@ function missing(what: string): never {
  */
 function dropContainerdStore(nodeDir: string): void {
   const paths = nodePaths(nodeDir);
-  const mounted = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4]?.startsWith(`${nodeDir}/`));
-  if (mounted) return;
+  if (mountsBelow(readFileSync('/proc/self/mountinfo', 'utf8'), nodeDir).length > 0) return;
   for (const d of [paths.containerdRoot, paths.containerdState]) rmSync(d, { recursive: true, force: true });
 }

@@ -234,6 +234,15 @@ export function sampleMain(env: Record<string, string> = {}, image = SAMPLE_JOB_
   return { name: 'main', image, imagePullPolicy: 'Never', env: Object.entries(all).map(([name, value]) => ({ name, value })) };
 }
 
+/** The first pod of a Job once it is running with every container started. */
+export async function runningPod(cluster: Cluster, ns: string, job: string): Promise<PodInfo> {
+  for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
+    const pod = (await jobPods(cluster, ns, job))[0];
+    if (pod && pod.phase === 'Running' && pod.statuses.every((c) => c.running)) return pod;
+    if (Date.now() > deadline) throw new Error(`${ns}/${job}: no running pod after 120 s:\n${JSON.stringify(pod)}`);
+  }
+}
+
 /**
  * Changes the webhook's settings (`NAME=value`, or `NAME-` to unset) and waits until only replicas
  * with the new ones answer: a replica being replaced keeps answering, with its old settings, for

@@ -21,6 +21,7 @@ import {
   SAMPLE_JOB_IMAGE,
   sampleJob,
   lastTruth,
+  runningPod,
   sampleMain,
   setWebhookEnv,
   settle,
@@ -30,7 +31,6 @@ import {
   truthFromLog,
   waitForJob,
   workingSets,
-  type PodInfo,
   type Sample,
   type Truth,
 } from './cluster-harness.ts';
@@ -253,15 +253,6 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(counted - delivered).to.be.at.most(20);
   });
 
-  /** The single pod of a Job once it is running with every container started. */
-  async function runningPod(ns: string, job: string): Promise<PodInfo> {
-    for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
-      const pod = (await jobPods(cluster, ns, job))[0];
-      if (pod && pod.phase === 'Running' && pod.statuses.every((c) => c.running)) return pod;
-      if (Date.now() > deadline) throw new Error(`${ns}/${job}: no running pod after 120 s:\n${JSON.stringify(pod)}`);
-    }
-  }
-
   /** Waits until the main container's truth (on stdout) has counted at least `items`. */
   async function countedAtLeast(ns: string, pod: string, items: number): Promise<void> {
     for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
@@ -280,7 +271,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const ns = 'e2e-sidecar-killed';
     await labelledNamespace(cluster, ns);
     await apply(cluster, sampleJob({ name: 'survivor', ns, env: { ITEMS: '200', DURATION_MS: '20000' } }));
-    const pod = await runningPod(ns, 'survivor');
+    const pod = await runningPod(cluster, ns, 'survivor');
     await countedAtLeast(ns, pod.name, 50);
     const sidecar = pod.statuses.find((c) => c.name === SIDECAR);
     if (sidecar?.containerId === undefined) throw new Error(`no container id for the sidecar of ${pod.name}`);
@@ -333,7 +324,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
       'setTimeout(() => process.exit(0), 25000);',
     ].join('\n');
     await apply(cluster, sampleJob({ name: 'wide', ns, main: { command: ['node', '-e', serve] } }));
-    const pod = await runningPod(ns, 'wide');
+    const pod = await runningPod(cluster, ns, 'wide');
     let peak = 0;
     for (const deadline = Date.now() + 180_000; Date.now() < deadline; ) {
       const [current] = await jobPods(cluster, ns, 'wide');
@@ -372,7 +363,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
       main: { volumeMounts: [{ name: 'truth', mountPath: '/truth' }] },
       podSpec: { volumes: [{ name: 'truth', hostPath: { path: truthDir, type: 'Directory' } }] },
     }));
-    const pod = await runningPod(ns, 'doomed');
+    const pod = await runningPod(cluster, ns, 'doomed');
     for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
       const file = join(truthDir, 'counted.json');
       const t = existsSync(file) ? lastTruth(readFileSync(file, 'utf8')) : undefined;
