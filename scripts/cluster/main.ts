@@ -56,7 +56,7 @@ async function up(dir: string): Promise<void> {
     printReady(dir);
     return;
   }
-  installStep('install-node');
+  installStep('preflight');
   installStep('install-control-plane');
   installStep('install-aggregator');
   ensureImages();
