@@ -36,7 +36,7 @@ import { sumOf, vmagentMetricsAt } from '../scripts/aggregator-stack.ts';
 import { addInto, compareWithTruth, countStored, type Exactness } from '../scripts/output-exactness.ts';
 import { seeded } from '../scripts/seeded-random.ts';
 import { runSimulatedPod, type PodResult, type PodTiming } from '../scripts/simulated-pod.ts';
-import { closeIdleConnections } from '../sidecar/remote-write.ts';
+import { closeIdleConnections } from '../shared/remote-write.ts';
 import { percentile } from './exit-latency.ts';
 import { cpuTicks, rssKb, ticksPerSecond } from './sidecar.ts';
 
@@ -63,7 +63,7 @@ const STALENESS_MS = 15 * 60_000;
 const PROBE_EVERY_MS = 3_000;
 const RAMP_MS = 20_000;
 /**
- * The sidecar's HTTP client keeps at most 4 connections per address (sidecar/remote-write.ts), one
+ * The sidecar's HTTP client keeps at most 4 connections per address (shared/remote-write.ts), one
  * pool per process; a real pod has its own. So the simulated pods are spread over this many
  * addresses of the routers' Service (scripts/tcp-balancer.ts), 4 connections each.
  */

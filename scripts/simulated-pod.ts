@@ -2,7 +2,7 @@
  * A Job pod with its sidecar, simulated in-process for load: the main container is a set of
  * counters (one counter family and, from 24 series on, one histogram) that grow by random whole
  * amounts; the sidecar part is the sidecar's own code — its SeriesStore (sidecar/series-store.ts),
- * its remote-write encoder and delivery with retries (sidecar/remote-write.ts) and its rule for a
+ * its remote-write encoder and delivery with retries (shared/remote-write.ts) and its rule for a
  * failed delivery that may have arrived (sidecar/sidecar.ts `mayHaveArrived`). What is not the
  * sidecar's: the scrape (the counters are handed to the store as parsed families, no HTTP, no
  * parser) and the exit watch (the pod ends when its lifetime is up). The delivery step below
@@ -14,7 +14,7 @@
  * aggregator would add for this pod.
  */
 import type { MetricFamily, Sample } from '../shared/exposition/types.ts';
-import { deliverWithRetry, encodeWriteRequest } from '../sidecar/remote-write.ts';
+import { deliverWithRetry, encodeWriteRequest } from '../shared/remote-write.ts';
 import { KIND_LABEL, SeriesStore } from '../sidecar/series-store.ts';
 import { mayHaveArrived } from '../sidecar/sidecar.ts';
 import { seriesKey } from './series-key.ts';

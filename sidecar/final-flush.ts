@@ -5,7 +5,7 @@
  * become a flood against a rate-limiting aggregator — and what could not be delivered is logged
  * by name, value and cause. Pure functions; sidecar.ts does the delivery.
  */
-import type { DeliverOptions, DeliveryOutcome } from './remote-write.ts';
+import type { DeliverOptions, DeliveryOutcome } from '../shared/remote-write.ts';
 import { KIND_LABEL, type PushPlan } from './series-store.ts';
 
 /** Most attempts of the final delivery. */

@@ -3,7 +3,7 @@
  * limit. Never throws; every failure is a value with context for the log.
  */
 import http from 'node:http';
-import { https } from './https-lazy.ts';
+import { https } from '../shared/https-lazy.ts';
 import { COLLECT_AFTER_BYTES, releaseReadGarbage } from './read-garbage.ts';
 
 export type ScrapeResult =

@@ -25,11 +25,11 @@ import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { finalFlushRetry, undeliveredCause, undeliveredValues } from './final-flush.ts';
 import { FirstSight } from './first-sight.ts';
 import { peakRssMb } from './peak-rss.ts';
-import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from './remote-write.ts';
+import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from '../shared/remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { describeProblem, SeriesStore, type DropReason, type PushPlan } from './series-store.ts';
 import { loadState, saveState } from './state.ts';
-import { VERSION } from './version.ts';
+import { VERSION } from '../shared/version.ts';
 
 export interface SidecarEnvironment {
   readonly log: Logger;

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
 import { countedTotal } from '../../scripts/output-exactness.ts';
-import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../../sidecar/remote-write.ts';
+import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../../shared/remote-write.ts';
 
 const NS = 'semantics';
 const STALENESS_MS = 6_000;

@@ -11,7 +11,7 @@ import { startTopology, type Topology } from '../../scripts/aggregator-topology.
 import { addInto } from '../../scripts/output-exactness.ts';
 import { runSimulatedPod, type PodResult, type PodTiming } from '../../scripts/simulated-pod.ts';
 import { seeded } from '../../scripts/seeded-random.ts';
-import { closeIdleConnections } from '../../sidecar/remote-write.ts';
+import { closeIdleConnections } from '../../shared/remote-write.ts';
 
 /**
  * Registers the suite's hooks for the tier `overlay` ships (`sharded-aggregator`,

@@ -16,7 +16,7 @@ import {
   USER_AGENT,
   type RwSeries,
   type SendOutcome,
-} from '../../sidecar/remote-write.ts';
+} from '../../shared/remote-write.ts';
 import { decodeWriteRequest } from '../support/write-request.ts';
 
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { FINAL_FLUSH_MAX_ATTEMPTS, finalFlushRetry, undeliveredCause, undeliveredValues } from '../../../sidecar/final-flush.ts';
-import type { DeliveryOutcome } from '../../../sidecar/remote-write.ts';
+import type { DeliveryOutcome } from '../../../shared/remote-write.ts';
 import { SeriesStore } from '../../../sidecar/series-store.ts';
 
 describe('final flush: policy and account', () => {

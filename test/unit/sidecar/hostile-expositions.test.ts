@@ -12,7 +12,7 @@ import fc from 'fast-check';
 import { decodeWriteRequest } from '../../support/write-request.ts';
 import { parse } from '../../../shared/exposition/parse.ts';
 import { SIDECAR_MEMORY } from '../../../shared/sidecar-memory.ts';
-import { encodeWriteRequest } from '../../../sidecar/remote-write.ts';
+import { encodeWriteRequest } from '../../../shared/remote-write.ts';
 import { KIND_LABEL, SeriesStore } from '../../../sidecar/series-store.ts';
 import { uncompressSync } from 'snappy';
 

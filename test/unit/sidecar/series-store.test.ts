@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { MetricFamily } from '../../../shared/exposition/types.ts';
-import { encodeWriteRequest } from '../../../sidecar/remote-write.ts';
+import { encodeWriteRequest } from '../../../shared/remote-write.ts';
 import { KIND_LABEL, PROBLEMS_LOGGED, SeriesStore, type PushPlan } from '../../../sidecar/series-store.ts';
 
 const counter = (value: number, labels: Array<[string, string]> = []): MetricFamily => ({

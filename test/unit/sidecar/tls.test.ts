@@ -1,6 +1,6 @@
 /**
  * The sidecar over TLS, with real HTTPS servers on loopback and certificates made by
- * webhook/cert.ts (node:https is loaded only when a URL needs it, sidecar/https-lazy.ts):
+ * webhook/cert.ts (node:https is loaded only when a URL needs it, shared/https-lazy.ts):
  * - scraping an https:// target works without verifying its certificate (made for the Service
  *   name, never for localhost: README "TLS");
  * - remote write verifies the aggregator's certificate: an unknown CA is a clear error and nothing
@@ -20,10 +20,10 @@ import { fileURLToPath } from 'node:url';
 import { uncompressSync } from 'snappy';
 import { decodeWriteRequest } from '../../support/write-request.ts';
 import { generateCa, issueServingCert, type CertPair } from '../../../webhook/cert.ts';
-import { closeIdleConnections, encodeWriteRequest, sendWriteRequest } from '../../../sidecar/remote-write.ts';
+import { closeIdleConnections, encodeWriteRequest, sendWriteRequest } from '../../../shared/remote-write.ts';
 import { createScraper } from '../../../sidecar/scrape.ts';
 
-const REMOTE_WRITE = fileURLToPath(new URL('../../../sidecar/remote-write.ts', import.meta.url));
+const REMOTE_WRITE = fileURLToPath(new URL('../../../shared/remote-write.ts', import.meta.url));
 
 describe('sidecar over TLS (real HTTPS servers on loopback)', function () {
   this.timeout(30_000);

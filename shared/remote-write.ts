@@ -245,8 +245,15 @@ export function encodeWriteRequest(series: readonly RwSeries[], options: EncodeO
   return snappy.compress(encodeWriteRequestProto(series, options));
 }
 
-/** `jobmetrics-sidecar/<package version>`. */
+/** `jobmetrics-sidecar/<package version>`, the default User-Agent of every POST. */
 export const USER_AGENT = `jobmetrics-sidecar/${VERSION}`;
+
+export interface SendOptions {
+  timeoutMs: number;
+  signal?: AbortSignal;
+  /** Default USER_AGENT; the gateway names itself. */
+  userAgent?: string;
+}
 
 // Free sockets time out after 30 s; shorter than typical server idle timeouts would be better but
 // the push interval is 10 s, so 30 s keeps the connection warm between pushes.
@@ -279,7 +286,7 @@ class TimeoutError extends Error {
   override readonly name = 'TimeoutError';
 }
 
-function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSignal | undefined): Promise<{ res: RawResponse; reused: boolean } | { err: Error; reused: boolean }> {
+function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSignal | undefined, userAgent: string): Promise<{ res: RawResponse; reused: boolean } | { err: Error; reused: boolean }> {
   return new Promise((resolve) => {
     const isHttps = target.protocol === 'https:';
     const mod = isHttps ? https() : http;
@@ -300,7 +307,7 @@ function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSig
         'Content-Encoding': 'snappy',
         'Content-Type': 'application/x-protobuf',
         'X-Prometheus-Remote-Write-Version': '0.1.0',
-        'User-Agent': USER_AGENT,
+        'User-Agent': userAgent,
         'Content-Length': String(body.length),
       },
     });
@@ -364,7 +371,7 @@ export function parseRetryAfter(value: string | undefined, nowMs: number): numbe
  * timeouts are retryable too). A reused keep-alive socket the server had already closed is
  * retried once at once on a fresh socket, as node's http docs recommend for `reusedSocket`.
  */
-export async function sendWriteRequest(url: string, body: Buffer, opts: { timeoutMs: number; signal?: AbortSignal }): Promise<SendOutcome> {
+export async function sendWriteRequest(url: string, body: Buffer, opts: SendOptions): Promise<SendOutcome> {
   let target: URL;
   try {
     target = new URL(url);
@@ -373,9 +380,10 @@ export async function sendWriteRequest(url: string, body: Buffer, opts: { timeou
     return { ok: false, retryable: false, error: new Error(`remote write POST ${url}: invalid URL`, { cause }) };
   }
   const started = Date.now();
-  let r = await postOnce(target, body, opts.timeoutMs, opts.signal);
+  const userAgent = opts.userAgent ?? USER_AGENT;
+  let r = await postOnce(target, body, opts.timeoutMs, opts.signal, userAgent);
   if ('err' in r && r.reused && isStaleSocketError(r.err)) {
-    r = await postOnce(target, body, opts.timeoutMs - (Date.now() - started), opts.signal);
+    r = await postOnce(target, body, opts.timeoutMs - (Date.now() - started), opts.signal, userAgent);
   }
   if ('err' in r) {
     const aborted = r.err.name === 'AbortError';
@@ -416,6 +424,8 @@ export interface DeliverOptions {
   onRetry?: (attempt: number, outcome: SendOutcome, delayMs: number) => void;
   /** Jitter source in [0, 1); defaults to Math.random. */
   random?: () => number;
+  /** Default USER_AGENT. */
+  userAgent?: string;
 }
 
 /** Full-jitter exponential backoff (a uniform draw in [0, min(cap, base·2^(n-1))]). */
@@ -442,8 +452,9 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
       const error = new Error(`remote write POST ${url}: deadline passed before attempt ${attempts + 1}`);
       return { ok: false, retryable: true, error, attempts };
     }
-    const sendOpts: { timeoutMs: number; signal?: AbortSignal } = { timeoutMs: Math.min(opts.timeoutMs, left) };
+    const sendOpts: SendOptions = { timeoutMs: Math.min(opts.timeoutMs, left) };
     if (opts.signal) sendOpts.signal = opts.signal;
+    if (opts.userAgent !== undefined) sendOpts.userAgent = opts.userAgent;
     attempts++;
     const outcome = await sendWriteRequest(url, body, sendOpts);
     if (outcome.ok || !outcome.retryable || attempts >= maxAttempts || opts.signal?.aborted) return { ...outcome, attempts };

@@ -2,7 +2,7 @@
 import { readFileSync } from 'node:fs';
 
 function readVersion(): string {
-  // Compiled: dist/sidecar/version.js; from source: sidecar/version.ts.
+  // Compiled: dist/shared/version.js; from source: shared/version.ts.
   for (const candidate of ['../../package.json', '../package.json']) {
     try {
       const pkg = JSON.parse(readFileSync(new URL(candidate, import.meta.url), 'utf8')) as { name?: unknown; version?: unknown };

@@ -1,0 +1,107 @@
+/**
+ * The gateway's settings, parsed once from its environment (docs/gateway.md). Nothing else in the
+ * gateway reads process.env; every default lives here. A setting the sidecar has too
+ * (`JOBMETRICS_STALENESS`, `JOBMETRICS_LOG_LEVEL`) has the same name and meaning.
+ */
+import { parseBoundedDuration } from '../shared/duration.ts';
+
+export interface GatewayConfig {
+  /** host:port the gateway listens on for remote write. */
+  readonly listen: { readonly host: string; readonly port: number };
+  /** The aggregator's remote-write endpoint (vmagent's /api/v1/write, or the sharded tier's routers). */
+  readonly aggregatorUrl: URL;
+  /** The aggregator's `interval` (manifests/aggregator/stream-aggr.yaml): a 0 is flushed within it. */
+  readonly aggregationIntervalMs: number;
+  /** Added to the interval: the path to the aggregator (a router tier's queue) and clock slack. */
+  readonly birthMarginMs: number;
+  /** The aggregator's `staleness_interval`: a series unwritten that long is forgotten. */
+  readonly stalenessMs: number;
+  /** The most counter-like series whose birth is tracked at once (memory bound). */
+  readonly maxTrackedSeries: number;
+  /** The most bytes of a compressed request body, and of the body once decompressed. */
+  readonly maxBodyBytes: number;
+  readonly maxUncompressedBytes: number;
+  readonly logLevel: 'debug' | 'info';
+}
+
+export const GATEWAY_ENV = {
+  listen: 'JOBMETRICS_LISTEN',
+  aggregatorUrl: 'JOBMETRICS_AGGREGATOR_URL',
+  aggregationInterval: 'JOBMETRICS_AGGREGATION_INTERVAL',
+  birthMargin: 'JOBMETRICS_BIRTH_MARGIN',
+  staleness: 'JOBMETRICS_STALENESS',
+  maxTrackedSeries: 'JOBMETRICS_MAX_TRACKED_SERIES',
+  logLevel: 'JOBMETRICS_LOG_LEVEL',
+} as const;
+
+export const GATEWAY_DEFAULTS = {
+  listen: '0.0.0.0:8480',
+  aggregationInterval: '10s',
+  birthMargin: '3s',
+  staleness: '15m',
+  maxTrackedSeries: 1_000_000,
+  logLevel: 'info',
+} as const;
+
+/** Bodies: vmagent's own default limit for one remote-write request is 32 MiB uncompressed. */
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
+const MAX_UNCOMPRESSED_BYTES = 32 * 1024 * 1024;
+
+export interface ConfigError {
+  readonly setting: string;
+  readonly message: string;
+}
+
+export type ConfigResult = { readonly ok: true; readonly config: GatewayConfig } | { readonly ok: false; readonly errors: readonly ConfigError[] };
+
+export function parseGatewayConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
+  const errors: ConfigError[] = [];
+  const fail = (setting: string, message: string): void => void errors.push({ setting, message });
+  const value = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === '' ? undefined : v;
+  };
+  const duration = (name: string, fallback: string, bounds: { minMs: number; maxMs: number }): number => {
+    const r = parseBoundedDuration(value(name) ?? fallback, bounds);
+    if (r.ok) return r.ms;
+    fail(name, r.error);
+    return 0;
+  };
+
+  const rawListen = value(GATEWAY_ENV.listen) ?? GATEWAY_DEFAULTS.listen;
+  const m = /^(.*):(\d{1,5})$/.exec(rawListen);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || m[1] === '' || port > 65535) fail(GATEWAY_ENV.listen, `"${rawListen}" must be host:port (port 0…65535)`);
+
+  let aggregatorUrl = new URL('http://invalid.invalid/');
+  const rawUrl = value(GATEWAY_ENV.aggregatorUrl);
+  if (rawUrl === undefined) fail(GATEWAY_ENV.aggregatorUrl, 'is required but not set');
+  else {
+    try {
+      aggregatorUrl = new URL(rawUrl);
+      if (aggregatorUrl.protocol !== 'http:' && aggregatorUrl.protocol !== 'https:') fail(GATEWAY_ENV.aggregatorUrl, `"${rawUrl}" must use http: or https:`);
+    } catch {
+      fail(GATEWAY_ENV.aggregatorUrl, `"${rawUrl}" is not a URL`);
+    }
+  }
+
+  const rawMax = value(GATEWAY_ENV.maxTrackedSeries);
+  const maxTrackedSeries = rawMax === undefined ? GATEWAY_DEFAULTS.maxTrackedSeries : Number(rawMax);
+  if (!Number.isSafeInteger(maxTrackedSeries) || maxTrackedSeries < 0) fail(GATEWAY_ENV.maxTrackedSeries, `"${rawMax}" must be a whole number ≥ 0`);
+
+  const rawLevel = value(GATEWAY_ENV.logLevel) ?? GATEWAY_DEFAULTS.logLevel;
+  if (rawLevel !== 'debug' && rawLevel !== 'info') fail(GATEWAY_ENV.logLevel, `"${rawLevel}" must be debug or info`);
+
+  const config: GatewayConfig = {
+    listen: { host: m?.[1] ?? '', port },
+    aggregatorUrl,
+    aggregationIntervalMs: duration(GATEWAY_ENV.aggregationInterval, GATEWAY_DEFAULTS.aggregationInterval, { minMs: 100, maxMs: 3_600_000 }),
+    birthMarginMs: duration(GATEWAY_ENV.birthMargin, GATEWAY_DEFAULTS.birthMargin, { minMs: 0, maxMs: 600_000 }),
+    stalenessMs: duration(GATEWAY_ENV.staleness, GATEWAY_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
+    maxTrackedSeries,
+    maxBodyBytes: MAX_BODY_BYTES,
+    maxUncompressedBytes: MAX_UNCOMPRESSED_BYTES,
+    logLevel: rawLevel === 'debug' ? 'debug' : 'info',
+  };
+  return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+}

@@ -1,0 +1,246 @@
+/**
+ * The gateway: a remote-write endpoint in front of the aggregator that delivers every counter-like
+ * series' first values one aggregation interval after its 0 (births.ts), so that `increase()`
+ * counts every run. The story of one request: read the body (bounded), decode it, admit it (what
+ * goes now, what is held), forward what goes now, answer. A timer forwards held samples when they
+ * are due. On close it stops taking requests and forwards everything still held, each when due.
+ *
+ * Answers follow the remote write 1.0 spec, so the sidecar's retry rules apply unchanged: 204 when
+ * what goes now was delivered and the rest is held; 400 for a body that cannot be decoded (the
+ * sender drops it); 413 for one over the size limit; 503 (with the aggregator's Retry-After) when
+ * the aggregator could not take it (the sender retries); 429 passed through.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { Logger } from '../shared/log.ts';
+import { deliverWithRetry, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../shared/remote-write.ts';
+import { VERSION } from '../shared/version.ts';
+import { BirthLedger } from './births.ts';
+import type { GatewayConfig } from './config.ts';
+import { decodeCompressedWriteRequest, WriteRequestError } from './write-request.ts';
+
+export const USER_AGENT = `jobmetrics-gateway/${VERSION}`;
+const WRITE_PATH = '/api/v1/write';
+/** One forward of a request's immediate part; the sender's own timeout is longer (10 s as shipped). */
+const FORWARD_TIMEOUT_MS = 5_000;
+/** A due batch the aggregator refused is tried again after this long, until it goes. */
+const RELEASE_RETRY_MS = 1_000;
+const EXPIRE_EVERY_MS = 60_000;
+
+export interface Gateway {
+  /** http://host:port of the listening socket. */
+  readonly url: string;
+  readonly registry: Registry;
+  /** Stops taking requests, forwards every held sample when it is due, then resolves. */
+  close(): Promise<void>;
+}
+
+export interface GatewayDeps {
+  readonly log: Logger;
+  /** Milliseconds; tests may pass their own clock. */
+  readonly now?: () => number;
+}
+
+export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Promise<Gateway> {
+  const { log } = deps;
+  const now = deps.now ?? Date.now;
+  const aggregator = config.aggregatorUrl.toString();
+  const ledger = new BirthLedger({
+    holdMs: config.aggregationIntervalMs + config.birthMarginMs,
+    forgetAfterMs: config.stalenessMs,
+    maxTracked: config.maxTrackedSeries,
+  });
+  const m = gatewayMetrics(ledger);
+  let draining = false;
+
+  // ---- one request --------------------------------------------------------------------------
+
+  async function handleWrite(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await readBody(req, config.maxBodyBytes);
+    if (body === undefined) return answer(res, 413, `request body over ${config.maxBodyBytes} bytes`);
+    let series: RwSeries[];
+    try {
+      series = decodeCompressedWriteRequest(body, { maxUncompressedBytes: config.maxUncompressedBytes });
+    } catch (err) {
+      if (!(err instanceof WriteRequestError)) throw err;
+      log.warn('write request refused: cannot decode', { error: err, remote: req.socket.remoteAddress, bytes: body.length });
+      return answer(res, 400, err.message);
+    }
+    const admitted = ledger.admit(series, now());
+    m.held.inc(admitted.heldSamples);
+    m.births.inc(admitted.births.length);
+    m.untracked.inc(admitted.untracked);
+    if (admitted.heldSamples > 0) scheduleRelease();
+    if (admitted.now.length === 0) return answer(res, 204);
+    const out = await sendWriteRequest(aggregator, encodeWriteRequest(admitted.now), { timeoutMs: FORWARD_TIMEOUT_MS, userAgent: USER_AGENT });
+    if (out.ok) return answer(res, 204);
+    // Not delivered: the sender retries the whole request, whose 0s must then go first again.
+    ledger.forget(admitted.births);
+    m.forwardFailures.inc({ part: 'now' });
+    log.warn('forward to the aggregator failed; the sender will retry', { error: out.error, status: out.status });
+    if (out.status === 429) return answer(res, 429, out.error.message, out.retryAfterMs);
+    if (out.retryable) return answer(res, 503, out.error.message, out.retryAfterMs);
+    // The aggregator refused the data itself (4xx): the sender must not retry it either.
+    return answer(res, out.status ?? 400, out.error.message);
+  }
+
+  // ---- held samples, when due ---------------------------------------------------------------
+
+  let timer: NodeJS.Timeout | undefined;
+  let releasing: Promise<void> | undefined;
+  function scheduleRelease(): void {
+    if (releasing !== undefined) return; // it schedules the next one when it ends
+    const at = ledger.nextDueAt();
+    if (at === undefined) return;
+    if (timer !== undefined) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = undefined;
+      releasing = releaseDue().finally(() => {
+        releasing = undefined;
+        scheduleRelease();
+      });
+    }, Math.max(0, at - now()));
+  }
+
+  async function releaseDue(): Promise<void> {
+    const due = ledger.due(now());
+    if (due.length === 0) return;
+    const samples = due.reduce((n, s) => n + s.samples.length, 0);
+    const out = await deliverWithRetry(aggregator, encodeWriteRequest(due), {
+      deadlineMs: now() + 3 * FORWARD_TIMEOUT_MS,
+      timeoutMs: FORWARD_TIMEOUT_MS,
+      userAgent: USER_AGENT,
+    });
+    if (out.ok) {
+      m.released.inc(samples);
+      return;
+    }
+    m.forwardFailures.inc({ part: 'held' });
+    if (!out.retryable) {
+      // The aggregator refuses these samples themselves; holding them would only refuse again.
+      m.dropped.inc(samples);
+      log.error('held samples refused by the aggregator; dropped', { error: out.error, status: out.status, series: due.length, samples });
+      return;
+    }
+    log.warn('held samples not delivered; trying again', { error: out.error, series: due.length, samples });
+    ledger.requeue(due);
+    await new Promise((r) => setTimeout(r, RELEASE_RETRY_MS));
+  }
+
+  const expireTimer = setInterval(() => m.forgotten.inc(ledger.expire(now())), EXPIRE_EVERY_MS);
+  expireTimer.unref();
+
+  // ---- HTTP ---------------------------------------------------------------------------------
+
+  const server = http.createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = `${req.method ?? ''} ${path ?? ''}`;
+    const handled =
+      route === `POST ${WRITE_PATH}`
+        ? handleWrite(req, res)
+        : route === 'GET /metrics'
+          ? m.registry.metrics().then((text) => answer(res, 200, text, undefined, m.registry.contentType))
+          : route === 'GET /healthz'
+            ? Promise.resolve(answer(res, 200, 'ok'))
+            : route === 'GET /readyz'
+              ? Promise.resolve(draining ? answer(res, 503, 'draining') : answer(res, 200, 'ok'))
+              : Promise.resolve(answer(res, 404, `no route ${route}; remote write goes to POST ${WRITE_PATH}`));
+    handled
+      .catch((err: unknown) => {
+        log.error('request failed', { error: err, route });
+        if (!res.headersSent) answer(res, 500, 'internal error');
+        else res.destroy();
+      })
+      .finally(() => {
+        if (route === `POST ${WRITE_PATH}`) m.requests.inc({ code: String(res.statusCode) });
+      });
+  });
+  // Keep-alive longer than the sidecar's (30 s), so the server never closes a socket the client
+  // is about to reuse.
+  server.keepAliveTimeout = 65_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  const addr = server.address() as AddressInfo;
+  const url = `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
+  log.info('gateway listening', { url, aggregator, holdMs: config.aggregationIntervalMs + config.birthMarginMs, version: VERSION });
+
+  return {
+    url,
+    registry: m.registry,
+    async close() {
+      draining = true;
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      // Every held sample goes when it is due (at most one hold from now), never earlier: a
+      // birth sent early would be the very loss the hold prevents.
+      while (ledger.heldSamples > 0 || releasing !== undefined) {
+        scheduleRelease();
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      if (timer !== undefined) clearTimeout(timer);
+      clearInterval(expireTimer);
+      await closed;
+      log.info('gateway stopped; nothing held');
+    },
+  };
+}
+
+function answer(res: http.ServerResponse, status: number, body = '', retryAfterMs?: number, contentType = 'text/plain; charset=utf-8'): void {
+  if (retryAfterMs !== undefined) res.setHeader('Retry-After', String(Math.ceil(retryAfterMs / 1000)));
+  if (status === 204) {
+    res.writeHead(204).end();
+    return;
+  }
+  res.writeHead(status, { 'Content-Type': contentType }).end(body.endsWith('\n') || body === '' ? body : `${body}\n`);
+}
+
+/** The whole body, or undefined past `limit` bytes (the rest is not read). */
+async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  const declared = Number(req.headers['content-length']);
+  if (Number.isFinite(declared) && declared > limit) {
+    req.resume();
+    return undefined;
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) {
+      req.resume();
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, size);
+}
+
+function gatewayMetrics(ledger: BirthLedger): {
+  registry: Registry;
+  requests: Counter<'code'>;
+  births: Counter;
+  held: Counter;
+  released: Counter;
+  dropped: Counter;
+  untracked: Counter;
+  forgotten: Counter;
+  forwardFailures: Counter<'part'>;
+} {
+  const registry = new Registry();
+  const c = <L extends string = never>(name: string, help: string, labelNames: L[] = []): Counter<L> => new Counter({ name, help, labelNames, registers: [registry] });
+  new Gauge({ name: 'jobmetrics_gateway_tracked_series', help: 'Counter-like series whose birth the gateway tracks.', registers: [registry], collect() { this.set(ledger.size); } });
+  new Gauge({ name: 'jobmetrics_gateway_held_samples', help: 'Samples held until one aggregation interval after their series\' 0.', registers: [registry], collect() { this.set(ledger.heldSamples); } });
+  return {
+    registry,
+    requests: c('jobmetrics_gateway_write_requests_total', 'Remote-write requests answered, by HTTP status.', ['code']),
+    births: c('jobmetrics_gateway_births_total', 'Counter-like series whose 0 went ahead of their values.'),
+    held: c('jobmetrics_gateway_held_samples_total', 'Samples held behind their series\' 0.'),
+    released: c('jobmetrics_gateway_released_samples_total', 'Held samples delivered when due.'),
+    dropped: c('jobmetrics_gateway_dropped_samples_total', 'Held samples the aggregator refused as invalid (4xx).'),
+    untracked: c('jobmetrics_gateway_untracked_births_total', 'Series born while the tracking limit was reached (forwarded without a hold).'),
+    forgotten: c('jobmetrics_gateway_forgotten_series_total', 'Series forgotten after the staleness interval without samples.'),
+    forwardFailures: c('jobmetrics_gateway_forward_failures_total', 'Forwards the aggregator did not take, by part (now, held).', ['part']),
+  };
+}
