@@ -1,13 +1,16 @@
 /**
  * `npm run demo`: the whole idea on one machine, no cluster. Real vmagent (stream aggregation)
- * and Prometheus on loopback; 20 sample jobs, 5 at a time, each a real process in its own PID
- * namespace beside the real sidecar; then what the jobs really counted next to what Prometheus
- * shows after aggregation.
+ * and Prometheus on loopback, the gateway in front of vmagent as in a cluster; 20 sample jobs, 5
+ * at a time, each a real process in its own PID namespace beside the real sidecar; then what the
+ * jobs really counted next to what Prometheus shows after aggregation.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { parseGatewayConfig } from '../gateway/config.ts';
+import { startGateway, type Gateway } from '../gateway/gateway.ts';
+import { createLogger } from '../shared/log.ts';
 import { aggregatorBinaries, startStack, type Stack } from './aggregator-stack.ts';
 import { freePort, pidNamespaceSupport, PROGRAMS, PROJECT_ROOT, readTruth, sampleJob, sidecarEnv, startLocalPod, type GroundTruth } from './local-pod.ts';
 
@@ -60,7 +63,20 @@ function plans(): JobPlan[] {
   });
 }
 
-async function runJob(plan: JobPlan, stack: Stack, dir: string, pidNamespace: boolean): Promise<{ plan: JobPlan; truth: GroundTruth; sidecarCode: number | null; mainCode: number | null }> {
+/** The gateway in front of vmagent, as the manifests run it, at the demo stack's 1 s interval. */
+async function startDemoGateway(stack: Stack, dir: string): Promise<Gateway> {
+  const parsed = parseGatewayConfig({
+    JOBMETRICS_LISTEN: '127.0.0.1:0',
+    JOBMETRICS_AGGREGATOR_URL: stack.remoteWriteUrl,
+    JOBMETRICS_AGGREGATION_INTERVAL: '1s',
+    JOBMETRICS_BIRTH_MARGIN: '1s',
+  });
+  if (!parsed.ok) throw new Error(`gateway settings: ${parsed.errors.map((e) => `${e.setting} ${e.message}`).join('; ')}`);
+  const logFile = join(dir, 'gateway.log');
+  return startGateway(parsed.config, { log: createLogger({ component: 'jobmetrics-gateway', sink: (line) => appendFileSync(logFile, line + '\n') }) });
+}
+
+async function runJob(plan: JobPlan, gateway: Gateway, dir: string, pidNamespace: boolean): Promise<{ plan: JobPlan; truth: GroundTruth; sidecarCode: number | null; mainCode: number | null }> {
   const port = await freePort();
   const truthFile = join(dir, `${plan.pod}.truth.json`);
   const pod = startLocalPod({
@@ -68,7 +84,7 @@ async function runJob(plan: JobPlan, stack: Stack, dir: string, pidNamespace: bo
     dir,
     pidNamespace,
     main: sampleJob({ port, items: plan.items, durationMs: plan.durationMs, exitCode: plan.exitCode, truthFile }),
-    sidecarEnv: sidecarEnv({ port, remoteWriteUrl: stack.remoteWriteUrl, namespace: NAMESPACE, job: plan.workload, pod: plan.pod, extra: { JOBMETRICS_PUSH_INTERVAL: '2s' } }),
+    sidecarEnv: sidecarEnv({ port, remoteWriteUrl: `${gateway.url}/api/v1/write`, namespace: NAMESPACE, job: plan.workload, pod: plan.pod, extra: { JOBMETRICS_PUSH_INTERVAL: '2s' } }),
   });
   const result = await pod.result;
   return { plan, truth: readTruth(truthFile), sidecarCode: result.sidecar.code, mainCode: result.main.code };
@@ -81,15 +97,18 @@ async function main(): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'jobmetrics-demo-'));
   say(`demo: starting vmagent and Prometheus on loopback (logs in ${dir})`);
   const stack = await startStack({ dir });
+  let gateway: Gateway | undefined;
   try {
-    say(`demo: vmagent ${stack.remoteWriteUrl}, Prometheus ${stack.prometheusUrl}`);
+    gateway = await startDemoGateway(stack, dir);
+    const gw = gateway;
+    say(`demo: sidecars → gateway ${gw.url} → vmagent ${stack.remoteWriteUrl} → Prometheus ${stack.prometheusUrl}`);
     say(`demo: running ${JOBS} jobs of ${WORKLOADS.length} workloads, ${PARALLEL} at a time, each in ${ns.ok ? 'its own PID namespace' : 'a plain process group'} with the sidecar`);
     const queue = plans();
     const results: Array<Awaited<ReturnType<typeof runJob>>> = [];
     const started = Date.now();
     const worker = async (): Promise<void> => {
       for (let plan = queue.shift(); plan; plan = queue.shift()) {
-        const r = await runJob(plan, stack, dir, ns.ok);
+        const r = await runJob(plan, gw, dir, ns.ok);
         results.push(r);
         const counted = r.truth.ok + r.truth.failed;
         say(
@@ -99,7 +118,9 @@ async function main(): Promise<number> {
     };
     await Promise.all(Array.from({ length: PARALLEL }, worker));
 
-    say('demo: waiting for the aggregator to flush to Prometheus…');
+    say('demo: waiting for the gateway to deliver what it holds and the aggregator to flush to Prometheus…');
+    await gw.close();
+    gateway = undefined;
     await stack.flush();
 
     const rows: Array<{ workload: string; metric: string; counted: number; shown: number }> = [];
@@ -120,6 +141,10 @@ async function main(): Promise<number> {
       const shown = await shownBy(q.promql);
       for (const w of WORKLOADS) rows.push({ workload: w, metric: q.metric, counted: sumTruth(w, q.truth), shown: shown.get(w) ?? 0 });
     }
+    // What users type: increase() over the whole demo. The gateway makes every workload's first
+    // runs count in it; Prometheus extrapolates a little past the first and last samples.
+    const windowSec = Math.ceil((Date.now() - started) / 1000) + 60;
+    const increased = (await stack.query(`sum(increase(demo_items_processed_total{namespace="${NAMESPACE}"}[${windowSec}s]))`))[0]?.value ?? 0;
     const seriesCount = (await stack.query(`count({namespace="${NAMESPACE}",__name__=~"demo_.*"})`))[0]?.value ?? 0;
 
     say('');
@@ -137,9 +162,11 @@ async function main(): Promise<number> {
     const failedJobs = results.filter((r) => r.mainCode !== 0).length;
     const badSidecars = results.filter((r) => r.sidecarCode !== 0).length;
     say(`${failedJobs} jobs failed on purpose (exit 1); sidecars that exited non-zero: ${badSidecars}.`);
+    say(`increase(demo_items_processed_total[${windowSec}s]) summed: ${increased.toFixed(1)} (counted ${C}; the rest is Prometheus' extrapolation).`);
     say(`demo: ${JOBS} jobs, counted ${C}, aggregated ${A}, lost ${C - A}, double ${Math.max(0, A - C)}`);
     return C === A && badSidecars === 0 ? 0 : 1;
   } finally {
+    await gateway?.close();
     await stack.stop();
   }
 }

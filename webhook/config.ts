@@ -171,7 +171,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'workloadLookup.cacheTtl', env: 'JOBMETRICS_WORKLOAD_LOOKUP_CACHE_TTL', default: '10m', doc: 'how long a Job\'s owner is remembered', parse: duration(0, 24 * 3_600_000, 'ms') },
   { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: 'ghcr.io/jobmetrics/jobmetrics-sidecar:0.1.0', doc: 'sidecar image', parse: nonEmpty },
   { key: 'sidecar.imagePullPolicy', env: 'JOBMETRICS_SIDECAR_IMAGE_PULL_POLICY', default: 'IfNotPresent', doc: 'Always, IfNotPresent or Never', parse: oneOf(['Always', 'IfNotPresent', 'Never']) },
-  { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_REMOTE_WRITE_URL', default: 'http://jobmetrics-aggregator.jobmetrics.svc:8429/api/v1/write', doc: "the aggregator's remote-write URL, given to every sidecar", parse: httpUrl },
+  { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_REMOTE_WRITE_URL', default: 'http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write', doc: "the remote-write URL given to every sidecar: the gateway in front of the aggregator", parse: httpUrl },
   { key: 'sidecar.interval', env: 'JOBMETRICS_INTERVAL', default: formatDuration(INTERVAL.defaultMs), doc: 'default scrape interval (100ms … 60s); a pod can set jobmetrics.io/interval', parse: duration(INTERVAL.minMs, INTERVAL.maxMs, 'text') },
   { key: 'sidecar.pushInterval', env: 'JOBMETRICS_PUSH_INTERVAL', default: '10s', doc: 'how often a running sidecar delivers its latest values', parse: duration(100, 300_000, 'text') },
   { key: 'sidecar.flushTimeout', env: 'JOBMETRICS_FLUSH_TIMEOUT', default: '10s', doc: 'the most time the final delivery may take after the main container exits (less in pods whose grace period is shorter)', parse: duration(100, 600_000, 'ms') },

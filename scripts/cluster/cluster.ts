@@ -107,7 +107,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     step('jobmetrics: kubectl apply -f manifests/install.yaml');
     const manifest = opts.installManifest ?? join(ROOT, 'manifests', 'install.yaml');
     await kubectlOk(cp, ['apply', '-f', manifest]);
-    for (const d of ['jobmetrics-webhook', 'jobmetrics-aggregator', 'jobmetrics-prometheus']) {
+    for (const d of ['jobmetrics-webhook', 'jobmetrics-gateway', 'jobmetrics-aggregator', 'jobmetrics-prometheus']) {
       await kubectlOk(cp, ['-n', 'jobmetrics', 'rollout', 'status', `deployment/${d}`, '--timeout=180s'], { timeoutMs: 190_000 });
     }
     const ip = (await kubectlOk(cp, ['-n', 'jobmetrics', 'get', 'service', 'jobmetrics-prometheus', '-o', 'jsonpath={.spec.clusterIP}'])).trim();

@@ -82,7 +82,7 @@ function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', worklo
     ...(mode === 'native' && { restartPolicy: 'Always' }),
     env: [
       { name: 'JOBMETRICS_SCRAPE_URL', value: scrapeUrl },
-      { name: 'JOBMETRICS_REMOTE_WRITE_URL', value: 'http://jobmetrics-aggregator.jobmetrics.svc:8429/api/v1/write' },
+      { name: 'JOBMETRICS_REMOTE_WRITE_URL', value: 'http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write' },
       { name: 'JOBMETRICS_INTERVAL', value: interval },
       { name: 'JOBMETRICS_PUSH_INTERVAL', value: '10s' },
       { name: 'JOBMETRICS_FLUSH_TIMEOUT', value: '10s' },

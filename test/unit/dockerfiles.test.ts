@@ -46,7 +46,7 @@ const NODE_IMAGE = 'node:20.20.2-bookworm-slim';
 const RUNTIME_IMAGE = 'gcr.io/distroless/nodejs20-debian12:nonroot';
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 /** What the build stage copies from the context; tsconfig.build.json compiles these two for local pods only. */
-const CONTEXT = ['package-lock.json', 'package.json', 'shared/', 'sidecar/', 'tsconfig.build.json', 'tsconfig.json', 'webhook/'];
+const CONTEXT = ['gateway/', 'package-lock.json', 'package.json', 'shared/', 'sidecar/', 'tsconfig.build.json', 'tsconfig.json', 'webhook/'];
 const NOT_IN_IMAGES = ['scripts/pod-init.ts', 'scripts/sample-job.ts'];
 const RUNTIME_KEYWORDS = new Set(['ARG', 'LABEL', 'ENV', 'WORKDIR', 'COPY', 'USER', 'EXPOSE', 'ENTRYPOINT']);
 
@@ -199,6 +199,8 @@ describe('Dockerfiles', function () {
         expect(copies(final).map((c) => [c.from ?? '(context)', c.sources, copyDestination(final, c)])).to.deep.equal([
           ['(context)', ['package.json'], '/app'],
           ['deps', [`${workdir(deps)}/node_modules/`], '/app/node_modules'],
+          // The webhook's image carries the gateway too (its Deployment runs it by command).
+          ...(program === 'webhook' ? [['build', [`${workdir(build)}/dist/gateway/`], '/app/dist/gateway']] : []),
           ['build', [`${workdir(build)}/dist/shared/`], '/app/dist/shared'],
           ['build', [`${workdir(build)}/dist/${program}/`], `/app/dist/${program}`],
         ]);
@@ -212,10 +214,12 @@ describe('Dockerfiles', function () {
       });
 
       it('every module the program loads (also lazily) is in the copied part of dist/, every package a production dependency', () => {
-        const graph = importGraph(join(PROJECT_ROOT, pkg.bin[`jobmetrics-${program}`]!));
-        const outside = graph.files.map((f) => relative(join(PROJECT_ROOT, 'dist'), f)).filter((f) => !f.startsWith('shared/') && !f.startsWith(`${program}/`));
-        expect(outside).to.deep.equal([]);
-        expect(graph.packages.filter((p) => pkg.dependencies[p] === undefined)).to.deep.equal([]);
+        for (const bin of program === 'webhook' ? (['webhook', 'gateway'] as const) : ([program] as const)) {
+          const graph = importGraph(join(PROJECT_ROOT, pkg.bin[`jobmetrics-${bin}`]!));
+          const outside = graph.files.map((f) => relative(join(PROJECT_ROOT, 'dist'), f)).filter((f) => !f.startsWith('shared/') && !f.startsWith(`${bin}/`));
+          expect(outside, bin).to.deep.equal([]);
+          expect(graph.packages.filter((p) => pkg.dependencies[p] === undefined), bin).to.deep.equal([]);
+        }
       });
 
       it('the runtime stage has no RUN, no shell and no CMD: only files, metadata, the user and the entry point', () => {
