@@ -142,6 +142,17 @@ export class BirthLedger {
   }
 
   /**
+   * The births a request started were delivered at `ackMs`: their holds run from then, so a held
+   * value goes at least one hold after its 0 reached the aggregator, however long that took.
+   */
+  confirm(births: readonly string[], ackMs: number): void {
+    for (const key of births) {
+      const t = this.tracked.get(key);
+      if (t !== undefined) t.releaseAt = ackMs + this.settings.holdMs;
+    }
+  }
+
+  /**
    * Undoes the births a request started, when its `now` part could not be delivered: the client
    * retries the whole request, and its 0 must then go first again, not be held behind itself.
    */

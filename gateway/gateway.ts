@@ -71,10 +71,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     m.held.inc(admitted.heldSamples);
     m.births.inc(admitted.births.length);
     m.untracked.inc(admitted.untracked);
-    if (admitted.heldSamples > 0) scheduleRelease();
-    if (admitted.now.length === 0) return answer(res, 204);
+    if (admitted.now.length === 0) {
+      if (admitted.heldSamples > 0) scheduleRelease();
+      return answer(res, 204);
+    }
     const out = await sendWriteRequest(aggregator, encodeWriteRequest(admitted.now), { timeoutMs: FORWARD_TIMEOUT_MS, userAgent: USER_AGENT });
-    if (out.ok) return answer(res, 204);
+    if (out.ok) {
+      ledger.confirm(admitted.births, now());
+      if (admitted.heldSamples > 0) scheduleRelease();
+      return answer(res, 204);
+    }
     // Not delivered: the sender retries the whole request, whose 0s must then go first again.
     ledger.forget(admitted.births);
     m.forwardFailures.inc({ part: 'now' });

@@ -30,9 +30,11 @@ const INSTALL_OBJECTS = [
   'configmap/jobmetrics-prometheus-config',
   'configmap/jobmetrics-webhook-settings',
   'service/jobmetrics-aggregator',
+  'service/jobmetrics-gateway',
   'service/jobmetrics-prometheus',
   'service/jobmetrics-webhook',
   'deployment.apps/jobmetrics-aggregator',
+  'deployment.apps/jobmetrics-gateway',
   'deployment.apps/jobmetrics-prometheus',
   'deployment.apps/jobmetrics-webhook',
   'poddisruptionbudget.policy/jobmetrics-webhook',
@@ -93,7 +95,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       expect(errors).to.deep.equal(Array(INSTALL_OBJECTS.length - clusterScoped.length).fill('Error from server (NotFound): namespaces "jobmetrics" not found'));
     });
 
-    it('server-side dry run with the namespace present: the API server accepts all 20 objects', async () => {
+    it('server-side dry run with the namespace present: the API server accepts all 22 objects', async () => {
       await kubectlOk(plane(), ['create', 'namespace', WEBHOOK_NAMESPACE]);
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(0);

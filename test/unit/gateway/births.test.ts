@@ -35,6 +35,14 @@ describe('gateway births: a series\' values never share an aggregation interval 
     expect(l.heldSamples).to.equal(0);
   });
 
+  it('the hold runs from when the 0 was delivered (confirm), however long its delivery took', () => {
+    const l = new BirthLedger(settings);
+    const a = l.admit([counter('p1', [0, 0], [1, 9])], 1);
+    l.confirm(a.births, 800);
+    expect(l.nextDueAt()).to.equal(800 + HOLD);
+    expect(l.due(1 + HOLD)).to.deep.equal([]);
+  });
+
   it('a 0 and a value in one request (a series first seen mid-run): the 0 now, the value held', () => {
     const l = new BirthLedger(settings);
     const a = l.admit([counter('p1', [4_999, 0], [5_000, 7])], 5_000);

@@ -1,0 +1,181 @@
+/**
+ * The gateway's HTTP edge (gateway/gateway.ts) against a real local "aggregator": an HTTP server on
+ * port 0 that decodes what it receives and notes when, and can be told to refuse. Real sockets,
+ * real remote-write bodies; a short hold (200 ms interval + 100 ms margin).
+ */
+import { expect } from 'chai';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { parseGatewayConfig } from '../../../gateway/config.ts';
+import { startGateway, type Gateway } from '../../../gateway/gateway.ts';
+import { decodeWriteRequest } from '../../../gateway/write-request.ts';
+import { createLogger } from '../../../shared/log.ts';
+import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../../../shared/remote-write.ts';
+
+const snappy: typeof import('snappyjs') = createRequire(import.meta.url)('snappyjs');
+const HOLD_MS = 300;
+
+interface Received {
+  at: number;
+  series: RwSeries[];
+}
+
+async function fakeAggregator(): Promise<{ url: string; received: Received[]; refuse: (status: number | undefined) => void; close: () => Promise<void> }> {
+  const received: Received[] = [];
+  let refusing: number | undefined;
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (refusing !== undefined) {
+        res.writeHead(refusing).end('refused on purpose');
+        return;
+      }
+      received.push({ at: Date.now(), series: decodeWriteRequest(snappy.uncompress(Buffer.concat(chunks))) });
+      res.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/api/v1/write`,
+    received,
+    refuse: (status) => void (refusing = status),
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+const counter = (pod: string, ...samples: Array<[value: number, timestampMs: number]>): RwSeries => ({
+  labels: [['__name__', 'items_total'], ['namespace', 'ns'], ['job', 'w'], ['pod', pod], ['jobmetrics_kind', 'counter']],
+  samples: samples.map(([value, timestampMs]) => ({ value, timestampMs })),
+});
+/** Every forwarded value of `pod`, with when it reached the aggregator. */
+const arrivals = (received: readonly Received[], pod: string): Array<[value: number, at: number]> =>
+  received.flatMap((r) => r.series.filter((s) => s.labels.some(([n, v]) => n === 'pod' && v === pod)).flatMap((s) => s.samples.map((x) => [x.value, r.at] as [number, number])));
+
+describe('gateway: the HTTP edge in front of a real local aggregator', function () {
+  this.timeout(20_000);
+  let agg: Awaited<ReturnType<typeof fakeAggregator>>;
+  let gw: Gateway;
+  let logs: string[];
+  const post = (body: Buffer, headers: Record<string, string> = {}): Promise<{ status: number; text: string }> =>
+    fetch(`${gw.url}/api/v1/write`, { method: 'POST', body, headers: { 'Content-Encoding': 'snappy', 'Content-Type': 'application/x-protobuf', ...headers } }).then(async (r) => ({ status: r.status, text: await r.text() }));
+  const write = (...s: RwSeries[]) => sendWriteRequest(`${gw.url}/api/v1/write`, encodeWriteRequest(s), { timeoutMs: 5_000 });
+
+  beforeEach(async () => {
+    agg = await fakeAggregator();
+    logs = [];
+    const parsed = parseGatewayConfig({ JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: agg.url, JOBMETRICS_AGGREGATION_INTERVAL: '200ms', JOBMETRICS_BIRTH_MARGIN: '100ms' });
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    gw = await startGateway(parsed.config, { log: createLogger({ component: 'gw', sink: (l) => logs.push(l) }) });
+  });
+  afterEach(async () => {
+    await gw.close();
+    await agg.close();
+    closeIdleConnections();
+  });
+
+  it('answers 204 at once; the 0 reaches the aggregator at once and the value one hold later', async () => {
+    const t0 = Date.now();
+    expect((await write(counter('p', [0, t0 - 1], [240, t0]))).ok).to.equal(true);
+    // Answered while the value is still held: the sender never waits for the hold.
+    expect(arrivals(agg.received, 'p').map(([v]) => v)).to.deep.equal([0]);
+    await gw.close();
+    const got = arrivals(agg.received, 'p');
+    expect(got.map(([v]) => v)).to.deep.equal([0, 240]);
+    // The hold runs from the 0's acknowledgement, which came after the 0 arrived.
+    expect(got[1]![1] - got[0]![1], 'value behind its 0').to.be.at.least(HOLD_MS);
+  });
+
+  it('a body that is not snappy, or snappy around garbage, is answered 400 with what was wrong; nothing is forwarded', async () => {
+    const notSnappy = await post(Buffer.from('hello, this is not snappy'));
+    expect(notSnappy.status).to.equal(400);
+    expect(notSnappy.text).to.match(/snappy|WriteRequest/);
+    const garbage = await post(Buffer.from(snappy.compress(Buffer.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f]))));
+    expect(garbage.status).to.equal(400);
+    expect(garbage.text).to.match(/malformed WriteRequest|runs past/);
+    expect(agg.received).to.deep.equal([]);
+  });
+
+  it('a body over 8 MiB is answered 413 without reading it all; one that would decompress past 32 MiB, 400', async () => {
+    expect((await post(Buffer.alloc(9 * 1024 * 1024))).status).to.equal(413);
+    // A snappy header stating 64 MiB: refused before any decompression.
+    const bomb = Buffer.from([0x80, 0x80, 0x80, 0x20, 0x00]);
+    const r = await post(bomb);
+    expect(r.status).to.equal(400);
+    expect(r.text).to.match(/67108864 bytes, over the limit of 33554432/);
+  });
+
+  it('an aggregator that refuses (503) makes the gateway answer 503; the retry sends its 0 first again, and its value still waits a hold', async () => {
+    agg.refuse(503);
+    const t0 = Date.now();
+    const first = await write(counter('p', [0, t0 - 1], [7, t0]));
+    expect(first.ok).to.equal(false);
+    expect(first.ok === false && first.status).to.equal(503);
+    agg.refuse(undefined);
+    expect((await write(counter('p', [0, t0 - 1], [7, t0]))).ok).to.equal(true);
+    await gw.close();
+    const got = arrivals(agg.received, 'p');
+    expect(got.map(([v]) => v)).to.deep.equal([0, 7]);
+    expect(got[1]![1] - got[0]![1]).to.be.at.least(HOLD_MS);
+  });
+
+  it('an aggregator that refuses the data itself (400) is answered 400, so the sender does not retry it', async () => {
+    agg.refuse(400);
+    const r = await write(counter('p', [0, 1]));
+    expect(r.ok === false && r.status).to.equal(400);
+    expect(r.ok === false && r.retryable).to.equal(false);
+  });
+
+  it('close() delivers what is held when it is due, not earlier', async () => {
+    const t0 = Date.now();
+    await write(counter('p', [0, t0 - 1], [5, t0]));
+    await gw.close();
+    const got = arrivals(agg.received, 'p');
+    expect(got.map(([v]) => v)).to.deep.equal([0, 5]);
+    expect(got[1]![1] - got[0]![1], 'not earlier than due').to.be.at.least(HOLD_MS);
+    expect(logs.some((l) => l.includes('gateway stopped; nothing held'))).to.equal(true);
+  });
+
+  it('/metrics counts births, held and released samples and answers by code; an unknown route is 404 with where to write', async () => {
+    const t0 = Date.now();
+    await write(counter('p', [0, t0 - 1], [5, t0]));
+    await sleep(HOLD_MS + 200);
+    const text = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(text).to.match(/^jobmetrics_gateway_births_total 1$/m);
+    expect(text).to.match(/^jobmetrics_gateway_held_samples_total 1$/m);
+    expect(text).to.match(/^jobmetrics_gateway_released_samples_total 1$/m);
+    expect(text).to.match(/^jobmetrics_gateway_write_requests_total\{code="204"\} 1$/m);
+    const nf = await fetch(`${gw.url}/api/v2/write`, { method: 'POST' });
+    expect(nf.status).to.equal(404);
+    expect(await nf.text()).to.match(/POST \/api\/v1\/write/);
+  });
+});
+
+describe('gateway settings: one line per bad setting, naming it', () => {
+  const cases: Array<[string, Record<string, string>, RegExp]> = [
+    ['no aggregator URL', {}, /^JOBMETRICS_AGGREGATOR_URL: is required but not set$/],
+    ['an aggregator URL that is not http', { JOBMETRICS_AGGREGATOR_URL: 'ftp://x/' }, /^JOBMETRICS_AGGREGATOR_URL: "ftp:\/\/x\/" must use http: or https:$/],
+    ['a listen address without a port', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_LISTEN: 'localhost' }, /^JOBMETRICS_LISTEN: "localhost" must be host:port/],
+    ['an interval out of range', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_AGGREGATION_INTERVAL: '10ms' }, /^JOBMETRICS_AGGREGATION_INTERVAL: /],
+    ['a tracking limit that is not a number', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_MAX_TRACKED_SERIES: 'lots' }, /^JOBMETRICS_MAX_TRACKED_SERIES: "lots" must be a whole number/],
+  ];
+  for (const [what, env, message] of cases) {
+    it(what, () => {
+      const r = parseGatewayConfig(env);
+      expect(r.ok).to.equal(false);
+      if (!r.ok) expect(r.errors.map((e) => `${e.setting}: ${e.message}`)).to.satisfy((lines: string[]) => lines.length === 1 && message.test(lines[0]!));
+    });
+  }
+  it('the defaults match the shipped aggregator: 10s interval + 3s margin, 15m staleness, listening on 8480', () => {
+    const r = parseGatewayConfig({ JOBMETRICS_AGGREGATOR_URL: 'http://a/' });
+    expect(r.ok && { interval: r.config.aggregationIntervalMs, margin: r.config.birthMarginMs, staleness: r.config.stalenessMs, listen: r.config.listen }).to.deep.equal({
+      interval: 10_000,
+      margin: 3_000,
+      staleness: 900_000,
+      listen: { host: '0.0.0.0', port: 8480 },
+    });
+  });
+});
