@@ -14,6 +14,7 @@ import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
 import { SIDECAR_MEMORY } from '../../shared/sidecar-memory.ts';
 import { pidNamespaceSupport, readTruth } from '../../scripts/local-pod.ts';
 import { loadState } from '../../sidecar/state.ts';
+import { SIDECAR_UID } from '../../webhook/mutate.ts';
 import { uncompressSync } from 'snappy';
 import { ensureBuilt } from '../support/build.ts';
 import { decodeWriteRequest, type DecodedTimeSeries } from '../support/write-request.ts';
@@ -352,10 +353,10 @@ describe('sidecar against real vmagent and Prometheus', function () {
   });
 
   it('a mesh-like native sidecar before ours and an extra regular container: the main container’s exit is noticed at once', async () => {
-    // Every container gets the kubelet's termination-message mount; ours runs as uid 65532 with
-    // every capability dropped, as injected, and is told which container is main. The mesh proxy
-    // runs until SIGTERM; the extra container runs until the test has seen our final flush (a
-    // fixed lifetime would be outlasted by a late start on a loaded machine).
+    // Every container gets the kubelet's termination-message mount; ours runs as the shipped uid
+    // (SIDECAR_UID, 65531) with every capability dropped, as injected, and is told which container
+    // is main. The mesh proxy runs until SIGTERM; the extra container runs until the test has seen
+    // our final flush (a fixed lifetime would be outlasted by a late start on a loaded machine).
     const release = join(dir, 'mesh-a.release');
     const p = await startPod(stack, dir, {
       job: 'mesh',
@@ -366,7 +367,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
       sidecarFirstMs: 700,
       sidecarRestartPolicy: 'Always',
       kubeletMounts: true,
-      sidecarUid: 65532,
+      sidecarUid: SIDECAR_UID,
       extraContainers: [
         { name: 'mesh', command: 'sleep', args: ['600'], restartPolicy: 'Always', before: true },
         { name: 'shipper', command: 'sh', args: ['-c', `until [ -e ${release} ]; do sleep 0.1; done`] },

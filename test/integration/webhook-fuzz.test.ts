@@ -1,5 +1,5 @@
 /**
- * A fuzz run of the real webhook process over TLS with generated malformed AdmissionReviews
+ * A fuzz run of the real webhook process over TLS with generated AdmissionReviews, valid Job pods and malformed ones
  * (fast-check, seeded, so a failure reproduces; the failing input is printed shrunk). Whatever
  * comes in, the answer is an AdmissionReview that allows the pod and echoes the request's uid when
  * it had a string one: 200 with a patch that applies to the request's object, or a clean 4xx that
@@ -12,9 +12,11 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import fc from 'fast-check';
 import jsonPatch, { type Operation } from 'fast-json-patch';
+import { Pod } from 'kubernetes-models/v1/Pod';
 import { call, killWebhook, podOfJob, startWebhookWithFreshCerts, type Webhook } from '../support/webhook.ts';
 
 const RUNS = 300;
+const MUST_INJECT = 'fuzz.example.com/must-inject';
 const SEED = 20_261_127;
 
 /** A value of any JSON type, small. */
@@ -93,9 +95,47 @@ const hostileReview = fc.record(
   },
 );
 
-/** What goes on the wire: mostly JSON of such reviews, sometimes any JSON, or text that is not JSON. */
+/**
+ * A well-formed review of a valid Job pod whose metrics port is valid, named by any of the ways the
+ * webhook reads it, with other valid annotations: the webhook must inject every one of them.
+ */
+const validJobReview = fc
+  .record({
+    uid: fc.uuid(),
+    port: fc.integer({ min: 1, max: 65_535 }),
+    portBy: fc.constantFrom('container port named metrics', 'container port named http-metrics', 'jobmetrics.io/port', 'prometheus.io/port'),
+    path: fc.option(fc.constantFrom('/metrics', '/m', '/a/b?x=1'), { nil: undefined }),
+    interval: fc.option(fc.constantFrom('1s', '100ms', '60s', '2500ms'), { nil: undefined }),
+    scheme: fc.option(fc.constantFrom('http', 'https'), { nil: undefined }),
+  })
+  .map((v) => {
+    const pod = podOfJob('fuzz-job') as unknown as { metadata: { annotations?: Record<string, string> }; spec: { containers: Array<Record<string, unknown>> } };
+    // Marks the review for the check below (the webhook ignores annotations it does not know).
+    const annotations: Record<string, string> = { [MUST_INJECT]: 'yes' };
+    const main = pod.spec.containers[0]!;
+    if (v.portBy.startsWith('container port')) main['ports'] = [{ name: v.portBy.endsWith('http-metrics') ? 'http-metrics' : 'metrics', containerPort: v.port, protocol: 'TCP' }];
+    else {
+      main['ports'] = [];
+      annotations[v.portBy] = String(v.port);
+    }
+    if (v.path !== undefined) annotations['jobmetrics.io/path'] = v.path;
+    if (v.interval !== undefined) annotations['jobmetrics.io/interval'] = v.interval;
+    if (v.scheme !== undefined) annotations['jobmetrics.io/scheme'] = v.scheme;
+    pod.metadata.annotations = annotations;
+    return JSON.stringify({
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: { uid: v.uid, kind: { group: '', version: 'v1', kind: 'Pod' }, resource: { group: '', version: 'v1', resource: 'pods' }, namespace: 'reports', operation: 'CREATE', dryRun: false, object: pod },
+    });
+  });
+
+/**
+ * What goes on the wire: valid Job pods that must be injected (four in ten), hostile reviews (four
+ * in ten), any JSON, or text that is not JSON.
+ */
 const body = fc.oneof(
-  { weight: 8, arbitrary: hostileReview.map((r) => JSON.stringify(r)) },
+  { weight: 4, arbitrary: validJobReview },
+  { weight: 4, arbitrary: hostileReview.map((r) => JSON.stringify(r)) },
   { weight: 1, arbitrary: anyJson.map((v) => JSON.stringify(v) ?? '') },
   { weight: 1, arbitrary: fc.oneof(fc.string(), hostileReview.map((r) => JSON.stringify(r).slice(0, -1))) },
 );
@@ -126,7 +166,7 @@ function scrapeUrlOf(pod: PatchedPod): string | undefined {
   return sidecar?.env?.find((e) => e.name === 'JOBMETRICS_SCRAPE_URL')?.value;
 }
 
-describe('webhook fuzz: malformed AdmissionReviews (real process, TLS, fast-check)', function () {
+describe('webhook fuzz: valid and malformed AdmissionReviews (real process, TLS, fast-check)', function () {
   this.timeout(300_000);
   let dir: string;
   let ca: string;
@@ -142,8 +182,9 @@ describe('webhook fuzz: malformed AdmissionReviews (real process, TLS, fast-chec
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it(`${RUNS} generated reviews (seed ${SEED}): each answer is an AdmissionReview that allows and echoes the uid, 200 or a clean 4xx, and /healthz answers afterwards`, async () => {
+  it(`${RUNS} generated reviews (seed ${SEED}): each answer is an AdmissionReview that allows and echoes the uid, 200 or a clean 4xx; every valid Job pod is injected into a valid pod scraping a port 1…65535; /healthz answers afterwards`, async () => {
     const statuses = new Map<number, number>();
+    let injected = 0;
     await fc.assert(
       fc.asyncProperty(body, async (text) => {
         const a = await call(wh.port, ca, 'POST', '/mutate', text);
@@ -155,14 +196,21 @@ describe('webhook fuzz: malformed AdmissionReviews (real process, TLS, fast-chec
         expect(out.kind).to.equal('AdmissionReview');
         expect(out.response.allowed).to.equal(true);
         expect(out.response.uid).to.equal(uid);
+        const mustInject = text.includes(`"${MUST_INJECT}":"yes"`);
+        if (mustInject) expect(a.status, a.body).to.equal(200);
         if (a.status === 200) {
           expect(uid, 'a 200 answers a request with a uid').to.not.equal('');
+          if (mustInject) expect(out.response.patch, `a valid Job pod is injected: ${a.body.slice(0, 500)}`).to.be.a('string');
           if (out.response.patch !== undefined) {
             const ops = JSON.parse(Buffer.from(out.response.patch, 'base64').toString('utf8')) as Operation[];
             // The patch applies to the object the API server sent (validated, so a bad path throws).
             const pod = jsonPatch.applyPatch(structuredClone(object), ops, true, false).newDocument as PatchedPod;
             const scrapeUrl = scrapeUrlOf(pod);
+            if (mustInject) expect(scrapeUrl, 'the valid Job pod got the sidecar').to.be.a('string');
             if (scrapeUrl !== undefined) {
+              injected++;
+              // The injected pod is a valid Pod by the Kubernetes schema.
+              expect(() => new Pod(pod as never).validate(), JSON.stringify(pod).slice(0, 2000)).to.not.throw();
               // An injected sidecar scrapes a real port on localhost, never localhost:-5.
               const url = new URL(scrapeUrl);
               expect(url.hostname).to.equal('localhost');
@@ -178,7 +226,10 @@ describe('webhook fuzz: malformed AdmissionReviews (real process, TLS, fast-chec
       }),
       { numRuns: RUNS, seed: SEED },
     );
-    console.log(`      answers by status: ${JSON.stringify(Object.fromEntries(statuses))}`);
+    console.log(`      answers by status: ${JSON.stringify(Object.fromEntries(statuses))}; injected: ${injected}`);
+    // Four in ten generated reviews are valid Job pods: at least a third of the run must reach an
+    // injection, so the patch, schema and port checks above really run.
+    expect(injected, 'injections').to.be.at.least(RUNS / 3);
     expect(wh.proc.exitCode, 'the process is still running').to.equal(null);
     expect((await call(wh.port, ca, 'GET', '/healthz')).status).to.equal(200);
     // The run covered both kinds of answer.
