@@ -18,6 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { startGateway, type Gateway } from '../../gateway/gateway.ts';
 import { parseGatewayConfig } from '../../gateway/config.ts';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
+import { startTopology, type Topology } from '../../scripts/aggregator-topology.ts';
 import { createLogger } from '../../shared/log.ts';
 import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../../shared/remote-write.ts';
 
@@ -197,3 +198,88 @@ describe('increase() counts every run: the gateway holds a series\' values one a
     if (process.env['JOBMETRICS_SEMANTICS_REPORT']) for (const r of table) console.log(`${r.path}: truth ${r.truth}, missed by increase(): ${r.missed}`);
   });
 });
+
+/**
+ * The same promise through the scaled-out tiers the overlays ship (scripts/aggregator-topology.ts:
+ * routers sharding by every label but `pod` over aggregating shards; with HA, two copies of every
+ * output labelled `jobmetrics_replica`): the gateway in front of the routers, as in a cluster, with
+ * a margin of 2 s for the router hop. Each copy of each output is checked on its own: with HA a
+ * query reads `max without (jobmetrics_replica)`, so every copy must be exact.
+ */
+for (const overlay of ['sharded-aggregator', 'ha-aggregator'] as const) {
+  describe(`increase() counts every run through the gateway and the ${overlay} overlay's tier`, function () {
+    this.timeout(180_000);
+    let dir: string;
+    let tier: Topology;
+    let gateway: Gateway;
+    let ns = 0;
+    const startedSec = Math.floor(Date.now() / 1000);
+
+    before(async function () {
+      this.timeout(90_000);
+      dir = mkdtempSync(join(tmpdir(), `jobmetrics-increase-${overlay}-`));
+      tier = await startTopology({ dir, overlay, aggregationInterval: INTERVAL, stalenessInterval: `${STALENESS_MS / 1000}s` });
+      const parsed = parseGatewayConfig({
+        JOBMETRICS_LISTEN: '127.0.0.1:0',
+        JOBMETRICS_AGGREGATOR_URL: tier.remoteWriteUrl,
+        JOBMETRICS_AGGREGATION_INTERVAL: INTERVAL,
+        JOBMETRICS_BIRTH_MARGIN: '2s',
+        JOBMETRICS_STALENESS: `${STALENESS_MS / 1000}s`,
+      });
+      if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+      gateway = await startGateway(parsed.config, { log: createLogger({ component: 'gateway', sink: () => {} }) });
+    });
+    after(async function () {
+      this.timeout(60_000);
+      await gateway?.close();
+      await tier?.close();
+      closeIdleConnections();
+      if (this.currentTest?.state !== 'failed') rmSync(dir, { recursive: true, force: true });
+      else console.log(`logs kept in ${dir}`);
+    });
+
+    const push = async (namespace: string, pod: string, points: Array<[number, number]>): Promise<void> => {
+      const s: RwSeries = {
+        labels: [['__name__', 'items_total'], ['namespace', namespace], ['job', 'w'], ['pod', pod], ['jobmetrics_kind', 'counter']],
+        samples: points.map(([value, timestampMs]) => ({ value, timestampMs })),
+      };
+      const out = await sendWriteRequest(`${gateway.url}/api/v1/write`, encodeWriteRequest([s]), { timeoutMs: 5_000 });
+      if (!out.ok) throw out.error;
+    };
+    const settle = async (): Promise<void> => {
+      for (;;) {
+        if (/ 0$/m.test(await gateway.registry.getSingleMetricAsString('jobmetrics_gateway_held_samples'))) break;
+        await sleep(100);
+      }
+      await tier.flush();
+    };
+    /** Each stored copy's increase before extrapolation. */
+    const copies = async (namespace: string): Promise<number[]> => {
+      const range = `${Math.floor(Date.now() / 1000) - startedSec + 10}s`;
+      const series = await tier.rangeSamples(`items_total{namespace="${namespace}"}`, range);
+      return series.map((s) => rawIncrease(s.samples.map(([, v]) => v)));
+    };
+    const copiesExpected = overlay === 'ha-aggregator' ? 2 : 1;
+
+    it(`a new workload's single run shorter than one scrape: every copy (${copiesExpected}) counts 240`, async () => {
+      const w = `tier${process.pid}-${++ns}`;
+      const t0 = Date.now();
+      await push(w, 'p1', [[0, t0 - 1], [240, t0]]);
+      await settle();
+      expect(await copies(w)).to.deep.equal(Array(copiesExpected).fill(240));
+    });
+
+    it(`3 runs of the same count (100) with gaps longer than the staleness interval: every copy counts 300`, async () => {
+      const w = `tier${process.pid}-${++ns}`;
+      for (let i = 1; i <= 3; i++) {
+        const t0 = Date.now();
+        await push(w, `p${i}`, [[0, t0 - 1]]);
+        await sleep(300);
+        await push(w, `p${i}`, [[0, t0 - 1], [100, Date.now()]]);
+        await settle();
+        if (i < 3) await sleep(LONG_GAP_MS);
+      }
+      expect(await copies(w)).to.deep.equal(Array(copiesExpected).fill(300));
+    });
+  });
+}
