@@ -7,6 +7,7 @@
  * stdout); every actual value is what the in-cluster Prometheus holds after aggregation.
  */
 import { expect } from 'chai';
+import { loadState } from '../../sidecar/state.ts';
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
@@ -128,7 +129,9 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   it('a CronJob’s three runs: one series per label set; increase() over the window equals their sum', async () => {
     const ns = 'e2e-cron';
     await labelledNamespace(cluster, ns);
-    const template = sampleJob({ name: 'x', ns, env: { ITEMS: '40', DURATION_MS: '12000' } }) as { spec: Record<string, unknown> };
+    // Runs of 3 s, shorter than one aggregation interval: each is counted because the gateway
+    // delivers the values an interval after the zeros (docs/gateway.md).
+    const template = sampleJob({ name: 'x', ns, env: { ITEMS: '40', DURATION_MS: '3000' } }) as { spec: Record<string, unknown> };
     await apply(cluster, {
       apiVersion: 'batch/v1',
       kind: 'CronJob',
@@ -148,7 +151,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(byOutcome(got)).to.deep.equal(want);
     for (const s of got) expect(s.labels['job']).to.equal('nightly');
     // increase() at the last sample's time: no extrapolation at the end, and the output was born
-    // at 0 (the explicit zeros reached the aggregator an interval before the values).
+    // at 0 (the gateway delivered the values an aggregation interval after the explicit zeros).
     const range = await promQuery(cluster, `timestamp(demo_items_processed_total{namespace="${ns}", outcome="ok"})`);
     const at = range[0]?.value ?? 0;
     const res = await fetch(`${cluster.prometheusUrl}/api/v1/query?query=${encodeURIComponent(`increase(demo_items_processed_total{namespace="${ns}", outcome="ok"}[30m])`)}&time=${at}`);
@@ -278,6 +281,23 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(await highestSum(`demo_items_processed_total{namespace="${ns}"}`)).to.be.at.most(counted);
   });
 
+  /**
+   * Waits until the native sidecar of `pod` has acknowledged a non-zero count of items, as its state
+   * file in the pod's emptyDir on the node says (sidecar/state.ts); returns that count.
+   */
+  async function acknowledgedItems(ns: string, pod: string): Promise<number> {
+    const uid = (await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pod', pod, '-o', 'jsonpath={.metadata.uid}'])).trim();
+    const dir = join(cluster.dir, 'node', 'kubelet', 'root', 'pods', uid, 'volumes', 'kubernetes.io~empty-dir', 'jobmetrics-state');
+    for (const deadline = Date.now() + 60_000; ; await sleep(250)) {
+      const state = loadState(dir, pod);
+      if (state.found && state.ok) {
+        const items = state.snapshot.series.filter((s) => s.name === 'demo_items_processed_total').reduce((n, s) => n + (s.acked?.value ?? 0), 0);
+        if (items > 0) return items;
+      }
+      if (Date.now() > deadline) throw new Error(`${ns}/${pod}: no acknowledged items in ${dir} after 60 s: ${JSON.stringify(state)}`);
+    }
+  }
+
   /** The highest value the sum over `selector` ever had in Prometheus (every output sample). */
   async function highestSum(selector: string): Promise<number> {
     const r = await promQuery(cluster, `max_over_time(sum(${selector})[30m:1s])`);
@@ -292,13 +312,12 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   it('the native sidecar killed mid-run: the kubelet restarts it, it resumes from what was acknowledged, and nothing is counted twice', async () => {
     const ns = 'e2e-sidecar-killed';
     await labelledNamespace(cluster, ns);
-    await apply(cluster, sampleJob({ name: 'survivor', ns, env: { ITEMS: '400', DURATION_MS: '50000' } }));
+    await apply(cluster, sampleJob({ name: 'survivor', ns, env: { ITEMS: '300', DURATION_MS: '30000' } }));
     const pod = await runningPod(cluster, ns, 'survivor');
-    // Killed only once a value was acknowledged and delivered (the first push with values comes
-    // one push interval in, and reaches Prometheus one gateway hold and one aggregation interval
-    // later): a restart that lost its state dir would then send its whole value again.
-    const selector = `demo_items_processed_total{namespace="${ns}"}`;
-    const delivered = await settle(cluster, `sum(${selector})`, (r) => (r[0]?.value ?? 0) > 0);
+    // Killed only once a value was acknowledged (the first push with values comes one push
+    // interval in), as the sidecar's own state in its emptyDir on the node says: a restart that
+    // lost that state would then send its whole value again.
+    const acked = await acknowledgedItems(ns, pod.name);
     const sidecar = pod.statuses.find((c) => c.name === SIDECAR);
     if (sidecar?.containerId === undefined) throw new Error(`no container id for the sidecar of ${pod.name}`);
     // SIGKILL: no flush, no goodbye; only what the state dir (an emptyDir) holds survives.
@@ -310,8 +329,9 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const restarted = await kubectlOk(cluster.cp, ['-n', ns, 'logs', pod.name, '-c', SIDECAR]);
     expect(restarted, 'the restarted sidecar\'s log').to.contain('restarted: going on from the acknowledged state');
     const truth = await truthFromLog(cluster, ns, pod.name, 'main');
-    expect(truth.ok + truth.failed, `killed after ${delivered[0]?.value} were delivered, before the end`).to.be.above(delivered[0]?.value ?? 0);
+    expect(truth.ok + truth.failed, `killed after ${acked} were acknowledged, before the end`).to.be.above(acked);
     const want = expectedOutcomes(truth);
+    const selector = `demo_items_processed_total{namespace="${ns}"}`;
     expect(byOutcome(await settle(cluster, selector, sameAs(want)))).to.deep.equal(want);
     // A restarted sidecar that sent its values again would have pushed the output above the
     // truth at some point, even if it came back down: no sample ever exceeded it.

@@ -24,6 +24,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { expect } from 'chai';
+import { parseAllDocuments } from 'yaml';
 import jsonPatch, { type Operation } from 'fast-json-patch';
 import { PROJECT_ROOT } from '../../scripts/local-pod.ts';
 import { generateCa, issueServingCert } from '../../webhook/cert.ts';
@@ -99,8 +100,9 @@ function assemble(program: 'webhook' | 'sidecar', tmp: string): Image {
 }
 
 /** The ENTRYPOINT with this Node for the distroless one and the image's paths under rootfs. */
-function startEntrypoint(img: Image, env: Record<string, string>): { proc: ChildProcess; lines: string[]; exited: Promise<number | null> } {
-  const [node, ...rest] = img.entrypoint;
+/** Runs the image's ENTRYPOINT, or `command` in its place (as a Deployment's `command` does). */
+function startEntrypoint(img: Image, env: Record<string, string>, command: readonly string[] = img.entrypoint): { proc: ChildProcess; lines: string[]; exited: Promise<number | null> } {
+  const [node, ...rest] = command;
   expect(node).to.equal('/nodejs/bin/node');
   const argv = rest.map((a) => (a.startsWith('/') ? join(img.rootfs, a) : a));
   const proc = spawn(process.execPath, argv, { cwd: img.app, env: { PATH: '/usr/bin:/bin', ...img.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -250,13 +252,45 @@ describe('image runtime stages on disk (no container engine): production depende
       expect(installed).to.include.members(Object.keys(pkg.dependencies));
       expect(installed.filter((p) => lock.packages[`node_modules/${p}`]?.dev === true)).to.deep.equal([]);
       expect(installed.filter((p) => p === 'snappy' || p.startsWith('@napi-rs/')), 'no native addon').to.deep.equal([]);
-      expect(readdirSync(join(img.app, 'dist')).sort()).to.deep.equal(['shared', 'webhook']);
+      // The webhook's image carries the gateway too (its Deployment runs it by command).
+      expect(readdirSync(join(img.app, 'dist')).sort()).to.deep.equal(['gateway', 'shared', 'webhook']);
     });
 
     it('loads every module, also those it imports only when needed (API client, certificates)', () => {
       const r = loadEveryModule(img, "await import('@kubernetes/client-node'); await import('node-forge'); console.log('loaded');");
       expect(r.status, r.out).to.equal(0);
       expect(r.out.trim()).to.equal('loaded');
+    });
+
+    it('the gateway, by the command of its Deployment (manifests/aggregator/gateway.yaml): listens, is ready, and exits 0 on SIGTERM', async () => {
+      const deployment = parseAllDocuments(readFileSync(join(PROJECT_ROOT, 'manifests/aggregator/gateway.yaml'), 'utf8'))
+        .map((d) => d.toJS() as { kind: string; spec: { template: { spec: { containers: Array<{ command: string[] }> } } } })
+        .find((d) => d.kind === 'Deployment')!;
+      const command = deployment.spec.template.spec.containers[0]!.command;
+      expect(command).to.deep.equal(['/nodejs/bin/node', '/app/dist/gateway/main.js']);
+      const gw = startEntrypoint(img, { JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: 'http://127.0.0.1:9/api/v1/write' }, command);
+      try {
+        const url = await new Promise<string>((resolve, reject) => {
+          const timer = setInterval(() => {
+            for (const l of gw.lines) {
+              const rec = JSON.parse(l) as { msg?: string; url?: string };
+              if (rec.msg === 'gateway listening' && rec.url) {
+                clearInterval(timer);
+                resolve(rec.url);
+              }
+            }
+          }, 50);
+          void gw.exited.then((code) => {
+            clearInterval(timer);
+            reject(new Error(`the gateway exited ${code}: ${gw.lines.join('\n')}`));
+          });
+        });
+        expect((await fetch(`${url}/readyz`)).status).to.equal(200);
+        gw.proc.kill('SIGTERM');
+        expect(await gw.exited).to.equal(0);
+      } finally {
+        gw.proc.kill('SIGKILL');
+      }
     });
 
     it('the ENTRYPOINT serves over TLS from a certificate directory, asks the API server for its version, injects, and stops on SIGTERM', async () => {
