@@ -8,10 +8,10 @@ import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseGatewayConfig } from '../gateway/config.ts';
-import { startGateway, type Gateway } from '../gateway/gateway.ts';
+import type { Gateway } from '../gateway/gateway.ts';
 import { createLogger } from '../shared/log.ts';
 import { aggregatorBinaries, startStack, type Stack } from './aggregator-stack.ts';
+import { startLocalGateway } from './local-gateway.ts';
 import { freePort, pidNamespaceSupport, PROGRAMS, PROJECT_ROOT, readTruth, sampleJob, sidecarEnv, startLocalPod, type GroundTruth } from './local-pod.ts';
 
 const NAMESPACE = 'demo';
@@ -64,16 +64,10 @@ function plans(): JobPlan[] {
 }
 
 /** The gateway in front of vmagent, as the manifests run it, at the demo stack's 1 s interval. */
-async function startDemoGateway(stack: Stack, dir: string): Promise<Gateway> {
-  const parsed = parseGatewayConfig({
-    JOBMETRICS_LISTEN: '127.0.0.1:0',
-    JOBMETRICS_AGGREGATOR_URL: stack.remoteWriteUrl,
-    JOBMETRICS_AGGREGATION_INTERVAL: '1s',
-    JOBMETRICS_BIRTH_MARGIN: '1s',
-  });
-  if (!parsed.ok) throw new Error(`gateway settings: ${parsed.errors.map((e) => `${e.setting} ${e.message}`).join('; ')}`);
+function startDemoGateway(stack: Stack, dir: string): Promise<Gateway> {
   const logFile = join(dir, 'gateway.log');
-  return startGateway(parsed.config, { log: createLogger({ component: 'jobmetrics-gateway', sink: (line) => appendFileSync(logFile, line + '\n') }) });
+  const log = createLogger({ component: 'jobmetrics-gateway', sink: (line) => appendFileSync(logFile, line + '\n') });
+  return startLocalGateway({ aggregatorUrl: stack.remoteWriteUrl, aggregationInterval: '1s', birthMargin: '1s', log });
 }
 
 async function runJob(plan: JobPlan, gateway: Gateway, dir: string, pidNamespace: boolean): Promise<{ plan: JobPlan; truth: GroundTruth; sidecarCode: number | null; mainCode: number | null }> {

@@ -122,6 +122,26 @@ function startEntrypoint(img: Image, env: Record<string, string>, command: reado
   return { proc, lines, exited };
 }
 
+/** The first JSON log line of a started program that `matches`; rejects, with its log, if it exits first. */
+function logLine(p: { lines: string[]; exited: Promise<number | null> }, what: string, matches: (rec: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
+  return new Promise((resolve, reject) => {
+    const timer = setInterval(() => {
+      for (const l of p.lines) {
+        const rec = JSON.parse(l) as Record<string, unknown>;
+        if (matches(rec)) {
+          clearInterval(timer);
+          resolve(rec);
+          return;
+        }
+      }
+    }, 50);
+    void p.exited.then((code) => {
+      clearInterval(timer);
+      reject(new Error(`${what} exited with ${code}:\n${p.lines.join('\n')}`));
+    });
+  });
+}
+
 /** Imports every module of the image's dist/ except the entry points, from inside the image. */
 function loadEveryModule(img: Image, extra: string): { status: number | null; out: string } {
   const modules = readdirSync(join(img.app, 'dist'), { recursive: true, withFileTypes: true })
@@ -270,21 +290,7 @@ describe('image runtime stages on disk (no container engine): production depende
       expect(command).to.deep.equal(['/nodejs/bin/node', '/app/dist/gateway/main.js']);
       const gw = startEntrypoint(img, { JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: 'http://127.0.0.1:9/api/v1/write' }, command);
       try {
-        const url = await new Promise<string>((resolve, reject) => {
-          const timer = setInterval(() => {
-            for (const l of gw.lines) {
-              const rec = JSON.parse(l) as { msg?: string; url?: string };
-              if (rec.msg === 'gateway listening' && rec.url) {
-                clearInterval(timer);
-                resolve(rec.url);
-              }
-            }
-          }, 50);
-          void gw.exited.then((code) => {
-            clearInterval(timer);
-            reject(new Error(`the gateway exited ${code}: ${gw.lines.join('\n')}`));
-          });
-        });
+        const url = (await logLine(gw, 'gateway', (rec) => rec['msg'] === 'gateway listening' && typeof rec['url'] === 'string'))['url'] as string;
         expect((await fetch(`${url}/readyz`)).status).to.equal(200);
         gw.proc.kill('SIGTERM');
         expect(await gw.exited).to.equal(0);
@@ -302,21 +308,8 @@ describe('image runtime stages on disk (no container engine): production depende
       writeFileSync(join(tlsDir, 'tls.key'), serving.keyPem);
       const wh = startEntrypoint(img, { JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_TLS_DIR: tlsDir, KUBECONFIG: kubeconfig, JOBMETRICS_WORKLOAD_LOOKUP: 'false' });
       try {
-        const port = await new Promise<number>((resolve, reject) => {
-          const timer = setInterval(() => {
-            for (const l of wh.lines) {
-              const rec = JSON.parse(l) as { msg?: string; address?: string };
-              if (rec.msg === 'listening' && rec.address) {
-                clearInterval(timer);
-                resolve(Number(rec.address.split(':').at(-1)));
-              }
-            }
-          }, 50);
-          void wh.exited.then((code) => {
-            clearInterval(timer);
-            reject(new Error(`webhook exited with ${code}:\n${wh.lines.join('\n')}`));
-          });
-        });
+        const listening = await logLine(wh, 'webhook', (rec) => rec['msg'] === 'listening' && typeof rec['address'] === 'string');
+        const port = Number(String(listening['address']).split(':').at(-1));
         const get = (path: string, body?: string): Promise<{ status: number; body: string }> =>
           new Promise((resolve, reject) => {
             const req = request(

@@ -15,11 +15,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startGateway, type Gateway } from '../../gateway/gateway.ts';
-import { parseGatewayConfig } from '../../gateway/config.ts';
+import type { Gateway } from '../../gateway/gateway.ts';
+import { startLocalGateway } from '../../scripts/local-gateway.ts';
 import { startStack, type Stack } from '../../scripts/aggregator-stack.ts';
 import { startTopology, type Topology } from '../../scripts/aggregator-topology.ts';
-import { createLogger } from '../../shared/log.ts';
+import { silentLogger } from '../../shared/log.ts';
 import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../../shared/remote-write.ts';
 
 const INTERVAL = '1s';
@@ -41,23 +41,13 @@ describe('increase() counts every run: the gateway holds a series\' values one a
   let dir: string;
   let stack: Stack;
   let gateway: Gateway;
-  let gatewayLog: string[];
   const startedSec = Math.floor(Date.now() / 1000);
   let ns = 0;
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'jobmetrics-increase-'));
     stack = await startStack({ dir, aggregationInterval: INTERVAL, stalenessInterval: `${STALENESS_MS / 1000}s` });
-    gatewayLog = [];
-    const parsed = parseGatewayConfig({
-      JOBMETRICS_LISTEN: '127.0.0.1:0',
-      JOBMETRICS_AGGREGATOR_URL: stack.remoteWriteUrl,
-      JOBMETRICS_AGGREGATION_INTERVAL: INTERVAL,
-      JOBMETRICS_BIRTH_MARGIN: '1s',
-      JOBMETRICS_STALENESS: `${STALENESS_MS / 1000}s`,
-    });
-    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-    gateway = await startGateway(parsed.config, { log: createLogger({ component: 'gateway', sink: (l) => gatewayLog.push(l) }) });
+    gateway = await startLocalGateway({ aggregatorUrl: stack.remoteWriteUrl, aggregationInterval: INTERVAL, birthMargin: '1s', staleness: `${STALENESS_MS / 1000}s`, log: silentLogger });
   });
   after(async function () {
     this.timeout(60_000);
@@ -220,15 +210,8 @@ for (const overlay of ['sharded-aggregator', 'ha-aggregator'] as const) {
       this.timeout(90_000);
       dir = mkdtempSync(join(tmpdir(), `jobmetrics-increase-${overlay}-`));
       tier = await startTopology({ dir, overlay, aggregationInterval: INTERVAL, stalenessInterval: `${STALENESS_MS / 1000}s` });
-      const parsed = parseGatewayConfig({
-        JOBMETRICS_LISTEN: '127.0.0.1:0',
-        JOBMETRICS_AGGREGATOR_URL: tier.remoteWriteUrl,
-        JOBMETRICS_AGGREGATION_INTERVAL: INTERVAL,
-        JOBMETRICS_BIRTH_MARGIN: '2s',
-        JOBMETRICS_STALENESS: `${STALENESS_MS / 1000}s`,
-      });
-      if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-      gateway = await startGateway(parsed.config, { log: createLogger({ component: 'gateway', sink: () => {} }) });
+      // A margin of 2 s: the routers hold what they forward for up to their flush interval (1 s).
+      gateway = await startLocalGateway({ aggregatorUrl: tier.remoteWriteUrl, aggregationInterval: INTERVAL, birthMargin: '2s', staleness: `${STALENESS_MS / 1000}s`, log: silentLogger });
     });
     after(async function () {
       this.timeout(60_000);
