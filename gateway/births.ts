@@ -70,6 +70,12 @@ const isCounterLike = (labels: RwSeries['labels']): boolean => labels.some(([n, 
 
 export class BirthLedger {
   private readonly tracked = new Map<string, Tracked>();
+  /**
+   * The tracked series that hold samples now: the births of the last hold, a small part of all
+   * tracked series, so what runs per request and per release never walks every series.
+   */
+  private readonly holding = new Map<string, Tracked>();
+  private held = 0;
 
   constructor(private readonly settings: BirthSettings) {}
 
@@ -79,15 +85,13 @@ export class BirthLedger {
 
   /** Held samples over every series. */
   get heldSamples(): number {
-    let n = 0;
-    for (const t of this.tracked.values()) n += t.held.length;
-    return n;
+    return this.held;
   }
 
   /** The earliest time a held sample becomes due, if any is held. */
   nextDueAt(): number | undefined {
     let next: number | undefined;
-    for (const t of this.tracked.values()) if (t.held.length > 0 && (next === undefined || t.releaseAt < next)) next = t.releaseAt;
+    for (const t of this.holding.values()) if (next === undefined || t.releaseAt < next) next = t.releaseAt;
     return next;
   }
 
@@ -132,7 +136,7 @@ export class BirthLedger {
       t.lastSeenAt = nowMs;
       if (nowMs < t.releaseAt || t.held.length > 0) {
         // Still inside its hold (or its held samples are not out yet: keep the order).
-        t.held = mergeByTime(t.held, samples);
+        this.hold(key, t, samples, 'after');
         heldSamples += samples.length;
         continue;
       }
@@ -157,16 +161,24 @@ export class BirthLedger {
    * retries the whole request, and its 0 must then go first again, not be held behind itself.
    */
   forget(births: readonly string[]): void {
-    for (const key of births) this.tracked.delete(key);
+    for (const key of births) {
+      const t = this.tracked.get(key);
+      if (t === undefined) continue;
+      this.held -= t.held.length;
+      this.holding.delete(key);
+      this.tracked.delete(key);
+    }
   }
 
   /** The held samples due at `nowMs`, removed from the ledger; `requeue` puts them back on failure. */
   due(nowMs: number): RwSeries[] {
     const out: RwSeries[] = [];
-    for (const t of this.tracked.values()) {
-      if (t.held.length === 0 || t.releaseAt > nowMs) continue;
+    for (const [key, t] of this.holding) {
+      if (t.releaseAt > nowMs) continue;
       out.push({ labels: t.labels, samples: t.held });
+      this.held -= t.held.length;
       t.held = [];
+      this.holding.delete(key);
     }
     return out;
   }
@@ -177,7 +189,7 @@ export class BirthLedger {
       const key = seriesKeyOf(s.labels);
       const t = this.tracked.get(key);
       if (t === undefined) this.track(key, s.labels, 0, 0, [...s.samples]);
-      else t.held = mergeByTime([...s.samples], t.held);
+      else this.hold(key, t, s.samples, 'before');
     }
   }
 
@@ -194,7 +206,16 @@ export class BirthLedger {
   }
 
   private track(key: string, labels: RwSeries['labels'], releaseAt: number, lastSeenAt: number, held: RwSample[]): void {
-    this.tracked.set(key, { releaseAt, lastSeenAt, held, labels });
+    const t: Tracked = { releaseAt, lastSeenAt, held: [], labels };
+    this.tracked.set(key, t);
+    if (held.length > 0) this.hold(key, t, held, 'after');
+  }
+
+  /** Adds samples to what `t` holds, in time order (`before`: samples sent earlier that came back). */
+  private hold(key: string, t: Tracked, samples: readonly RwSample[], where: 'before' | 'after'): void {
+    t.held = where === 'after' ? mergeByTime(t.held, samples) : mergeByTime(samples, t.held);
+    this.held += samples.length;
+    this.holding.set(key, t);
   }
 }
 

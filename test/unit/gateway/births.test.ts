@@ -83,7 +83,9 @@ describe('gateway births: a series\' values never share an aggregation interval 
   it('a birth whose 0 could not be delivered is forgotten, so the retried request starts it again', () => {
     const l = new BirthLedger(settings);
     const a = l.admit([counter('p1', [999, 0], [1_000, 3])], 1_000);
+    expect(l.heldSamples).to.equal(1);
     l.forget(a.births);
+    expect({ held: l.heldSamples, due: l.nextDueAt(), size: l.size }).to.deep.equal({ held: 0, due: undefined, size: 0 });
     const retry = l.admit([counter('p1', [999, 0], [1_000, 3])], 1_500);
     expect(values(retry.now)).to.deep.equal({ p1: [0] });
     expect(l.nextDueAt()).to.equal(1_500 + HOLD);
@@ -95,7 +97,9 @@ describe('gateway births: a series\' values never share an aggregation interval 
     const due = l.due(HOLD + 1);
     expect(values(l.admit([counter('p1', [HOLD + 2, 8])], HOLD + 2).now)).to.deep.equal({ p1: [8] });
     l.requeue(due);
+    expect(l.heldSamples).to.equal(1);
     expect(values(l.due(HOLD + 3))).to.deep.equal({ p1: [5] });
+    expect(l.heldSamples).to.equal(0);
   });
 
   it('past maxTracked a new series goes unheld and is counted, never dropped', () => {
