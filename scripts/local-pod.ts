@@ -6,8 +6,8 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve, sep } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { ContainerSpec, PodSpec } from './pod-init.ts';
@@ -158,7 +158,27 @@ export async function resultWithin(pod: LocalPod, ms: number, name: string): Pro
   }
 }
 
+/**
+ * The first folder on the way to `path` that users other than its owner cannot search, if any: a
+ * sidecar started as another uid cannot run a program below it (a checkout in a `mktemp -d`
+ * folder, mode 0700, is the usual case).
+ */
+export function closedToOthers(path: string): string | undefined {
+  const parts = resolve(path).split(sep).filter((p) => p !== '');
+  for (let i = 0; i < parts.length; i++) {
+    const dir = sep + parts.slice(0, i).join(sep);
+    if ((statSync(dir).mode & 0o001) === 0) return dir;
+  }
+  return undefined;
+}
+
 export function startLocalPod(opts: LocalPodOptions): LocalPod {
+  if (opts.sidecarUid !== undefined && opts.sidecarCommand === undefined) {
+    const closed = closedToOthers(PROGRAMS.sidecar);
+    if (closed !== undefined) {
+      throw new Error(`${opts.name}: the sidecar runs as uid ${opts.sidecarUid}, which cannot reach ${PROGRAMS.sidecar}: ${closed} is not searchable by others (chmod o+x it, or use a checkout others can read)`);
+    }
+  }
   const wrap = (container: string, command: string, args: readonly string[]): { command: string; args: readonly string[] } =>
     opts.kubeletMounts ? withKubeletMount(opts.dir, opts.name, container, command, args) : { command, args };
   const mainCommand = wrap('main', opts.main.command, opts.main.args);

@@ -197,11 +197,11 @@ describe('image runtime stages on disk (no container engine): production depende
       const r = loadEveryModule(
         img,
         [
-          "const { encodeWriteRequest, encodeWriteRequestProto } = await import('./dist/sidecar/remote-write.js');",
+          "const { encodeWriteRequest, encodeWriteRequestProto } = await import('./dist/shared/remote-write.js');",
           "const { default: snappy } = await import('snappyjs');",
           "const series = [{ labels: [['__name__', 'jobmetrics_items_total'], ['job', 'j']], samples: [{ value: 1, timestampMs: 1 }] }];",
           "const roundTrip = Buffer.from(snappy.uncompress(encodeWriteRequest(series))).equals(encodeWriteRequestProto(series));",
-          "const { VERSION } = await import('./dist/sidecar/version.js');",
+          "const { VERSION } = await import('./dist/shared/version.js');",
           'console.log(JSON.stringify({ roundTrip, version: VERSION }));',
         ].join('\n'),
       );
