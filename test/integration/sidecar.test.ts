@@ -310,10 +310,15 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(result.restarts, 'two restarts of the main container, none of the sidecar').to.deep.equal({ main: 2 });
     expect([result.main.code, result.sidecar.code]).to.deep.equal([0, 0]);
     const flushes = result.sidecarLog.filter((l) => typeof l['msg'] === 'string' && l['msg'].startsWith('summary'));
+    // The last attempt's flush may be set off by the SIGTERM that ends a native sidecar once the
+    // main container has finished for good, when it comes before the sidecar has seen the exit
+    // (pod-init sends it at once; a busy machine can delay the exit watch): it is the same final
+    // flush of the same values, and the exact total below is the proof.
+    const lastTrigger = flushes[2]?.['trigger'] === 'signal' ? 'signal' : 'main-exited';
     expect(flushes.map((l) => [l['attempt'], l['trigger'], l['finalDelivered']]), 'a final flush per attempt').to.deep.equal([
       [1, 'main-exited', true],
       [2, 'main-exited', true],
-      [3, 'main-exited', true],
+      [3, lastTrigger, true],
     ]);
     expect(itemsCounted(truth), 'three runs of 30 items').to.equal(90);
     expect(await aggregatedItems(stack, 'on-failure')).to.equal(itemsCounted(truth));
