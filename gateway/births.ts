@@ -23,6 +23,7 @@
  * or a sidecar restarted onto acknowledged state): its 0 went through earlier, so nothing is held.
  */
 import type { RwSample, RwSeries } from '../shared/remote-write.ts';
+import { seriesKey } from '../shared/series-key.ts';
 
 /** Series of this kind are cumulative and summed by `total` (manifests/aggregator/stream-aggr.yaml). */
 export const KIND_LABEL = 'jobmetrics_kind';
@@ -56,14 +57,6 @@ export interface Admission {
   readonly heldSamples: number;
   /** Counter-like series that started without a hold because `maxTracked` was reached. */
   readonly untracked: number;
-}
-
-/** A stable identity of a label set (order-independent). */
-export function seriesKeyOf(labels: RwSeries['labels']): string {
-  return [...labels]
-    .sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    .map(([n, v]) => `${n}\u0000${v}`)
-    .join('\u0001');
 }
 
 const isCounterLike = (labels: RwSeries['labels']): boolean => labels.some(([n, v]) => n === KIND_LABEL && v === COUNTER_KIND);
@@ -107,7 +100,7 @@ export class BirthLedger {
         now.push(s);
         continue;
       }
-      const key = seriesKeyOf(s.labels);
+      const key = seriesKey(s.labels);
       const samples = [...s.samples].sort((a, b) => a.timestampMs - b.timestampMs);
       const t = this.tracked.get(key);
       if (t === undefined) {
@@ -186,7 +179,7 @@ export class BirthLedger {
   /** Puts samples that `due` gave back (their delivery failed), before any held since. */
   requeue(series: readonly RwSeries[]): void {
     for (const s of series) {
-      const key = seriesKeyOf(s.labels);
+      const key = seriesKey(s.labels);
       const t = this.tracked.get(key);
       if (t === undefined) this.track(key, s.labels, 0, 0, [...s.samples]);
       else this.hold(key, t, s.samples, 'before');

@@ -7,7 +7,7 @@
  * label; each replica's count is never above the truth (a restart only loses), so the count of a
  * series is the highest of its replicas' (`max without (<replica label>)` in PromQL).
  */
-import { seriesKey } from './series-key.ts';
+import { seriesKey } from '../shared/series-key.ts';
 
 /** A reset-aware total of a counter's successive values, its birth counted in full. */
 export function countedTotal(values: readonly number[]): number {

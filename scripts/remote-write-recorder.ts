@@ -7,7 +7,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import { decodeWriteRequest } from '../test/support/write-request.ts';
-import { seriesKey } from './series-key.ts';
+import { seriesKey } from '../shared/series-key.ts';
 
 const snappy: typeof import('snappyjs') = createRequire(import.meta.url)('snappyjs');
 

@@ -17,7 +17,7 @@ import type { MetricFamily, Sample } from '../shared/exposition/types.ts';
 import { deliverWithRetry, encodeWriteRequest } from '../shared/remote-write.ts';
 import { KIND_LABEL, SeriesStore } from '../sidecar/series-store.ts';
 import { mayHaveArrived } from '../sidecar/sidecar.ts';
-import { seriesKey } from './series-key.ts';
+import { seriesKey } from '../shared/series-key.ts';
 
 export interface PodSpec {
   readonly namespace: string;

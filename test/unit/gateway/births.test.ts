@@ -3,7 +3,8 @@
  * the aggregation interval of its 0. Tables of requests in, what is forwarded when out.
  */
 import { expect } from 'chai';
-import { BirthLedger, seriesKeyOf } from '../../../gateway/births.ts';
+import { BirthLedger } from '../../../gateway/births.ts';
+import { seriesKey } from '../../../shared/series-key.ts';
 import type { RwSeries } from '../../../shared/remote-write.ts';
 
 const HOLD = 12_000;
@@ -26,7 +27,7 @@ describe('gateway births: a series\' values never share an aggregation interval 
     const l = new BirthLedger(settings);
     const a = l.admit([counter('p1', [999, 0])], 1_000);
     expect(values(a.now)).to.deep.equal({ p1: [0] });
-    expect(a.births).to.deep.equal([seriesKeyOf(counter('p1').labels)]);
+    expect(a.births).to.deep.equal([seriesKey(counter('p1').labels)]);
     const b = l.admit([counter('p1', [2_999, 0], [3_000, 240])], 3_000);
     expect(b.now).to.deep.equal([]);
     expect(b.heldSamples).to.equal(2);
