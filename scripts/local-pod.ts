@@ -68,6 +68,8 @@ export interface PodResult {
   readonly sidecarLog: ReadonlyArray<Record<string, unknown>>;
   /** The sidecar's exit summary line, when it wrote one. */
   readonly summary: Record<string, unknown> | undefined;
+  /** What the sidecar left as its termination message (sidecar/final-report.ts), when it wrote one. */
+  readonly terminationMessage: string | undefined;
 }
 
 export interface LocalPod {
@@ -202,11 +204,14 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
     ...(opts.mainRestartPolicy !== undefined ? { restartPolicy: opts.mainRestartPolicy } : {}),
     ...(opts.restartDelayMs !== undefined ? { restartDelayMs: opts.restartDelayMs } : {}),
   };
+  // The termination message goes to a file of the pod's folder, not to the host's
+  // /dev/termination-log (the kubelet's mount is not there; a sidecar run as root would create it).
+  const terminationMessage = join(opts.dir, `${opts.name}.sidecar.termination-message`);
   const sidecar: ContainerSpec = {
     name: 'sidecar',
     command: sidecarCommand.command,
     args: sidecarCommand.args,
-    env: opts.sidecarEnv,
+    env: { JOBMETRICS_TERMINATION_MESSAGE_PATH: terminationMessage, ...opts.sidecarEnv },
     logFile: join(opts.dir, `${opts.name}.sidecar.log`),
     ...(opts.sidecarDelayMs !== undefined ? { startDelayMs: opts.sidecarDelayMs } : {}),
     ...(opts.sidecarRestartPolicy !== undefined ? { restartPolicy: opts.sidecarRestartPolicy } : {}),
@@ -253,7 +258,7 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
       }
       const sidecarLog = readJsonLines(join(opts.dir, `${opts.name}.sidecar.log`));
       const summary = sidecarLog.find((l) => typeof l['msg'] === 'string' && (l['msg'] as string).startsWith('summary'));
-      resolve({ name: opts.name, main, sidecar, exits: Object.fromEntries(exits), restarts, sidecarLog, summary });
+      resolve({ name: opts.name, main, sidecar, exits: Object.fromEntries(exits), restarts, sidecarLog, summary, terminationMessage: readIfThere(terminationMessage) });
     });
   });
   return {
@@ -264,6 +269,14 @@ export function startLocalPod(opts: LocalPodOptions): LocalPod {
     },
     exited: () => [...exits.keys()],
   };
+}
+
+function readIfThere(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 function readJsonLines(file: string): Array<Record<string, unknown>> {

@@ -8,7 +8,10 @@ import { INTERVAL, SIDECAR_ENV, SIDECAR_MODES, type SidecarMode } from '../share
 export interface SidecarConfig {
   readonly scrapeUrl: URL;
   readonly remoteWriteUrl: URL;
+  /** The longest wait between two scrapes (scrape-pace.ts). */
   readonly intervalMs: number;
+  /** The shortest wait between two scrapes while they cost little (scrape-pace.ts). */
+  readonly fastIntervalMs: number;
   readonly pushIntervalMs: number;
   readonly flushTimeoutMs: number;
   readonly namespace: string;
@@ -34,25 +37,38 @@ export interface SidecarConfig {
   readonly exitPollMs: number;
   /** Where the shared PID namespace is mounted; tests and the no-root demo point it elsewhere. */
   readonly procRoot: string;
+  /**
+   * The file whose content the kubelet keeps as the container's termination message (the
+   * container's `terminationMessagePath`): the final flush writes a summary of the pod's values
+   * there (final-report.ts).
+   */
+  readonly terminationMessagePath: string;
   readonly logLevel: 'debug' | 'info';
 }
 
 /** Settings the webhook never sets (tuning and tests); each has a default, so pods need not set them. */
 export const EXTRA_ENV = {
   staleness: 'JOBMETRICS_STALENESS',
+  fastInterval: 'JOBMETRICS_FAST_INTERVAL',
   exitPoll: 'JOBMETRICS_EXIT_POLL',
   procRoot: 'JOBMETRICS_PROC_ROOT',
+  terminationMessagePath: 'JOBMETRICS_TERMINATION_MESSAGE_PATH',
   logLevel: 'JOBMETRICS_LOG_LEVEL',
 } as const;
 
 export const SIDECAR_DEFAULTS = {
   interval: formatDuration(INTERVAL.defaultMs),
+  fastInterval: '200ms',
   pushInterval: '10s',
   flushTimeout: '10s',
   mode: 'legacy' as SidecarMode,
   staleness: '15m',
   exitPoll: '100ms',
   procRoot: '/proc',
+  // Kubernetes' default `terminationMessagePath`, which the webhook leaves as it is: the kubelet
+  // mounts a file there in every container
+  // (https://kubernetes.io/docs/tasks/debug/debug-application/determine-reason-pod-failure/).
+  terminationMessagePath: '/dev/termination-log',
   logLevel: 'info',
 } as const;
 
@@ -115,6 +131,7 @@ export function parseSidecarConfig(env: Env): ConfigResult {
     scrapeUrl: url(SIDECAR_ENV.scrapeUrl, ['http:', 'https:']),
     remoteWriteUrl: url(SIDECAR_ENV.remoteWriteUrl, ['http:', 'https:']),
     intervalMs: duration(SIDECAR_ENV.interval, SIDECAR_DEFAULTS.interval, INTERVAL),
+    fastIntervalMs: duration(EXTRA_ENV.fastInterval, SIDECAR_DEFAULTS.fastInterval, INTERVAL),
     pushIntervalMs: duration(SIDECAR_ENV.pushInterval, SIDECAR_DEFAULTS.pushInterval, { minMs: 100, maxMs: 300_000 }),
     flushTimeoutMs: duration(SIDECAR_ENV.flushTimeout, SIDECAR_DEFAULTS.flushTimeout, { minMs: 100, maxMs: 600_000 }),
     namespace: required(SIDECAR_ENV.namespace),
@@ -126,10 +143,13 @@ export function parseSidecarConfig(env: Env): ConfigResult {
     stalenessMs: duration(EXTRA_ENV.staleness, SIDECAR_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
     exitPollMs: duration(EXTRA_ENV.exitPoll, SIDECAR_DEFAULTS.exitPoll, { minMs: 5, maxMs: 10_000 }),
     procRoot: value(EXTRA_ENV.procRoot) ?? SIDECAR_DEFAULTS.procRoot,
+    terminationMessagePath: value(EXTRA_ENV.terminationMessagePath) ?? SIDECAR_DEFAULTS.terminationMessagePath,
     logLevel: logLevel ?? 'info',
   };
   const stateDir = config.stateDir;
   if (stateDir !== undefined && !stateDir.startsWith('/')) fail(SIDECAR_ENV.stateDir, `"${stateDir}" must be an absolute path`);
+  // A relative path would depend on the working directory of the image.
+  if (!config.terminationMessagePath.startsWith('/')) fail(EXTRA_ENV.terminationMessagePath, `"${config.terminationMessagePath}" must be an absolute path`);
   if (errors.length > 0) return { ok: false, errors, mode: mode ?? 'legacy', logLevel: logLevel ?? 'info' };
   return { ok: true, config };
 }

@@ -162,6 +162,15 @@ export interface StoreSnapshot {
   readonly series: readonly SeriesSnapshot[];
 }
 
+/** One series' final value (finalValues()). */
+export interface FinalValue {
+  readonly name: string;
+  /** Output labels except `pod` and `__name__`, sorted by name (`namespace`, `job` and the kind included). */
+  readonly labels: ReadonlyArray<readonly [string, string]>;
+  readonly kind: SeriesKind;
+  readonly value: number;
+}
+
 interface SentSample {
   readonly key: string;
   readonly value: number;
@@ -204,6 +213,20 @@ export class SeriesStore {
   }
   get lastAckMs(): number | undefined {
     return this.#lastAckMs;
+  }
+
+  /**
+   * Every series' latest value as this pod counted it (final-report.ts): a counter with what it
+   * counted before each reset and each earlier run of the main container in the pod (`raw +
+   * base`), whatever generation delivered it; a gauge as last scraped. A read-only view: the labels
+   * are the store's own arrays, not copies.
+   */
+  finalValues(): FinalValue[] {
+    const out: FinalValue[] = [];
+    for (const s of this.#series.values()) {
+      out.push({ name: s.name, labels: s.labels, kind: s.kind, value: s.kind === 'counter' ? s.raw + s.base : s.raw });
+    }
+    return out;
   }
 
   /** The `pod` label value of a generation: the pod name, then `<pod>/gen<N>`. */

@@ -8,13 +8,15 @@
  *   values every push interval.
  * - exit: the main container's processes are gone (or SIGTERM came: deliver at once, then follow
  *   the main container to its exit).
- * - final flush: scrape once more, deliver until the flush timeout.
+ * - final flush: scrape once more, deliver until the flush timeout; then leave the pod's final
+ *   values in the log and the termination message (final-report.ts).
  * - native mode: the kubelet may restart the main container in the same pod (restartPolicy
  *   OnFailure); when a new one appears, its counters are folded in as a restart and the bracket
  *   runs again. The sidecar ends on SIGTERM (idle until then); legacy mode ends after one flush.
  *
  * Nothing here throws to the caller and nothing here can fail the Job.
  */
+import { writeFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.ts';
 import { ACCEPT_HEADER, formatFromContentType } from '../shared/exposition/negotiate.ts';
@@ -23,10 +25,12 @@ import { SIDECAR_MEMORY } from '../shared/sidecar-memory.ts';
 import type { SidecarConfig } from './config.ts';
 import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { finalFlushRetry, undeliveredCause, undeliveredValues } from './final-flush.ts';
+import { FINAL_VALUES_MSG, finalReport } from './final-report.ts';
 import { FirstSight } from './first-sight.ts';
 import { peakRssMb } from './peak-rss.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from '../shared/remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
+import { ScrapeCost, scrapeDelayMs } from './scrape-pace.ts';
 import { describeProblem, SeriesStore, type DropReason, type PushPlan } from './series-store.ts';
 import { loadState, saveState } from './state.ts';
 import { VERSION } from '../shared/version.ts';
@@ -64,6 +68,13 @@ export interface SidecarSummary {
   readonly exitToDeliveredMs: number | undefined;
 }
 
+/**
+ * The share of one core that scrapes faster than the interval may take (scrape-pace.ts): at 1 %,
+ * a scrape of up to 2 ms of CPU (a small exposition: most of it is the HTTP exchange) allows the
+ * 200 ms pace. docs/benchmarks.md "Tail loss" weighs the loss against the CPU.
+ */
+const SCRAPE_CPU_SHARE = 0.01;
+
 /** Network errors that prove the request never reached the aggregator (it was down). */
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH']);
 
@@ -86,17 +97,6 @@ function errorCodes(error: unknown): string[] {
   return codes;
 }
 
-/**
- * The wait before the next scrape. Until one succeeds, every 100 ms: the sidecar often starts
- * before the main container listens. Then the pace ramps up from 100 ms, doubling, to the
- * interval, so a job shorter than one interval is still scraped after its first increments
- * (docs/benchmarks.md: "a job shorter than one scrape interval that counted in its first 100 ms").
- */
-export function scrapeDelayMs(succeeded: number, intervalMs: number): number {
-  const ramp = 100 * 2 ** Math.max(0, Math.min(succeeded - 1, 16));
-  return Math.min(intervalMs, ramp);
-}
-
 /** What the steps of one sidecar run share. */
 export interface SidecarRun {
   readonly cfg: SidecarConfig;
@@ -116,6 +116,8 @@ export interface SidecarRun {
   wakePush: () => void;
   /** Whether the last state write failed (logged once, not every push). */
   stateWriteFailed: boolean;
+  /** Whether writing the termination message failed once already (logged once). */
+  terminationMessageFailed: boolean;
 }
 
 /** The scrape and push loops of one attempt. */
@@ -212,6 +214,7 @@ export function start(cfg: SidecarConfig, env: SidecarEnvironment): SidecarRun {
     parseWarnings: new FirstSight(20),
     wakePush: () => {},
     stateWriteFailed: false,
+    terminationMessageFailed: false,
   };
 }
 
@@ -261,10 +264,17 @@ export function scrapeAndPush(run: SidecarRun): Loops {
   const pushAbort = new AbortController();
   const scrapeLoop = (async () => {
     let succeeded = 0;
+    const cost = new ScrapeCost();
+    const pace = { intervalMs: cfg.intervalMs, fastMs: cfg.fastIntervalMs, cpuShare: SCRAPE_CPU_SHARE };
     while (!running.signal.aborted) {
       const tick = Date.now();
-      if (recordScrape(run, await scraper.scrape(), tick)) succeeded++;
-      const wait = scrapeDelayMs(succeeded, cfg.intervalMs) - (Date.now() - tick);
+      const cpu = process.cpuUsage();
+      if (recordScrape(run, await scraper.scrape(), tick)) {
+        succeeded++;
+        const used = process.cpuUsage(cpu);
+        cost.observe((used.user + used.system) / 1_000);
+      }
+      const wait = scrapeDelayMs(succeeded, cost.meanMs, pace) - (Date.now() - tick);
       await sleep(Math.max(0, wait), undefined, { signal: running.signal }).catch(() => {});
     }
   })();
@@ -393,6 +403,7 @@ export async function finalFlush(run: SidecarRun, exit: Exit, loops: Loops): Pro
     const { values, more } = undeliveredValues(final?.plan ?? store.plan());
     log.error('summary: final values NOT delivered; they are dropped', { ...summary, cause: undeliveredCause(final?.outcome), undelivered: values, undeliveredMore: more });
   }
+  reportFinalValues(run, summary);
   return summary;
 }
 
@@ -525,6 +536,32 @@ export async function deliver(
     });
   }
   return { plan, outcome };
+}
+
+/**
+ * One pod's numbers (README "One pod's numbers"; final-report.ts): the final values as one log
+ * line, and a summary as the container's termination message. Each attempt's flush overwrites the
+ * message: its counters include every earlier attempt's. Neither can fail anything; a failed
+ * write is logged once.
+ */
+function reportFinalValues(run: SidecarRun, summary: SidecarSummary): void {
+  const { cfg } = run;
+  const log = run.env.log;
+  let message: string;
+  try {
+    const report = finalReport(run.store.finalValues(), summary, { namespace: cfg.namespace, job: cfg.job, pod: cfg.pod });
+    log.info(FINAL_VALUES_MSG, report.fields);
+    message = report.message;
+  } catch (error) {
+    log.warn('cannot report the final values', { error });
+    return;
+  }
+  try {
+    writeFileSync(cfg.terminationMessagePath, message);
+  } catch (error) {
+    if (!run.terminationMessageFailed) log.warn('cannot write the termination message', { path: cfg.terminationMessagePath, error });
+    run.terminationMessageFailed = true;
+  }
 }
 
 /** Writes what was acknowledged to the state dir, if there is one; a failure is logged once. */

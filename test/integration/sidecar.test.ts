@@ -96,6 +96,19 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(result.summary?.['finalDelivered']).to.equal(true);
     expect(await aggregatedItems(stack, 'one')).to.equal(itemsCounted(truth));
     expect(itemsCounted(truth)).to.equal(137);
+
+    // One pod's numbers (README): its log line and its termination message hold what it counted.
+    const final = result.sidecarLog.find((l) => l['msg'] === 'final values');
+    const values = (final?.['values'] ?? {}) as Record<string, unknown>;
+    const lines = result.terminationMessage?.split('\n') ?? [];
+    expect(lines[0]).to.equal(`jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=${String(final?.['series'])}`);
+    for (const outcome of ['ok', 'failed'] as const) {
+      if (truth[outcome] === 0) continue;
+      expect(values[`demo_items_processed_total{outcome="${outcome}"}`], outcome).to.equal(truth[outcome]);
+      expect(lines, outcome).to.include(`demo_items_processed_total{outcome="${outcome}"} ${truth[outcome]}`);
+    }
+    expect(values['demo_item_duration_seconds_count']).to.equal(truth.observations);
+    expect(final).to.not.have.property('truncated');
   });
 
   it('50 pods of one workload in parallel: one series per label set, the exact sum', async () => {

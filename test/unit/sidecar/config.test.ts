@@ -17,6 +17,7 @@ describe('parseSidecarConfig (README "Configuration of the sidecar")', () => {
     expect([scrapeUrl.href, remoteWriteUrl.href]).to.deep.equal([base.JOBMETRICS_SCRAPE_URL, base.JOBMETRICS_REMOTE_WRITE_URL]);
     expect(rest).to.deep.equal({
       intervalMs: 1_000,
+      fastIntervalMs: 200,
       pushIntervalMs: 10_000,
       flushTimeoutMs: 10_000,
       namespace: 'batch',
@@ -28,6 +29,7 @@ describe('parseSidecarConfig (README "Configuration of the sidecar")', () => {
       stalenessMs: 900_000,
       exitPollMs: 100,
       procRoot: '/proc',
+      terminationMessagePath: '/dev/termination-log',
       logLevel: 'info',
     });
   });
@@ -38,9 +40,11 @@ describe('parseSidecarConfig (README "Configuration of the sidecar")', () => {
     ['ftp URL', { JOBMETRICS_SCRAPE_URL: 'ftp://x/metrics' }, 'JOBMETRICS_SCRAPE_URL', /must use http: or https:/],
     ['interval too short', { JOBMETRICS_INTERVAL: '50ms' }, 'JOBMETRICS_INTERVAL', /outside 100ms…1m/],
     ['interval too long', { JOBMETRICS_INTERVAL: '2m' }, 'JOBMETRICS_INTERVAL', /outside/],
+    ['fast interval too short', { JOBMETRICS_FAST_INTERVAL: '10ms' }, 'JOBMETRICS_FAST_INTERVAL', /outside 100ms…1m/],
     ['interval without unit', { JOBMETRICS_INTERVAL: '1' }, 'JOBMETRICS_INTERVAL', /not a duration/],
     ['unknown mode', { JOBMETRICS_MODE: 'sidecar' }, 'JOBMETRICS_MODE', /must be one of native, legacy/],
     ['missing pod', { JOBMETRICS_POD: ' ' }, 'JOBMETRICS_POD', /required/],
+    ['relative termination message path', { JOBMETRICS_TERMINATION_MESSAGE_PATH: 'termination-log' }, 'JOBMETRICS_TERMINATION_MESSAGE_PATH', /must be an absolute path/],
     ['relative state dir', { JOBMETRICS_STATE_DIR: 'state' }, 'JOBMETRICS_STATE_DIR', /must be an absolute path/],
   ];
 

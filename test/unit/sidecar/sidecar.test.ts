@@ -1,22 +1,15 @@
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import snappy from 'snappyjs';
-import { silentLogger } from '../../../shared/log.ts';
+import { createLogger, silentLogger } from '../../../shared/log.ts';
 import { parseSidecarConfig, type SidecarConfig } from '../../../sidecar/config.ts';
-import { awaitRestart, deliver, mayHaveArrived, scrapeDelayMs, start } from '../../../sidecar/sidecar.ts';
+import { awaitRestart, deliver, mayHaveArrived, runSidecar, start } from '../../../sidecar/sidecar.ts';
 import { loadState } from '../../../sidecar/state.ts';
 import { decodeWriteRequest, type DecodedTimeSeries } from '../../support/write-request.ts';
-
-describe('scrapeDelayMs: fast first scrapes, then the interval', () => {
-  it('retries every 100 ms until a scrape succeeds, then doubles up to the interval', () => {
-    expect([0, 1, 2, 3, 4, 5, 6, 50].map((n) => scrapeDelayMs(n, 1_000))).to.deep.equal([100, 100, 200, 400, 800, 1_000, 1_000, 1_000]);
-    expect([0, 1, 2].map((n) => scrapeDelayMs(n, 150))).to.deep.equal([100, 100, 150]);
-  });
-});
 
 describe('mayHaveArrived: which failed deliveries may still have been counted', () => {
   const err = (message: string, code?: string): Error => {
@@ -136,5 +129,118 @@ describe('the sidecar’s steps (sidecar.ts), against a real local receiver and 
     terminate.abort();
     expect(await stopped).to.equal(undefined);
     expect(idleRun.attempt, 'no new attempt').to.equal(1);
+  });
+
+  it('a whole run reports the pod’s final values: the "final values" log line and the termination-message file', async () => {
+    // A target that counts 7 items per scrape, until the main container's exit; the final flush
+    // scrapes it once more. What it served last is what the pod counted.
+    let served = 0;
+    const target = createServer((_req, res) => {
+      served += 7;
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+      res.end(`# TYPE items counter\nitems_total{queue="é"} ${served}\n# TYPE temp gauge\ntemp 21.5\n# TYPE up gauge\nup +Inf\n`);
+    });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    const lines: string[] = [];
+    const log = createLogger({ component: 'jobmetrics-sidecar', sink: (l) => lines.push(l) });
+    const messagePath = join(dir, 'termination-log');
+    proc(1, 0);
+    proc(3, 1); // us
+    proc(40, 0); // the main container
+    try {
+      const cfg = config({
+        mode: 'legacy',
+        scrapeUrl: new URL(`http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`),
+        intervalMs: 100,
+        fastIntervalMs: 100,
+        terminationMessagePath: messagePath,
+      });
+      const running = runSidecar(cfg, { log, selfPid: 3, terminate: new AbortController().signal });
+      const deadline = Date.now() + 10_000;
+      while (served < 21 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      rmSync(join(procRoot, '40'), { recursive: true }); // the main container exits
+      const summary = await running;
+      expect(summary.finalDelivered).to.equal(true);
+
+      const final = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['msg'] === 'final values');
+      expect(final).to.have.length(1);
+      expect(final[0]).to.deep.include({ level: 'info', namespace: 'ns', job: 'import', pod: 'import-x7', trigger: 'main-exited', attempt: 1, delivered: true, series: 3 });
+      expect(final[0]?.['values']).to.deep.equal({ 'items_total{queue="é"}': served, temp: 21.5, up: '+Inf' });
+      expect(final[0]).to.not.have.property('truncated');
+      expect(lines.findIndex((l) => l.includes('"msg":"final values"')), 'right after the summary').to.equal(lines.findIndex((l) => l.includes('"msg":"summary"')) + 1);
+      // What the aggregator was sent last is the same number.
+      const lastItems = received.flat().filter((s) => s.labels.some(([n, v]) => n === '__name__' && v === 'items_total')).at(-1);
+      expect(lastItems?.samples.at(-1)?.value).to.equal(served);
+
+      expect(readFileSync(messagePath, 'utf8')).to.equal(
+        [`jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=3`, `items_total{queue="é"} ${served}`, 'temp 21.5', 'up +Inf'].join('\n'),
+      );
+    } finally {
+      target.close();
+    }
+  });
+
+  /**
+   * A native sidecar through two runs of the main container in its pod (restartPolicy OnFailure),
+   * then SIGTERM; the target counts 5 per scrape, from 0 again in the second run.
+   */
+  async function twoAttempts(terminationMessagePath: string): Promise<{ lines: Array<Record<string, unknown>>; counted: number }> {
+    let served = 0;
+    let counted = 0;
+    const target = createServer((_req, res) => {
+      served += 5;
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' }).end(`# TYPE items counter\nitems_total ${served}\n`);
+    });
+    await new Promise<void>((r) => target.listen(0, '127.0.0.1', r));
+    const lines: Array<Record<string, unknown>> = [];
+    const log = createLogger({ component: 'jobmetrics-sidecar', sink: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const until = async (what: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 10_000;
+      while (!what()) {
+        if (Date.now() > deadline) throw new Error(`not within 10 s: ${what.toString()}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const sigterm = new AbortController();
+    proc(1, 0);
+    proc(3, 1);
+    try {
+      const cfg = config({ scrapeUrl: new URL(`http://127.0.0.1:${(target.address() as AddressInfo).port}/metrics`), intervalMs: 100, fastIntervalMs: 100, stateDir: undefined, terminationMessagePath });
+      const running = runSidecar(cfg, { log, selfPid: 3, terminate: sigterm.signal });
+      for (const pid of [40, 41]) {
+        const flushes = lines.filter((l) => l['msg'] === 'final values').length;
+        served = 0; // a new run of the main container counts from 0
+        proc(pid, 0);
+        await until(() => served >= 15);
+        rmSync(join(procRoot, String(pid)), { recursive: true });
+        await until(() => lines.filter((l) => l['msg'] === 'final values').length > flushes);
+        counted += served;
+      }
+      sigterm.abort();
+      await running;
+      return { lines, counted };
+    } finally {
+      target.close();
+    }
+  }
+
+  it('native mode, the main container restarted in the pod: each attempt’s flush reports, and the termination message is overwritten with the latest', async () => {
+    const messagePath = join(dir, 'termination-log');
+    const { lines, counted } = await twoAttempts(messagePath);
+    const final = lines.filter((l) => l['msg'] === 'final values');
+    expect(final.map((l) => l['attempt'])).to.deep.equal([1, 2]);
+    expect(final[1]?.['values'], 'the counters of both attempts').to.deep.equal({ items_total: counted });
+    expect(readFileSync(messagePath, 'utf8')).to.equal(`jobmetrics final values: trigger=main-exited attempt=2 delivered=true series=1\nitems_total ${counted}`);
+  });
+
+  it('a termination message that cannot be written is logged once at warn, and fails nothing', async () => {
+    // No such folder: every write fails.
+    const messagePath = join(dir, 'missing', 'termination-log');
+    const { lines } = await twoAttempts(messagePath);
+    expect(lines.filter((l) => l['msg'] === 'final values')).to.have.length(2);
+    const warnings = lines.filter((l) => l['msg'] === 'cannot write the termination message');
+    expect(warnings).to.have.length(1);
+    expect(warnings[0]).to.deep.include({ level: 'warn', path: messagePath });
+    expect(lines.filter((l) => l['level'] === 'error')).to.deep.equal([]);
   });
 });
