@@ -2,7 +2,7 @@
  * `npm run bench`: every benchmark of the project, one after the other, each printing its table
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
- *   npm run bench                            parser, sidecar, sidecar-memory, exit-latency, tail-loss,
+ *   npm run bench                            parser, sidecar, sidecar-costs, sidecar-memory, exit-latency, tail-loss,
  *                                            webhook, aggregator-load, webhook-burst, job-completion
  *                                            (~45 min; job-completion needs root and starts the local
  *                                            node cluster)
@@ -23,7 +23,7 @@
  *                                            1 000 series vs an idle Node container, and main exit →
  *                                            Job Complete without/native/legacy (bench/job-completion.ts)
  *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
- *                                            Parser, Exit, Tail-loss, Aggregator-load,
+ *                                            Sidecar-costs, Parser, Exit, Tail-loss, Aggregator-load,
  *                                            Webhook-burst and Job-completion sections of docs/benchmarks.md
  *                                            (the Webhook section is bench/webhook.ts's own)
  *
@@ -34,7 +34,7 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst', 'job-completion'] as const;
+const NAMES = ['parser', 'sidecar', 'sidecar-costs', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst', 'job-completion'] as const;
 type Name = (typeof NAMES)[number];
 const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load', 'real-pods': 'job-completion', completion: 'job-completion' };
 
@@ -103,6 +103,8 @@ async function runOne(name: Name, a: Args): Promise<string> {
       return (await import('./parser.ts')).run();
     case 'sidecar':
       return (await import('./sidecar.ts')).run({ quick: a.quick, profile: a.profile });
+    case 'sidecar-costs':
+      return (await import('./sidecar-costs.ts')).run(a.quick ? { processes: 3, writes: 50 } : {});
     case 'sidecar-memory':
       return (await import('./sidecar-memory.ts')).run({ quick: a.quick });
     case 'exit-latency':
@@ -130,6 +132,7 @@ async function runOne(name: Name, a: Args): Promise<string> {
 const TITLES: Record<Name, string> = {
   parser: 'Parser',
   sidecar: 'Sidecar footprint',
+  'sidecar-costs': 'Sidecar design costs',
   'sidecar-memory': 'Sidecar memory at its limits',
   'exit-latency': 'Exit-to-delivered latency',
   'tail-loss': 'Tail loss',

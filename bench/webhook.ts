@@ -32,10 +32,18 @@
  *
  *   node --import tsx bench/webhook.ts                # print the table
  *   node --import tsx bench/webhook.ts --write-docs   # and update the block in "## Webhook" of docs/benchmarks.md
+ *   node --import tsx bench/webhook.ts --express-only # express's own cost, with and without expressHttpClasses (below)
  *
  * To compare builds or flags: BENCH_WEBHOOK_MAIN=/path/to/dist/webhook/main.js (a build of another
  * commit, inside the project so node_modules resolve) and BENCH_WEBHOOK_NODE_OPTIONS='…' (instead of
  * the Deployment's; '' for none). The report says what ran.
+ *
+ * `--express-only`: what express itself costs and what `expressHttpClasses` (webhook/server.ts)
+ * saves, without the review: three servers answer the same POST at saturation, each echoing the
+ * body — the bare node:https echo, express (`express.raw`, then `res.send` of the body) as it
+ * comes, and the same express app given node:https request/response classes whose prototypes are
+ * express's (`expressHttpClasses`, as the webhook does). NODE_OPTIONS as deployed for both express
+ * servers; CPU µs per answer above the echo's is express's own cost.
  *
  * Run it under the benchmark lock: `flock /tmp/jobmetrics-bench.lock node --import tsx bench/webhook.ts`.
  */
@@ -531,6 +539,111 @@ export async function benchWebhook(opts: WebhookBenchOptions = {}): Promise<Webh
   }
 }
 
+/**
+ * Express alone, as the webhook's server.ts sets it up (TLS options, raw body, no etag, no
+ * x-powered-by) but answering with the body it read; CLASSES=1 gives node:https express's
+ * classes (the webhook's `expressHttpClasses`, from the built server.js, loaded in both variants
+ * so their start-up is the same).
+ */
+const EXPRESS_SOURCE = `
+import { createServer } from 'node:https';
+import { readFileSync } from 'node:fs';
+import express from 'express';
+const { expressHttpClasses } = await import(process.env.SERVER_JS);
+const dir = process.env.TLS_DIR;
+const app = express();
+app.disable('x-powered-by');
+app.set('etag', false);
+app.post('/mutate', express.raw({ type: () => true, limit: 3 * 1024 * 1024 }), (req, res) => {
+  res.set('content-type', 'application/json; charset=utf-8').send(req.body);
+});
+const classes = process.env.CLASSES === '1' ? expressHttpClasses(app) : {};
+const server = createServer({ cert: readFileSync(dir + '/tls.crt'), key: readFileSync(dir + '/tls.key'), minVersion: 'TLSv1.2', ...classes }, app);
+server.keepAliveTimeout = 120000;
+server.headersTimeout = 5000;
+server.requestTimeout = 10000;
+server.listen(0, '127.0.0.1', () => console.log('express listening ' + server.address().port));
+`;
+
+export interface ExpressOnlyResult {
+  readonly rows: Row[];
+  readonly nodeOptions: string;
+  readonly bodyBytes: number;
+  readonly rssStartMb: Readonly<Record<string, number>>;
+  readonly loadBefore: string;
+  readonly loadAfter: string;
+  readonly options: Required<WebhookBenchOptions>;
+}
+
+/** `--express-only`: saturation of the echo, express, and express with expressHttpClasses. */
+export async function benchExpressOnly(opts: WebhookBenchOptions = {}): Promise<ExpressOnlyResult> {
+  const o: Required<WebhookBenchOptions> = {
+    durationS: opts.durationS ?? 10,
+    warmupS: opts.warmupS ?? 3,
+    connections: opts.connections ?? 10,
+    rates: [],
+    rounds: opts.rounds ?? 4,
+  };
+  const loadBefore = load();
+  pinSelf();
+  const dir = mkdtempSync(join(tmpdir(), 'jobmetrics-bench-express-'));
+  const children: ChildProcess[] = [];
+  try {
+    const now = new Date();
+    const ca = generateCa({ commonName: 'bench-ca', now, validityDays: 1 });
+    const serving = issueServingCert(ca, { dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], now, validityDays: 1 });
+    writeFileSync(join(dir, 'tls.crt'), serving.certPem);
+    writeFileSync(join(dir, 'tls.key'), serving.keyPem);
+    // The same bytes the webhook bench sends: a review of test/fixtures/pod-cronjob.yaml.
+    const pod = parse(readFileSync(join(ROOT, 'test/fixtures/pod-cronjob.yaml'), 'utf8')) as unknown;
+    const body = JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: '0d3e1b0c-bench', operation: 'CREATE', object: pod } });
+    const serverJs = pathToFileURL(join(buildWebhook(), '../server.js')).href;
+    const nodeOptions = process.env['BENCH_WEBHOOK_NODE_OPTIONS'] ?? deployedNodeOptions();
+    const portOf = (l: string): number | undefined => {
+      const m = /^(?:echo|express) listening (\d+)$/.exec(l);
+      return m ? Number(m[1]) : undefined;
+    };
+    const start = async (name: string, source: string, env: Record<string, string>): Promise<{ name: string; pid: number; port: number }> => {
+      const c = await startChild(['--input-type=module', '-e', source], { TLS_DIR: dir, ...env }, portOf);
+      children.push(c.proc);
+      return { name, pid: c.proc.pid!, port: c.port };
+    };
+    const expressEnv = { NODE_ENV: 'production', SERVER_JS: serverJs, ...(nodeOptions !== '' && { NODE_OPTIONS: nodeOptions }) };
+    const servers = [
+      await start('bare https echo', ECHO_SOURCE, {}),
+      await start('express, as it comes', EXPRESS_SOURCE, { ...expressEnv, CLASSES: '0' }),
+      await start('express with expressHttpClasses (shipped)', EXPRESS_SOURCE, { ...expressEnv, CLASSES: '1' }),
+    ];
+    await new Promise((r) => setTimeout(r, 1000));
+    const rssStartMb = Object.fromEntries(servers.map((sv) => [sv.name, rssMb(sv.pid)]));
+    for (const sv of servers) await saturate(sv.port, body, o.connections, o.warmupS);
+    const samples: Sample[][] = servers.map(() => []);
+    for (let round = 0; round < o.rounds; round++) {
+      for (const [i, sv] of servers.entries()) samples[i]?.push(await watched(sv.pid, () => saturate(sv.port, body, o.connections, o.durationS / o.rounds)));
+    }
+    const rows = servers.map((sv, i) => row(sv.name, `saturation, ${o.connections} conns`, merge(samples[i] ?? [])));
+    return { rows, nodeOptions, bodyBytes: Buffer.byteLength(body), rssStartMb, loadBefore, loadAfter: load(), options: o };
+  } finally {
+    for (const c of children) c.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export async function runExpressOnly(opts: WebhookBenchOptions = {}): Promise<string> {
+  const r = await benchExpressOnly(opts);
+  const echo = r.rows[0];
+  const own = (x: Row): string => (echo === undefined ? '?' : (x.cpuUsPerAnswer - echo.cpuUsPerAnswer).toFixed(0));
+  return [
+    `Express alone: POST /mutate of ${(r.bodyBytes / 1024).toFixed(1)} KiB answered with the same body, TLS 1.3 with keep-alive, saturation (autocannon, ${r.options.connections} connections, closed loop), ` +
+      `servers pinned to CPU ${serverCpu()}; ${r.options.warmupS} s warm-up, then ${r.options.durationS} s in ${r.options.rounds} alternating rounds. Express: NODE_ENV=production, NODE_OPTIONS "${r.nodeOptions}"; echo: no flags.`,
+    `Machine: ${machine()}; load average before ${r.loadBefore}, after ${r.loadAfter}.`,
+    '',
+    '| server | answers/s | p50 ms | p99 ms | CPU µs/answer | above the echo µs | RSS idle MB | RSS max MB | errors |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...r.rows.map((x) => `| ${x.server} | ${x.rps.toFixed(0)} | ${x.p50.toFixed(3)} | ${x.p99.toFixed(3)} | ${x.cpuUsPerAnswer.toFixed(0)} | ${x === echo ? '—' : own(x)} | ${(r.rssStartMb[x.server] ?? NaN).toFixed(1)} | ${x.rssMaxMb.toFixed(1)} | ${x.non2xx + x.errors} |`),
+  ].join('\n');
+}
+
 function formatTable(rows: readonly Row[]): string {
   const ms = (v: number): string => v.toFixed(3);
   const head = ['load', 'server', 'answers/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'max ms', 'CPU µs/answer', 'non-2xx', 'errors', 'RSS max MB'];
@@ -620,7 +733,9 @@ export function writeDocsSection(result: string): void {
   writeFileSync(BENCHMARKS_DOC, `${doc.slice(0, start)}${section}${next < 0 ? '' : '\n' + doc.slice(end)}`);
 }
 
-if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href && process.argv.includes('--express-only')) {
+  console.log(await runExpressOnly());
+} else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const result = await run();
   console.log(result);
   if (process.argv.includes('--write-docs')) writeDocsSection(result);

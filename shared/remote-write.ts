@@ -22,10 +22,10 @@ import { https } from './https-lazy.ts';
 import { VERSION } from './version.ts';
 
 // snappyjs (pure JavaScript, the snappy block format) rather than the native `snappy` addon: the
-// addon's loader and Rust runtime cost ~6 MB of RSS, the sidecar's largest single item against
-// the sidecar's memory target in docs/benchmarks.md, and a push every 10 s compresses ~60 KB — microseconds either way.
-// Loaded with require, not import: importing a CommonJS package from ESM runs Node's CJS export
-// lexer, which costs another ~5 MB of RSS for good (measured on Node 20, docs/benchmarks.md).
+// addon's loader and runtime cost RSS against the sidecar's memory target, and one push every 10 s
+// makes the addon's speed worth nothing. Loaded with require, not import: importing a CommonJS
+// package from ESM runs Node's CJS export lexer, which costs about as much RSS again, for good.
+// bench/sidecar-costs.ts measures all three (docs/benchmarks.md, "Sidecar footprint").
 const snappy: typeof import('snappyjs') = createRequire(import.meta.url)('snappyjs');
 
 export interface RwSample {

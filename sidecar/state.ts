@@ -10,7 +10,8 @@
  * Checking what is read is pure (parseState); reading and writing are a thin layer.
  *
  * The file is JSON with one array per counter rather than an object, which halves its size and
- * the time to write it (1 000 series: ~190 KB; the write happens on every acknowledged push):
+ * the time to write it (the write happens on every acknowledged push; its size and cost at 1 000
+ * series: bench/sidecar-costs.ts):
  *
  *   {"format":1,"pod":"…","generation":0,"lastAckMs":…,"series":[
  *     [name, [label, value, …], raw, timestampMs, base, offset, zeroTimestampMs,
