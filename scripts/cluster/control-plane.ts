@@ -71,6 +71,11 @@ export interface ControlPlane {
   caPem: string;
   /** Bearer token of the admin user. */
   adminToken: string;
+  /**
+   * `https://127.0.0.1:<port>` of the kube-controller-manager (a self-signed serving certificate;
+   * its /metrics takes the admin token): the Job controller's own counters, for cross-checks.
+   */
+  controllerManagerUrl: string;
   /** Folder with the logs and state (as passed in). */
   dir: string;
   /** Kubeconfigs for the kubelet and kube-proxy (only with the `node` option). */
@@ -335,7 +340,7 @@ interface Probe {
   body: string;
 }
 
-function get(url: string, opts: { ca?: string; token?: string; insecure?: boolean; timeoutMs?: number } = {}): Promise<Probe> {
+export function get(url: string, opts: { ca?: string; token?: string; insecure?: boolean; timeoutMs?: number } = {}): Promise<Probe> {
   return new Promise((resolveGet, reject) => {
     const u = new URL(url);
     const headers: Record<string, string> = {};
@@ -576,6 +581,7 @@ export async function startControlPlane(opts: ControlPlaneOptions): Promise<Cont
       version,
       caPem: material.caPem,
       adminToken,
+      controllerManagerUrl: `https://127.0.0.1:${kcmPort}`,
       dir,
       nodeCredentials: opts.node ? { kubelet: files.kubeletKubeconfig, kubeProxy: files.kubeProxyKubeconfig } : undefined,
       kubectl: (args, kopts) => runKubectl(bins.kubectl, files.adminKubeconfig, args, kopts ?? {}),

@@ -12,7 +12,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { pidsWithArg, runCommand } from '../../scripts/cluster/host.ts';
-import { kubectlOk } from '../../scripts/cluster/control-plane.ts';
+import { get, kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import {
   apply,
   jobPods,
@@ -472,6 +472,113 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const statuses = (await Promise.all(jobs.map((j) => jobPods(cluster, ns, j)))).flat().map((p) => p.annotations[STATUS]);
     expect(statuses).to.have.length(jobs.length);
     expect(new Set(statuses)).to.deep.equal(new Set(['injected']));
+  });
+
+  it('Job outcomes (the recorder): runs, attempts, durations and unmeasured pods per workload equal what the API objects say and the Job controller counted; a recorder killed mid-stream counts nothing twice', async function () {
+    this.timeout(420_000);
+    const ns = 'e2e-outcomes';
+    await labelledNamespace(cluster, ns);
+    // A CronJob whose run fails (retained by failedJobsHistoryLimit) and whose retry succeeds: the
+    // case where per-Job series give duplicate samples and "succeeded 1, failed 1" elsewhere.
+    await apply(cluster, { apiVersion: 'batch/v1', kind: 'CronJob', metadata: { name: 'flaky', namespace: ns }, spec: { schedule: '0 0 1 1 *', suspend: true, failedJobsHistoryLimit: 1, jobTemplate: { spec: (sampleJob({ name: 'x', ns }) as { spec: Record<string, unknown> }).spec } } });
+    const cron = JSON.parse(await kubectlOk(cluster.cp, ['-n', ns, 'get', 'cronjob', 'flaky', '-o', 'json'])) as { metadata: { uid: string } };
+    const owned = (name: string, env: Record<string, string>): Record<string, unknown> => {
+      const job = sampleJob({ name, ns, env }) as { metadata: Record<string, unknown> };
+      job.metadata['ownerReferences'] = [{ apiVersion: 'batch/v1', kind: 'CronJob', name: 'flaky', uid: cron.metadata.uid, controller: true, blockOwnerDeletion: true }];
+      return job;
+    };
+    await apply(cluster, owned('flaky-run-1', { EXIT_CODE: '3', ITEMS: '20' }));
+    // One recorder replica killed while the run ends: the other delivers; the new one lists
+    // everything again and delivers the same events, which add nothing.
+    const recorders = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-recorder', '-o', 'json'])) as { items: { metadata: { name: string } }[] };
+    expect(recorders.items, 'recorder replicas').to.have.length(2);
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'delete', 'pod', recorders.items[0]?.metadata.name ?? '', '--grace-period=0', '--force', '--wait=false']);
+    expect((await waitForJob(cluster, ns, 'flaky-run-1')).condition).to.equal('Failed');
+    await apply(cluster, owned('flaky-run-2', { ITEMS: '20' }));
+    expect((await waitForJob(cluster, ns, 'flaky-run-2')).condition).to.equal('Complete');
+    // Pods that run without the sidecar: one opted out by its label, one the webhook skips (no
+    // metrics port declared or annotated).
+    await apply(cluster, sampleJob({ name: 'opted-out', ns, labels: { 'jobmetrics.io/inject': 'disabled' } }));
+    const unported = sampleJob({ name: 'no-port', ns }) as { spec: { template: { metadata: { annotations: Record<string, string> } } } };
+    unported.spec.template.metadata.annotations = {};
+    await apply(cluster, unported);
+    for (const name of ['opted-out', 'no-port']) expect((await waitForJob(cluster, ns, name)).condition, name).to.equal('Complete');
+
+    // What the API objects say, for every namespace of this suite (all opted in).
+    interface ApiJob { metadata: { namespace: string; name: string; ownerReferences?: { kind: string; name: string; controller?: boolean }[] }; status: { startTime?: string; completionTime?: string; conditions?: { type: string; status: string; reason?: string; lastTransitionTime?: string }[] } }
+    const jobs = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'jobs', '-A', '-o', 'json'])) as { items: ApiJob[] }).items;
+    const runs = new Map<string, number>();
+    const durations = new Map<string, { count: number; sum: number }>();
+    const controllerView = new Map<string, number>();
+    for (const j of jobs) {
+      const done = j.status.conditions?.find((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
+      if (!done) continue;
+      const result = done.type === 'Complete' ? 'succeeded' : 'failed';
+      const workload = j.metadata.ownerReferences?.find((o) => o.kind === 'CronJob' && o.controller)?.name ?? j.metadata.name;
+      const key = `${j.metadata.namespace}/${workload}/${result}/${done.reason ?? ''}`;
+      runs.set(key, (runs.get(key) ?? 0) + 1);
+      controllerView.set(`${result}/${done.reason ?? ''}`, (controllerView.get(`${result}/${done.reason ?? ''}`) ?? 0) + 1);
+      const end = Date.parse((done.type === 'Complete' ? j.status.completionTime : undefined) ?? done.lastTransitionTime ?? '');
+      const d = durations.get(`${j.metadata.namespace}/${workload}/${result}`) ?? { count: 0, sum: 0 };
+      durations.set(`${j.metadata.namespace}/${workload}/${result}`, { count: d.count + 1, sum: d.sum + (end - Date.parse(j.status.startTime ?? '')) / 1000 });
+    }
+    expect(runs.get(`${ns}/flaky/failed/BackoffLimitExceeded`), 'the failed run').to.equal(1);
+    expect(runs.get(`${ns}/flaky/succeeded/CompletionsReached`), 'the retry').to.equal(1);
+    const keyOf = (s: Sample, ...names: string[]): string => names.map((n) => s.labels[n] ?? '').join('/');
+    const asMap = (samples: readonly Sample[], ...names: string[]): Map<string, number> => new Map(samples.map((s) => [keyOf(s, ...names), s.value]));
+    const sameMap = (a: Map<string, number>, b: Map<string, number>): boolean => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
+    const gotRuns = await settle(cluster, 'jobmetrics_job_runs_total', (s) => sameMap(asMap(s, 'namespace', 'job', 'result', 'reason'), runs), 120_000);
+    expect(Object.fromEntries([...asMap(gotRuns, 'namespace', 'job', 'result', 'reason')].sort())).to.deep.equal(Object.fromEntries([...runs].sort()));
+    const counts = asMap(await promQuery(cluster, 'jobmetrics_job_run_duration_seconds_count'), 'namespace', 'job', 'result');
+    const sums = asMap(await promQuery(cluster, 'jobmetrics_job_run_duration_seconds_sum'), 'namespace', 'job', 'result');
+    for (const [key, d] of durations) {
+      expect(counts.get(key), `run durations counted: ${key}`).to.equal(d.count);
+      expect(sums.get(key), `run durations summed: ${key}`).to.equal(d.sum);
+    }
+
+    // The Job controller's own count of finished Jobs (no namespace, no workload), by result and reason.
+    const kcm = await get(`${cluster.cp.controllerManagerUrl}/metrics`, { token: cluster.cp.adminToken, insecure: true });
+    expect(kcm.status, 'kube-controller-manager /metrics').to.equal(200);
+    const kcmText = kcm.body;
+    const finished = new Map<string, number>();
+    for (const m of kcmText.matchAll(/^job_controller_jobs_finished_total\{([^}]*)\} (\S+)$/gm)) {
+      const labels = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((l) => [l[1], l[2]]));
+      const key = `${labels['result']}/${labels['reason']}`;
+      finished.set(key, (finished.get(key) ?? 0) + Number(m[2]));
+    }
+    expect(Object.fromEntries([...finished].filter(([, v]) => v > 0).sort()), 'job_controller_jobs_finished_total').to.deep.equal(Object.fromEntries([...controllerView].sort()));
+
+    // Attempts: every termination of a main container the pods still show (restarts in place included).
+    interface ApiPod { metadata: { namespace: string; name: string; labels?: Record<string, string> }; spec: { containers: { name: string }[]; initContainers?: { name: string }[] }; status: { containerStatuses?: { name: string; restartCount: number; state?: { terminated?: { exitCode: number; reason?: string } } }[] } }
+    const pods = (JSON.parse(await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pods', '-o', 'json'])) as { items: ApiPod[] }).items;
+    let attempts = 0;
+    for (const p of pods) {
+      const main = p.status.containerStatuses?.find((c) => c.name === 'main');
+      if (main) attempts += main.restartCount + (main.state?.terminated ? 1 : 0);
+    }
+    expect(attempts, 'attempts the API shows').to.equal(4);
+    const gotAttempts = await settle(cluster, `sum(jobmetrics_job_attempts_total{namespace="${ns}"})`, (s) => s[0]?.value === attempts);
+    expect(gotAttempts[0]?.value).to.equal(attempts);
+    const failedAttempts = await promQuery(cluster, `jobmetrics_job_attempts_total{namespace="${ns}", result="failed"}`);
+    expect(failedAttempts.map((s) => [s.labels['job'], s.labels['reason'], s.labels['exit_code'], s.value])).to.deep.equal([['flaky', 'Error', 'other', 1]]);
+    const unmeasured = await settle(cluster, `jobmetrics_pods_unmeasured_total{namespace="${ns}"}`, (s) => s.length === 2);
+    expect(Object.fromEntries(unmeasured.map((s) => [`${s.labels['job']}/${s.labels['reason']}`, s.value]))).to.deep.equal({ 'opted-out/opted-out': 1, 'no-port/skipped': 1 });
+
+    // The in-place restarts of the OnFailure test: three attempts, two failed, in one pod.
+    const inPlace = await promQuery(cluster, 'sum by (result) (jobmetrics_job_attempts_total{namespace="e2e-onfailure"})');
+    expect(Object.fromEntries(inPlace.map((s) => [s.labels['result'], s.value]))).to.deep.equal({ failed: 2, succeeded: 1 });
+    const oom = await promQuery(cluster, 'jobmetrics_job_attempts_total{namespace="e2e-oom"}');
+    expect(oom.map((s) => [s.labels['reason'], s.labels['exit_code'], s.value])).to.deep.equal([['OOMKilled', '137', 1]]);
+
+    // A CronJob's last success, from its own status, as a gauge.
+    const nightly = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'e2e-cron', 'get', 'cronjob', 'nightly', '-o', 'json'])) as { status: { lastSuccessfulTime?: string } };
+    expect(nightly.status.lastSuccessfulTime, 'the CronJob controller recorded a success').to.be.a('string');
+    const lastSuccess = await settle(cluster, 'jobmetrics_cronjob_last_success_timestamp_seconds:max{namespace="e2e-cron", job="nightly"}', (s) => s.length === 1);
+    expect(lastSuccess.map((s) => s.value)).to.deep.equal([Date.parse(nightly.status.lastSuccessfulTime ?? '') / 1000]);
+
+    // Prometheus never saw a sample out of order or duplicated.
+    const promLog = await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'logs', 'deploy/jobmetrics-prometheus']);
+    expect(promLog.split('\n').filter((l) => /out of order|duplicate sample/i.test(l))).to.deep.equal([]);
   });
 
   // Last: the cluster's own cleanup, as `after` would run it.

@@ -46,7 +46,7 @@ const NODE_IMAGE = 'node:20.20.2-bookworm-slim';
 const RUNTIME_IMAGE = 'gcr.io/distroless/nodejs20-debian12:nonroot';
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 /** What the build stage copies from the context; tsconfig.build.json compiles these two for local pods only. */
-const CONTEXT = ['gateway/', 'package-lock.json', 'package.json', 'shared/', 'sidecar/', 'tsconfig.build.json', 'tsconfig.json', 'webhook/'];
+const CONTEXT = ['gateway/', 'package-lock.json', 'package.json', 'recorder/', 'shared/', 'sidecar/', 'tsconfig.build.json', 'tsconfig.json', 'webhook/'];
 const NOT_IN_IMAGES = ['scripts/pod-init.ts', 'scripts/sample-job.ts'];
 const RUNTIME_KEYWORDS = new Set(['ARG', 'LABEL', 'ENV', 'WORKDIR', 'COPY', 'USER', 'EXPOSE', 'ENTRYPOINT']);
 
@@ -199,8 +199,13 @@ describe('Dockerfiles', function () {
         expect(copies(final).map((c) => [c.from ?? '(context)', c.sources, copyDestination(final, c)])).to.deep.equal([
           ['(context)', ['package.json'], '/app'],
           ['deps', [`${workdir(deps)}/node_modules/`], '/app/node_modules'],
-          // The webhook's image carries the gateway too (its Deployment runs it by command).
-          ...(program === 'webhook' ? [['build', [`${workdir(build)}/dist/gateway/`], '/app/dist/gateway']] : []),
+          // The webhook's image carries the gateway and the recorder too (their Deployments run them by command).
+          ...(program === 'webhook'
+            ? [
+                ['build', [`${workdir(build)}/dist/gateway/`], '/app/dist/gateway'],
+                ['build', [`${workdir(build)}/dist/recorder/`], '/app/dist/recorder'],
+              ]
+            : []),
           ['build', [`${workdir(build)}/dist/shared/`], '/app/dist/shared'],
           ['build', [`${workdir(build)}/dist/${program}/`], `/app/dist/${program}`],
         ]);
