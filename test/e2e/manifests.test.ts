@@ -2,7 +2,8 @@
  * The shipped manifests against a real API server:
  * install.yaml is what the kustomization renders; the API server accepts every object of it
  * (server-side dry run) and of the overlays; the webhook's ServiceAccount can do exactly what the
- * webhook calls and nothing more (`kubectl auth can-i --as`, both ways).
+ * webhook calls and nothing more, the recorder's only list and watch what it counts
+ * (`kubectl auth can-i --as`, both ways).
  */
 
 import { expect } from 'chai';
@@ -18,11 +19,14 @@ const INSTALL = join(MANIFESTS, 'install.yaml');
 /** `kind.group/name` as kubectl prints it, in install.yaml's order. */
 const INSTALL_OBJECTS = [
   'namespace/jobmetrics',
+  'serviceaccount/jobmetrics-recorder',
   'serviceaccount/jobmetrics-webhook',
   'role.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'clusterrole.rbac.authorization.k8s.io/jobmetrics-recorder',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-recorder',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-webhook',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'configmap/jobmetrics-aggregator-config',
@@ -36,6 +40,7 @@ const INSTALL_OBJECTS = [
   'deployment.apps/jobmetrics-aggregator',
   'deployment.apps/jobmetrics-gateway',
   'deployment.apps/jobmetrics-prometheus',
+  'deployment.apps/jobmetrics-recorder',
   'deployment.apps/jobmetrics-webhook',
   'poddisruptionbudget.policy/jobmetrics-webhook',
   'mutatingwebhookconfiguration.admissionregistration.k8s.io/jobmetrics',
@@ -89,13 +94,13 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(1);
       const clusterScoped = INSTALL_OBJECTS.filter((o) => /^(namespace|clusterrole\.|clusterrolebinding\.|mutatingwebhookconfiguration\.)/.test(o));
-      expect(clusterScoped).to.have.length(6);
+      expect(clusterScoped).to.have.length(8);
       expect(dryRunApplied(r.stdout)).to.deep.equal(clusterScoped);
       const errors = r.stderr.split('\n').filter((l) => l.trim() !== '');
       expect(errors).to.deep.equal(Array(INSTALL_OBJECTS.length - clusterScoped.length).fill('Error from server (NotFound): namespaces "jobmetrics" not found'));
     });
 
-    it('server-side dry run with the namespace present: the API server accepts all 22 objects', async () => {
+    it('server-side dry run with the namespace present: the API server accepts all 27 objects', async () => {
       await kubectlOk(plane(), ['create', 'namespace', WEBHOOK_NAMESPACE]);
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(0);
@@ -262,6 +267,48 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
           .sort(),
       );
     });
+  });
+
+  describe('RBAC: the recorder ServiceAccount lists and watches what it counts, and nothing more', () => {
+    const RECORDER = 'system:serviceaccount:jobmetrics:jobmetrics-recorder';
+    const canI = async (args: string[]): Promise<string> => {
+      const r = await plane().kubectl(['auth', 'can-i', ...args], { as: RECORDER });
+      if (r.code !== 0 && r.stdout.trim() !== 'no') throw new Error(`kubectl auth can-i ${args.join(' ')}: ${r.stderr}`);
+      return r.stdout.trim();
+    };
+    const allowed: string[][] = [
+      ['list', 'namespaces'],
+      ['watch', 'namespaces'],
+      ['list', 'jobs.batch', '-n', 'tenant'],
+      ['watch', 'jobs.batch', '-n', 'tenant'],
+      ['list', 'cronjobs.batch', '-n', 'tenant'],
+      ['watch', 'cronjobs.batch', '-n', 'tenant'],
+      ['list', 'pods', '-n', 'tenant'],
+      ['watch', 'pods', '-n', 'tenant'],
+    ];
+    const denied: string[][] = [
+      ['create', 'jobs.batch', '-n', 'tenant'],
+      ['patch', 'jobs.batch', '-n', 'tenant'],
+      ['delete', 'pods', '-n', 'tenant'],
+      ['update', 'pods/status', '-n', 'tenant'],
+      ['get', 'pods/log', '-n', 'tenant'],
+      ['create', 'pods/exec', '-n', 'tenant'],
+      ['patch', 'namespaces/tenant'],
+      ['list', 'secrets', '-n', 'tenant'],
+      ['list', 'configmaps', '-n', 'jobmetrics'],
+      ['create', 'leases.coordination.k8s.io', '-n', 'jobmetrics'],
+      ['*', '*'],
+    ];
+    for (const args of allowed) {
+      it(`yes: ${args.join(' ')}`, async () => {
+        expect(await canI(args)).to.equal('yes');
+      });
+    }
+    for (const args of denied) {
+      it(`no: ${args.join(' ')}`, async () => {
+        expect(await canI(args)).to.equal('no');
+      });
+    }
   });
 
   describe('overlays', () => {
