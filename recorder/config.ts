@@ -82,12 +82,18 @@ export function parseRecorderConfig(env: Readonly<Record<string, string | undefi
   const rawLevel = value(RECORDER_ENV.logLevel) ?? RECORDER_DEFAULTS.logLevel;
   if (rawLevel !== 'debug' && rawLevel !== 'info') fail(RECORDER_ENV.logLevel, `"${rawLevel}" must be debug or info`);
 
+  const kubeconfig = value(RECORDER_ENV.kubeconfig);
+  // In a pod the service account's token and the API server's address come from the kubelet
+  // (KUBERNETES_SERVICE_HOST/PORT); anywhere else a kubeconfig must be named.
+  const inCluster = value('KUBERNETES_SERVICE_HOST') !== undefined && value('KUBERNETES_SERVICE_PORT') !== undefined;
+  if (kubeconfig === undefined && !inCluster) fail(RECORDER_ENV.kubeconfig, 'is not set, and this is not a pod of a cluster (KUBERNETES_SERVICE_HOST unset): the recorder needs the API server');
+
   const config: RecorderConfig = {
     remoteWriteUrl,
     listen: { host: m?.[1] ?? '0.0.0.0', port: Number.isFinite(port) ? port : 0 },
     stalenessMs: duration(RECORDER_ENV.staleness, RECORDER_DEFAULTS.staleness, { minMs: 3_000, maxMs: 24 * 3_600_000 }),
     flushMs: duration(RECORDER_ENV.flush, RECORDER_DEFAULTS.flush, { minMs: 100, maxMs: 60_000 }),
-    kubeconfig: value(RECORDER_ENV.kubeconfig),
+    kubeconfig,
     logLevel: rawLevel === 'debug' ? 'debug' : 'info',
   };
   return errors.length > 0 ? { ok: false, errors } : { ok: true, config };

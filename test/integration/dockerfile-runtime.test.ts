@@ -272,8 +272,8 @@ describe('image runtime stages on disk (no container engine): production depende
       expect(installed).to.include.members(Object.keys(pkg.dependencies));
       expect(installed.filter((p) => lock.packages[`node_modules/${p}`]?.dev === true)).to.deep.equal([]);
       expect(installed.filter((p) => p === 'snappy' || p.startsWith('@napi-rs/')), 'no native addon').to.deep.equal([]);
-      // The webhook's image carries the gateway too (its Deployment runs it by command).
-      expect(readdirSync(join(img.app, 'dist')).sort()).to.deep.equal(['gateway', 'shared', 'webhook']);
+      // The webhook's image carries the gateway and the recorder too (their Deployments run them by command).
+      expect(readdirSync(join(img.app, 'dist')).sort()).to.deep.equal(['gateway', 'recorder', 'shared', 'webhook']);
     });
 
     it('loads every module, also those it imports only when needed (API client, certificates)', () => {
@@ -296,6 +296,30 @@ describe('image runtime stages on disk (no container engine): production depende
         expect(await gw.exited).to.equal(0);
       } finally {
         gw.proc.kill('SIGKILL');
+      }
+    });
+
+    it('the recorder, by the command of its Deployment (manifests/base/recorder.yaml): refuses to start without a way to the API server, naming KUBECONFIG; with one, serves /healthz and exits 0 on SIGTERM', async () => {
+      const deployment = parseAllDocuments(readFileSync(join(PROJECT_ROOT, 'manifests/base/recorder.yaml'), 'utf8'))
+        .map((d) => d.toJS() as { kind: string; spec: { template: { spec: { containers: Array<{ command: string[] }> } } } })
+        .find((d) => d.kind === 'Deployment')!;
+      const command = deployment.spec.template.spec.containers[0]!.command;
+      expect(command).to.deep.equal(['/nodejs/bin/node', '/app/dist/recorder/main.js']);
+      const lost = startEntrypoint(img, { JOBMETRICS_LISTEN: '127.0.0.1:0' }, command);
+      try {
+        expect(await lost.exited).to.equal(2);
+        expect(lost.lines.join('\n')).to.match(/"msg":"invalid setting KUBECONFIG: is not set, and this is not a pod of a cluster/);
+      } finally {
+        lost.proc.kill('SIGKILL');
+      }
+      const rec = startEntrypoint(img, { JOBMETRICS_LISTEN: '127.0.0.1:0', KUBECONFIG: kubeconfig, JOBMETRICS_REMOTE_WRITE_URL: 'http://127.0.0.1:9/api/v1/write' }, command);
+      try {
+        const url = (await logLine(rec, 'recorder', (r) => r['msg'] === 'recorder started' && typeof r['url'] === 'string'))['url'] as string;
+        expect((await fetch(`${url.replace('0.0.0.0', '127.0.0.1')}/healthz`)).status).to.equal(200);
+        rec.proc.kill('SIGTERM');
+        expect(await rec.exited).to.equal(0);
+      } finally {
+        rec.proc.kill('SIGKILL');
       }
     });
 
