@@ -570,6 +570,18 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const oom = await promQuery(cluster, 'jobmetrics_job_attempts_total{namespace="e2e-oom"}');
     expect(oom.map((s) => [s.labels['reason'], s.labels['exit_code'], s.value])).to.deep.equal([['OOMKilled', '137', 1]]);
 
+    // The workload's first failure is a new output series: increase() counts it (born at 0).
+    const failedRuns = await promQuery(cluster, `timestamp(jobmetrics_job_runs_total{namespace="${ns}", result="failed"})`);
+    const firstFailure = await fetch(`${cluster.prometheusUrl}/api/v1/query?query=${encodeURIComponent(`increase(jobmetrics_job_runs_total{namespace="${ns}", result="failed"}[30m])`)}&time=${failedRuns[0]?.value ?? 0}`);
+    expect(Number(((await firstFailure.json()) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1])).to.equal(1);
+
+    // One pod's own numbers, kept by the kubelet as the sidecar's termination message.
+    const [retry] = await jobPods(cluster, ns, 'flaky-run-2');
+    const message = await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pod', retry?.name ?? '', '-o', `jsonpath={.status.initContainerStatuses[?(@.name=="${SIDECAR}")].state.terminated.message}`]);
+    const retryTruth = await truthFromLog(cluster, ns, retry?.name ?? '', 'main');
+    expect(message.split('\n')[0]).to.match(/^jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=\d+/);
+    expect(message.split('\n')).to.include(`demo_items_processed_total{outcome="ok"} ${retryTruth.ok}`);
+
     // A CronJob's last success, from its own status, as a gauge.
     const nightly = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'e2e-cron', 'get', 'cronjob', 'nightly', '-o', 'json'])) as { status: { lastSuccessfulTime?: string } };
     expect(nightly.status.lastSuccessfulTime, 'the CronJob controller recorded a success').to.be.a('string');
