@@ -151,11 +151,21 @@ export async function startRecorder(config: RecorderConfig, deps: RecorderDeps):
   let flushes = 0;
   let flushing: Promise<void> | undefined;
 
+  // A gateway that is down fails every flush: one line when deliveries start failing (and the
+  // count of failures since, when they recover), not one a second.
+  let failingSince: { atMs: number; failures: number } | undefined;
   const deliver = async (series: RwSeries[], deadlineMs: number): Promise<boolean> => {
     const out = await deliverWithRetry(target, encodeWriteRequest(series), { deadlineMs, timeoutMs: Math.min(10_000, Math.max(1_000, deadlineMs - now())), userAgent: USER_AGENT });
     if (!out.ok) {
       m.deliveryFailures.inc();
-      log.warn('delivery failed; the events stay queued', { error: out.error, status: out.status, series: series.length });
+      if (failingSince === undefined) {
+        failingSince = { atMs: now(), failures: 0 };
+        log.warn('delivery failed; the events stay queued and are retried every flush', { error: out.error, status: out.status, series: series.length, queued: pending.size });
+      }
+      failingSince.failures++;
+    } else if (failingSince !== undefined) {
+      log.info('delivery recovered', { failures: failingSince.failures, afterMs: now() - failingSince.atMs, queued: pending.size });
+      failingSince = undefined;
     }
     return out.ok;
   };
