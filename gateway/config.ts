@@ -4,6 +4,7 @@
  * (`JOBMETRICS_STALENESS`, `JOBMETRICS_LOG_LEVEL`) has the same name and meaning.
  */
 import { parseBoundedDuration } from '../shared/duration.ts';
+import { parseOverrides } from './namespace-limits.ts';
 
 export interface GatewayConfig {
   /** host:port the gateway listens on for remote write. */
@@ -18,6 +19,8 @@ export interface GatewayConfig {
   readonly stalenessMs: number;
   /** The most counter-like series whose birth is tracked at once (memory bound). */
   readonly maxTrackedSeries: number;
+  /** Per-namespace limits before the aggregator (namespace-limits.ts). */
+  readonly limits: { readonly maxSeries: number; readonly samplesPerSecond: number; readonly burstSeconds: number; readonly overrides: ReadonlyMap<string, { readonly maxSeries?: number; readonly samplesPerSecond?: number }> };
   /** The most bytes of a compressed request body, and of the body once decompressed. */
   readonly maxBodyBytes: number;
   readonly maxUncompressedBytes: number;
@@ -31,6 +34,9 @@ export const GATEWAY_ENV = {
   birthMargin: 'JOBMETRICS_BIRTH_MARGIN',
   staleness: 'JOBMETRICS_STALENESS',
   maxTrackedSeries: 'JOBMETRICS_MAX_TRACKED_SERIES',
+  maxSeriesPerNamespace: 'JOBMETRICS_MAX_SERIES_PER_NAMESPACE',
+  maxSamplesPerSecondPerNamespace: 'JOBMETRICS_MAX_SAMPLES_PER_SECOND_PER_NAMESPACE',
+  namespaceLimits: 'JOBMETRICS_NAMESPACE_LIMITS',
   logLevel: 'JOBMETRICS_LOG_LEVEL',
 } as const;
 
@@ -40,6 +46,12 @@ export const GATEWAY_DEFAULTS = {
   birthMargin: '3s',
   staleness: '15m',
   maxTrackedSeries: 1_000_000,
+  // One namespace may hold at most a fifth of what one vmagent of the shipped size (512 Mi, a few
+  // hundred bytes per input series) holds, and send a tenth of a core's worth of samples: a flood
+  // in one namespace cannot take the aggregator down for the others (docs/gateway.md).
+  maxSeriesPerNamespace: 300_000,
+  maxSamplesPerSecondPerNamespace: 30_000,
+  namespaceLimits: '',
   logLevel: 'info',
 } as const;
 
@@ -89,6 +101,15 @@ export function parseGatewayConfig(env: Readonly<Record<string, string | undefin
   const maxTrackedSeries = rawMax === undefined ? GATEWAY_DEFAULTS.maxTrackedSeries : Number(rawMax);
   if (!Number.isSafeInteger(maxTrackedSeries) || maxTrackedSeries < 0) fail(GATEWAY_ENV.maxTrackedSeries, `"${rawMax}" must be a whole number ≥ 0`);
 
+  const whole = (name: string, fallback: number): number => {
+    const raw = value(name);
+    const n = raw === undefined ? fallback : Number(raw);
+    if (!Number.isSafeInteger(n) || n < 0) fail(name, `"${raw}" must be a whole number ≥ 0 (0: no limit)`);
+    return n;
+  };
+  const overrides = parseOverrides(value(GATEWAY_ENV.namespaceLimits) ?? GATEWAY_DEFAULTS.namespaceLimits);
+  if (!overrides.ok) fail(GATEWAY_ENV.namespaceLimits, overrides.error);
+
   const rawLevel = value(GATEWAY_ENV.logLevel) ?? GATEWAY_DEFAULTS.logLevel;
   if (rawLevel !== 'debug' && rawLevel !== 'info') fail(GATEWAY_ENV.logLevel, `"${rawLevel}" must be debug or info`);
 
@@ -99,6 +120,13 @@ export function parseGatewayConfig(env: Readonly<Record<string, string | undefin
     birthMarginMs: duration(GATEWAY_ENV.birthMargin, GATEWAY_DEFAULTS.birthMargin, { minMs: 0, maxMs: 600_000 }),
     stalenessMs: duration(GATEWAY_ENV.staleness, GATEWAY_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
     maxTrackedSeries,
+    limits: {
+      maxSeries: whole(GATEWAY_ENV.maxSeriesPerNamespace, GATEWAY_DEFAULTS.maxSeriesPerNamespace),
+      samplesPerSecond: whole(GATEWAY_ENV.maxSamplesPerSecondPerNamespace, GATEWAY_DEFAULTS.maxSamplesPerSecondPerNamespace),
+      // A sidecar delivers every 10 s: a bucket of 10 s of samples lets a namespace's normal pushes through whole.
+      burstSeconds: 10,
+      overrides: overrides.ok ? overrides.overrides : new Map(),
+    },
     maxBodyBytes: MAX_BODY_BYTES,
     maxUncompressedBytes: MAX_UNCOMPRESSED_BYTES,
     logLevel: rawLevel === 'debug' ? 'debug' : 'info',

@@ -17,6 +17,8 @@ import type { Logger } from '../shared/log.ts';
 import { deliverWithRetry, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../shared/remote-write.ts';
 import { VERSION } from '../shared/version.ts';
 import { BirthLedger } from './births.ts';
+import { NamespaceLimits } from './namespace-limits.ts';
+import { FirstSight } from '../shared/first-sight.ts';
 import type { GatewayConfig } from './config.ts';
 import { decodeCompressedWriteRequest, WriteRequestError } from './write-request.ts';
 
@@ -51,7 +53,10 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     forgetAfterMs: config.stalenessMs,
     maxTracked: config.maxTrackedSeries,
   });
+  const limits = new NamespaceLimits({ ...config.limits, staleMs: config.stalenessMs });
   const m = gatewayMetrics(ledger);
+  // One warning per namespace and reason for the process's life; the counters keep the rest.
+  const firstDrop = new FirstSight(200);
   let draining = false;
 
   // ---- one request --------------------------------------------------------------------------
@@ -67,6 +72,16 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       log.warn('write request refused: cannot decode', { error: err, remote: req.socket.remoteAddress, bytes: body.length });
       return answer(res, 400, err.message);
     }
+    const limited = limits.check(series, now());
+    if (limited.refuse) {
+      m.limitRefusals.inc({ namespace: limited.namespace });
+      return answer(res, 429, `namespace ${limited.namespace} is over its samples per second (docs/gateway.md "Limits per namespace"); retry later`, limited.retryAfterMs);
+    }
+    for (const d of limited.dropped) {
+      m.limitDrops.inc({ namespace: d.namespace, reason: d.reason }, d.samples);
+      if (firstDrop.first(`${d.namespace}/${d.reason}`)) log.warn('samples dropped by a namespace limit', { namespace: d.namespace, reason: d.reason, series: d.series, samples: d.samples });
+    }
+    series = limited.accepted;
     const admitted = ledger.admit(series, now());
     m.held.inc(admitted.heldSamples);
     m.births.inc(admitted.births.length);
@@ -134,7 +149,10 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     await new Promise((r) => setTimeout(r, RELEASE_RETRY_MS));
   }
 
-  const expireTimer = setInterval(() => m.forgotten.inc(ledger.expire(now())), EXPIRE_EVERY_MS);
+  const expireTimer = setInterval(() => {
+    m.forgotten.inc(ledger.expire(now()));
+    limits.expire(now());
+  }, EXPIRE_EVERY_MS);
   expireTimer.unref();
 
   // ---- HTTP ---------------------------------------------------------------------------------
@@ -233,6 +251,8 @@ function gatewayMetrics(ledger: BirthLedger): {
   untracked: Counter;
   forgotten: Counter;
   forwardFailures: Counter<'part'>;
+  limitDrops: Counter<'namespace' | 'reason'>;
+  limitRefusals: Counter<'namespace'>;
 } {
   const registry = new Registry();
   const c = <L extends string = never>(name: string, help: string, labelNames: L[] = []): Counter<L> => new Counter({ name, help, labelNames, registers: [registry] });
@@ -248,5 +268,7 @@ function gatewayMetrics(ledger: BirthLedger): {
     untracked: c('jobmetrics_gateway_untracked_births_total', 'Series born while the tracking limit was reached (forwarded without a hold).'),
     forgotten: c('jobmetrics_gateway_forgotten_series_total', 'Series forgotten after the staleness interval without samples.'),
     forwardFailures: c('jobmetrics_gateway_forward_failures_total', 'Forwards the aggregator did not take, by part (now, held).', ['part']),
+    limitDrops: c('jobmetrics_gateway_limit_dropped_samples_total', 'Samples dropped by a namespace limit, by namespace and reason (series-limit, rate-limit, no-namespace).', ['namespace', 'reason']),
+    limitRefusals: c('jobmetrics_gateway_limit_refused_requests_total', 'Requests refused with 429 because their namespace was over its samples per second (the sender retries).', ['namespace']),
   };
 }

@@ -26,7 +26,7 @@ import type { SidecarConfig } from './config.ts';
 import { ExitHints, waitForMainExit, type ExitEvent } from './exit-watch.ts';
 import { finalFlushRetry, undeliveredCause, undeliveredValues } from './final-flush.ts';
 import { FINAL_VALUES_MSG, finalReport } from './final-report.ts';
-import { FirstSight } from './first-sight.ts';
+import { FirstSight } from '../shared/first-sight.ts';
 import { peakRssMb } from './peak-rss.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from '../shared/remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';

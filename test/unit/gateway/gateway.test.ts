@@ -154,12 +154,52 @@ describe('gateway: the HTTP edge in front of a real local aggregator', function 
   });
 });
 
+describe('gateway: limits per namespace at the HTTP edge', function () {
+  this.timeout(20_000);
+  it('a namespace over its samples per second gets 429 with Retry-After, counted; a namespace over its series cap loses only its new series, counted; another namespace is untouched', async () => {
+    const agg = await fakeAggregator();
+    const logs: string[] = [];
+    const parsed = parseGatewayConfig({
+      JOBMETRICS_LISTEN: '127.0.0.1:0',
+      JOBMETRICS_AGGREGATOR_URL: agg.url,
+      JOBMETRICS_AGGREGATION_INTERVAL: '200ms',
+      JOBMETRICS_BIRTH_MARGIN: '100ms',
+      JOBMETRICS_NAMESPACE_LIMITS: 'flood=2/-,noisy=-/1',
+    });
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    const gw = await startGateway(parsed.config, { log: createLogger({ component: 'gw', sink: (l) => logs.push(l) }) });
+    const inNs = (ns: string, pod: string, value: number): RwSeries => ({ labels: [['__name__', 'work_total'], ['namespace', ns], ['job', 'j'], ['pod', pod], ['jobmetrics_kind', 'counter']], samples: [{ value, timestampMs: Date.now() }] });
+    try {
+      const url = `${gw.url}/api/v1/write`;
+      // noisy: 1 sample/s, a bucket of 10: after 10 samples, 2 more must wait 2 s.
+      expect((await sendWriteRequest(url, encodeWriteRequest(Array.from({ length: 10 }, (_, i) => inNs('noisy', `p${i}`, 0))), { timeoutMs: 5_000 })).ok).to.equal(true);
+      const refused = await fetch(url, { method: 'POST', body: encodeWriteRequest([inNs('noisy', 'q1', 0), inNs('noisy', 'q2', 0)]), headers: { 'Content-Encoding': 'snappy' } });
+      expect([refused.status, refused.headers.get('retry-after')]).to.deep.equal([429, '2']);
+      expect(await refused.text()).to.match(/namespace noisy is over its samples per second/);
+      // flood: 2 series at most; the third is dropped, the first two pass.
+      expect((await sendWriteRequest(url, encodeWriteRequest([inNs('flood', 'a', 0), inNs('flood', 'b', 0), inNs('flood', 'c', 0), inNs('calm', 'a', 0)]), { timeoutMs: 5_000 })).ok).to.equal(true);
+      const forwarded = agg.received.flatMap((r) => r.series).map((x) => `${x.labels.find((l) => l[0] === 'namespace')?.[1]}/${x.labels.find((l) => l[0] === 'pod')?.[1]}`);
+      expect(forwarded.filter((f) => !f.startsWith('noisy/')).sort()).to.deep.equal(['calm/a', 'flood/a', 'flood/b']);
+      const text = await (await fetch(`${gw.url}/metrics`)).text();
+      expect(text).to.match(/^jobmetrics_gateway_limit_refused_requests_total\{namespace="noisy"\} 1$/m);
+      expect(text).to.match(/^jobmetrics_gateway_limit_dropped_samples_total\{namespace="flood",reason="series-limit"\} 1$/m);
+      expect(logs.filter((l) => l.includes('samples dropped by a namespace limit'))).to.have.length(1);
+    } finally {
+      await gw.close();
+      await agg.close();
+      closeIdleConnections();
+    }
+  });
+});
+
 describe('gateway settings: one line per bad setting, naming it', () => {
   const cases: Array<[string, Record<string, string>, RegExp]> = [
     ['no aggregator URL', {}, /^JOBMETRICS_AGGREGATOR_URL: is required but not set$/],
     ['an aggregator URL that is not http', { JOBMETRICS_AGGREGATOR_URL: 'ftp://x/' }, /^JOBMETRICS_AGGREGATOR_URL: "ftp:\/\/x\/" must use http: or https:$/],
     ['a listen address without a port', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_LISTEN: 'localhost' }, /^JOBMETRICS_LISTEN: "localhost" must be host:port/],
     ['an interval out of range', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_AGGREGATION_INTERVAL: '10ms' }, /^JOBMETRICS_AGGREGATION_INTERVAL: /],
+    ['a namespace limit that is not a number', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_MAX_SERIES_PER_NAMESPACE: '-1' }, /^JOBMETRICS_MAX_SERIES_PER_NAMESPACE: "-1" must be a whole number/],
+    ['namespace overrides that do not parse', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_NAMESPACE_LIMITS: 'batch=lots' }, /^JOBMETRICS_NAMESPACE_LIMITS: "batch=lots" must be/],
     ['a tracking limit that is not a number', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_MAX_TRACKED_SERIES: 'lots' }, /^JOBMETRICS_MAX_TRACKED_SERIES: "lots" must be a whole number/],
   ];
   for (const [what, env, message] of cases) {
