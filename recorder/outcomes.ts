@@ -11,6 +11,7 @@
  *
  * Nothing here reads a clock or does I/O; timestamps are parsed from the objects.
  */
+import { parseTargetAnnotations } from '../shared/annotations.ts';
 import type { RwSeries } from '../shared/remote-write.ts';
 import { INJECT_DISABLED, INJECT_LABEL, SIDECAR_CONTAINER, SIDECAR_ENV, STATUS_SKIPPED_PREFIX, ANNOTATION } from '../shared/names.ts';
 import type { RawPod } from '../webhook/pod.ts';
@@ -138,7 +139,11 @@ export const toMs = (t: Timestamp | undefined): number | undefined => {
 export function jobWorkload(job: RawJob): Workload | undefined {
   const name = job.metadata?.name;
   if (name === undefined || name === '') return undefined;
-  const annotation = job.spec?.template?.metadata?.annotations?.[ANNOTATION.workload];
+  // The annotation only as the webhook accepts it (a label value); an invalid one is ignored here,
+  // as the webhook skips such a pod, so a tenant cannot mint series through it.
+  const raw = job.spec?.template?.metadata?.annotations?.[ANNOTATION.workload];
+  const parsed = raw === undefined ? undefined : parseTargetAnnotations({ [ANNOTATION.workload]: raw });
+  const annotation = parsed?.ok ? parsed.value.workload : undefined;
   const owner = (job.metadata?.ownerReferences ?? []).find((o) => o.kind === 'CronJob' && o.controller === true);
   return workloadName({
     pod: { metadata: { name }, spec: { containers: [] } },

@@ -42,9 +42,18 @@ export class Pending {
     return { queued, tooOld };
   }
 
-  /** Up to `max` queued events, oldest first; they stay queued until `delivered` or `failed`. */
+  /**
+   * Up to `max` queued events in the order they were first offered (a Map keeps insertion order:
+   * no sort of a queue that can hold tens of thousands after a restart); they stay queued until
+   * `delivered`, or `prune` gives them up.
+   */
   take(max: number): OutcomeEvent[] {
-    return [...this.#queue.values()].sort((a, b) => a.atMs - b.atMs).slice(0, max);
+    const out: OutcomeEvent[] = [];
+    for (const e of this.#queue.values()) {
+      if (out.length >= max) break;
+      out.push(e);
+    }
+    return out;
   }
 
   delivered(events: readonly OutcomeEvent[]): void {

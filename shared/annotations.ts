@@ -46,7 +46,13 @@ const DNS1123_LABEL = /^(?=.{1,63}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 // A URL path with an optional query; no spaces, no control characters, no fragment.
 const URL_PATH = /^\/[\x21-\x7e]*$/;
 const MAX_PATH = 1024;
-const MAX_WORKLOAD = 253;
+// A Kubernetes label value (k8s.io/apimachinery validation.IsValidLabelValue): at most 63 of
+// A-Z a-z 0-9 - _ ., starting and ending with a letter or digit. The names the workload takes by
+// default fit it already (a Job's name is the value of its pods' job-name label, a CronJob's name
+// has at most 52 characters), so the annotation gets the same room as they have, and the value
+// can be used as a label anywhere (a Prometheus label value, a Kubernetes label, a selector).
+const MAX_WORKLOAD = 63;
+const LABEL_VALUE = /^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
 
 // A number in any notation JSON or JavaScript would read (-5, 80.5, 1e20, +80): a number, so never
 // a port name, even where IANA_SVC_NAME would allow it ("1e20" has a letter).
@@ -131,12 +137,17 @@ export function parseTargetAnnotations(annotations: Readonly<Record<string, stri
   const workloadValue = annotations[ANNOTATION.workload];
   if (workloadValue !== undefined) {
     const v = workloadValue.trim();
-    // It becomes the `job` label value: any UTF-8 is legal there, but an empty value would
-    // delete the label in Prometheus, and control characters only make trouble downstream.
+    // It becomes the `job` label of every series (an empty value would delete the label in
+    // Prometheus) and the value of the sidecar's JOBMETRICS_JOB.
     if (v === '') return fail(ANNOTATION.workload, 'must not be empty');
-    if (v.length > MAX_WORKLOAD) return fail(ANNOTATION.workload, `must be at most ${MAX_WORKLOAD} characters`);
-    // eslint-disable-next-line no-control-regex
-    if (/[\x00-\x1f\x7f]/.test(v)) return fail(ANNOTATION.workload, 'must not contain control characters');
+    // The kubelet expands $(VAR) in an env value from the container's other variables
+    // (https://kubernetes.io/docs/tasks/inject-data-application/define-interdependent-environment-variables/):
+    // `$(JOBMETRICS_POD)` would give every pod a series of its own, never summed.
+    if (v.includes('$(')) return fail(ANNOTATION.workload, 'must not contain "$(": the kubelet would expand it as a variable reference');
+    if (v.length > MAX_WORKLOAD) return fail(ANNOTATION.workload, `must be at most ${MAX_WORKLOAD} characters (a Kubernetes label value)`);
+    if (!LABEL_VALUE.test(v)) {
+      return fail(ANNOTATION.workload, 'must be a Kubernetes label value: A-Z, a-z, 0-9, "-", "_" and ".", starting and ending with a letter or digit');
+    }
     workload = v;
   }
 

@@ -484,12 +484,20 @@ export class SeriesStore {
     this.#generation = snap.generation;
     this.#lastAckMs = snap.lastAckMs;
     for (const r of snap.series) {
+      // The labels the sidecar sets come from its settings (the Downward API and the webhook),
+      // never from the file: anyone who can write the state directory must not be able to move
+      // series to another namespace or job. The file's own are dropped and the settings' put in;
+      // `pod` is set at delivery from the settings alone, so a `pod` or `__name__` in the file,
+      // which no snapshot writes, goes too (a receiver would refuse it twice).
+      const scraped = r.labels.filter(([n]) => n !== 'namespace' && n !== 'job' && n !== 'pod' && n !== '__name__' && n !== KIND_LABEL);
       // The store's key is the scraped identity: the output labels without the ones it adds.
-      const key = seriesKey('', r.name, r.labels.filter(([n]) => n !== 'namespace' && n !== 'job' && n !== KIND_LABEL));
+      const key = seriesKey('', r.name, scraped);
       if (this.#series.size >= this.#opts.maxSeries && !this.#series.has(key)) break;
+      const labels: Array<readonly [string, string]> = [...scraped, ['namespace', this.#opts.namespace], ['job', this.#opts.job], [KIND_LABEL, 'counter']];
+      labels.sort(byName);
       this.#series.set(key, {
         name: r.name,
-        labels: r.labels,
+        labels,
         kind: 'counter',
         raw: r.raw,
         timestampMs: r.timestampMs,
@@ -502,7 +510,7 @@ export class SeriesStore {
         scrape: 0,
         push: undefined,
       });
-      this.#labelChars += labelChars(r.name, r.labels);
+      this.#labelChars += labelChars(r.name, labels);
     }
   }
 

@@ -8,6 +8,8 @@
  * Written after every acknowledged delivery (and every one that may have arrived), atomically:
  * a temporary file renamed over the old one, so a SIGKILL mid-write leaves the previous state.
  * Checking what is read is pure (parseState); reading and writing are a thin layer.
+ * The file is trusted for delivery state only: the labels the sidecar sets (`namespace`, `job`,
+ * `pod`) always come from its settings, whatever the file says (SeriesStore.restore).
  *
  * The file is JSON with one array per counter rather than an object, which halves its size and
  * the time to write it (the write happens on every acknowledged push; its size and cost at 1 000

@@ -53,8 +53,19 @@ export interface WebhookSettings {
     readonly webhookConfigurationName: string;
   };
   readonly workloadLookup: { readonly enabled: boolean; readonly timeoutMs: number; readonly cacheTtlMs: number };
+  /** Namespaces whose pods are never injected, whatever their labels (webhook/mutate.ts). */
+  readonly excludedNamespaces: readonly string[];
   readonly sidecar: SidecarSettings;
 }
+
+/**
+ * The namespaces the webhook never injects into by default: the control plane's own
+ * (https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/#initial-namespaces)
+ * and the one jobmetrics is installed in, whose pods (the webhook, the gateway, the aggregator)
+ * must never depend on the webhook. The MutatingWebhookConfiguration's namespaceSelector lists the
+ * same names; this list is the webhook's own check, for an API server configured otherwise.
+ */
+export const DEFAULT_EXCLUDED_NAMESPACES: readonly string[] = ['kube-system', 'kube-public', 'kube-node-lease', 'jobmetrics'];
 
 export interface ConnectionLimits {
   /** Request-body bytes held at once, over all requests: read, being reviewed, or declared and awaited. */
@@ -102,6 +113,12 @@ const dnsSubdomain: SettingSpec['parse'] = (raw) =>
   /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/.test(raw)
     ? ok(raw)
     : bad(`"${raw}" must be a DNS-1123 subdomain`);
+// Comma-separated namespace names (DNS-1123 labels), blanks around them ignored; '' for none.
+const namespaceList: SettingSpec['parse'] = (raw) => {
+  const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const badName = names.find((n) => !dnsLabel(n).ok);
+  return badName === undefined ? ok(names) : bad(`"${badName}" is not a namespace name (DNS-1123 label)`);
+};
 const httpUrl: SettingSpec['parse'] = (raw) => {
   try {
     const u = new URL(raw);
@@ -169,6 +186,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'workloadLookup.enabled', env: 'JOBMETRICS_WORKLOAD_LOOKUP', default: 'true', doc: "GET the pod's Job to find the CronJob that owns it (needs get on jobs)", parse: bool },
   { key: 'workloadLookup.timeout', env: 'JOBMETRICS_WORKLOAD_LOOKUP_TIMEOUT', default: '1s', doc: 'timeout of that GET; on timeout the CronJob name pattern decides', parse: duration(50, 10_000, 'ms') },
   { key: 'workloadLookup.cacheTtl', env: 'JOBMETRICS_WORKLOAD_LOOKUP_CACHE_TTL', default: '10m', doc: 'how long a Job\'s owner is remembered', parse: duration(0, 24 * 3_600_000, 'ms') },
+  { key: 'excludedNamespaces', env: 'JOBMETRICS_EXCLUDED_NAMESPACES', default: DEFAULT_EXCLUDED_NAMESPACES.join(','), doc: "comma-separated namespaces whose pods are never injected, not even when opted in (skip reason namespace-excluded); keep it in step with the MutatingWebhookConfiguration's namespaceSelector", parse: namespaceList },
   { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: 'ghcr.io/jobmetrics/jobmetrics-sidecar:0.1.0', doc: 'sidecar image', parse: nonEmpty },
   { key: 'sidecar.imagePullPolicy', env: 'JOBMETRICS_SIDECAR_IMAGE_PULL_POLICY', default: 'IfNotPresent', doc: 'Always, IfNotPresent or Never', parse: oneOf(['Always', 'IfNotPresent', 'Never']) },
   { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_REMOTE_WRITE_URL', default: 'http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write', doc: "the remote-write URL given to every sidecar: the gateway in front of the aggregator", parse: httpUrl },
@@ -297,6 +315,7 @@ export function loadSettings(input: LoadInput): LoadResult {
       timeoutMs: num('workloadLookup.timeout'),
       cacheTtlMs: num('workloadLookup.cacheTtl'),
     },
+    excludedNamespaces: values.get('excludedNamespaces') as readonly string[],
     sidecar: {
       image: str('sidecar.image'),
       imagePullPolicy: str('sidecar.imagePullPolicy') as PullPolicy,

@@ -154,6 +154,7 @@ async function main(): Promise<void> {
       sidecar: settings.sidecar,
       mode: (): SidecarMode => mode.mode,
       now: Date.now,
+      excludedNamespaces: settings.excludedNamespaces,
       ...(jobOwners && { lookupJobOwner: (ns: string, job: { name: string; uid?: string }) => jobOwners.lookup(ns, job) }),
     },
   });

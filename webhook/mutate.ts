@@ -19,7 +19,7 @@ import {
   statusSkipped,
   type SidecarMode,
 } from '../shared/names.ts';
-import type { SidecarSettings } from './config.ts';
+import { DEFAULT_EXCLUDED_NAMESPACES, type SidecarSettings } from './config.ts';
 import { annotationsBeforeIstioMerge } from './istio.ts';
 import { allContainers, type JsonValue, type RawContainer, type RawPod } from './pod.ts';
 import { isJobPod, jobOf, workloadName, type JobOwnerLookup, type Workload } from './workload.ts';
@@ -32,6 +32,17 @@ export interface MutateContext {
    * namespaceSelector already filters server side, so this is normally absent and trusted.
    */
   readonly namespaceLabels?: Readonly<Record<string, string>>;
+  /**
+   * The pod's namespace: the AdmissionRequest's `namespace`, which the API server always sets for
+   * a namespaced object; absent: the pod's `metadata.namespace`, which a create request may omit.
+   */
+  readonly namespace?: string;
+  /**
+   * Namespaces never injected into, whatever the labels (the `excludedNamespaces` setting);
+   * absent: the built-in default. The namespaceSelector excludes them too; this check is for an
+   * API server whose MutatingWebhookConfiguration says otherwise.
+   */
+  readonly excludedNamespaces?: readonly string[];
   /** What the API said about the owner of the pod's Job; absent when nobody asked. */
   readonly jobOwner?: JobOwnerLookup;
   /** Milliseconds since the epoch; only the CronJob name pattern looks at it. */
@@ -40,12 +51,15 @@ export interface MutateContext {
 
 export const SKIP_REASONS = [
   'already-injected',
+  'namespace-excluded',
   'opted-out',
   'namespace-not-enabled',
   'not-a-job-pod',
   'host-pid',
   'share-process-namespace-false',
   'windows-pod',
+  'state-volume-conflict',
+  'main-runs-as-sidecar-uid',
   'invalid-annotation',
   'invalid-port',
   'no-metrics-port',
@@ -112,8 +126,19 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
   if (allContainers(pod).some((c) => c.name === SIDECAR_CONTAINER)) {
     return skip('already-injected', `already injected (container ${SIDECAR_CONTAINER} present)`);
   }
+  // Before the pod's own opt-in: a pod label must not reach into the control plane's namespaces
+  // or jobmetrics' own (an injected webhook or gateway pod would depend on itself).
+  const namespace = ctx.namespace ?? pod.metadata?.namespace;
+  if (namespace !== undefined && (ctx.excludedNamespaces ?? DEFAULT_EXCLUDED_NAMESPACES).includes(namespace)) {
+    return skip('namespace-excluded', `namespace ${namespace} is excluded (webhook setting excludedNamespaces)`);
+  }
   const podLabel = pod.metadata?.labels?.[INJECT_LABEL];
   if (podLabel === INJECT_DISABLED) return skip('opted-out', `pod label ${INJECT_LABEL}=${INJECT_DISABLED}`);
+  // A namespace's opt-out wins over a pod's opt-in, as the opted-in-pods entry's namespaceSelector
+  // says; like the opt-in, it is checked here only when the caller knows the namespace's labels.
+  if (ctx.namespaceLabels?.[INJECT_LABEL] === INJECT_DISABLED) {
+    return skip('namespace-not-enabled', `namespace labelled ${INJECT_LABEL}=${INJECT_DISABLED}`);
+  }
   const optedIn = podLabel === INJECT_ENABLED;
   if (!optedIn) {
     if (ctx.namespaceLabels !== undefined && ctx.namespaceLabels[INJECT_LABEL] !== INJECT_ENABLED) {
@@ -131,6 +156,20 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
     return skip('share-process-namespace-false', 'shareProcessNamespace: false is set explicitly');
   }
   if (spec.os?.name === 'windows') return skip('windows-pod', 'Windows pods cannot share a process namespace');
+  const stateUse = stateVolumeUse(pod);
+  if (stateUse !== undefined) {
+    return skip(
+      'state-volume-conflict',
+      `${stateUse} ${STATE_VOLUME.name}, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged`,
+    );
+  }
+  const sameUid = containerAsSidecarUid(pod);
+  if (sameUid !== undefined) {
+    return skip(
+      'main-runs-as-sidecar-uid',
+      `container ${sameUid} runs as uid ${SIDECAR_UID}, the sidecar's: sharing the process namespace, each could read the other's /proc/<pid>/environ and root; set another runAsUser`,
+    );
+  }
 
   const parsed = parseTargetAnnotations(annotationsBeforeIstioMerge(pod));
   if (!parsed.ok) return skip('invalid-annotation', describeAnnotationError(parsed.error));
@@ -316,6 +355,51 @@ function sidecarContainer(injection: Injection, ctx: MutateContext): RawContaine
     terminationMessagePolicy: 'FallbackToLogsOnError',
   };
 }
+
+/**
+ * How the pod already uses the state volume's name, if it does: a volume of that name, or a
+ * container mounting one (with no such volume the pod would be invalid, and our injection would
+ * make it valid, mounting the sidecar's state into that container). The sidecar's state decides
+ * what it sends after a restart, so it must be the sidecar's alone. Checked in both modes: the
+ * name is reserved, and whether a pod is injected should not depend on the mode chosen.
+ */
+function stateVolumeUse(pod: RawPod): string | undefined {
+  const named = (v: unknown): boolean => isRecord(v) && v['name'] === STATE_VOLUME.name;
+  if ((pod.spec.volumes ?? []).some(named)) return 'the pod has a volume named';
+  for (const c of allContainers(pod)) {
+    for (const key of ['volumeMounts', 'volumeDevices']) {
+      const list = c[key];
+      if (Array.isArray(list) && list.some(named)) return `container ${c.name} mounts a volume named`;
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The first container (init containers included: other native sidecars run beside ours) whose
+ * effective uid is the sidecar's: its securityContext.runAsUser, else the pod's
+ * (https://kubernetes.io/docs/tasks/configure-pod-container/security-context/: "the settings made
+ * at the Container level override the settings made at the Pod level"). The kernel lets the same
+ * uid read /proc/<pid>/environ and /proc/<pid>/root of the other's processes (ptrace access mode,
+ * proc(5)), which is what the sidecar's uid exists to prevent. A uid set only by the image's USER
+ * cannot be seen at admission.
+ */
+function containerAsSidecarUid(pod: RawPod): string | undefined {
+  const podUid = runAsUserOf(pod.spec['securityContext']);
+  for (const c of allContainers(pod)) {
+    if ((runAsUserOf(c['securityContext']) ?? podUid) === SIDECAR_UID) return c.name;
+  }
+  return undefined;
+}
+
+/** securityContext.runAsUser when it is a number (the API server validates types only after the webhooks). */
+function runAsUserOf(securityContext: unknown): number | undefined {
+  if (!isRecord(securityContext)) return undefined;
+  const uid = securityContext['runAsUser'];
+  return typeof uid === 'number' ? uid : undefined;
+}
+
+const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 function names(containers: readonly RawContainer[]): string {
   return containers.map((c) => c.name).join(', ') || 'none';

@@ -84,6 +84,8 @@ export interface ReviewDeps {
   readonly mode: () => SidecarMode;
   /** Asks the API who owns the Job; absent when the lookup is off. Must not throw. */
   readonly lookupJobOwner?: (namespace: string, job: JobRef) => Promise<JobOwnerLookup>;
+  /** The `excludedNamespaces` setting; absent: the built-in default (webhook/config.ts). */
+  readonly excludedNamespaces?: readonly string[];
   readonly now: () => number;
 }
 
@@ -205,6 +207,8 @@ async function reviewRequest(req: AdmissionRequestView, deps: ReviewDeps): Promi
     mode: deps.mode(),
     nowMs: deps.now(),
     ...(jobOwner !== undefined && { jobOwner }),
+    ...(namespace !== undefined && { namespace }),
+    ...(deps.excludedNamespaces !== undefined && { excludedNamespaces: deps.excludedNamespaces }),
   });
   const ops = diffPatch(pod, result.pod);
   const podName = pod.metadata?.name || pod.metadata?.generateName || '';

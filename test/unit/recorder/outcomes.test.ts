@@ -75,6 +75,15 @@ describe('outcomes: the rules, case by case', () => {
     it(`${name}: one run, ${labels['result']} / ${labels['reason']}`, () => expect(labelsOf(event(name))).to.deep.equal([labels]));
   }
 
+  it('the workload: the annotation when the webhook would accept it, else the CronJob or the Job', () => {
+    const job = load('job-complete') as unknown as RawJob;
+    const withAnnotation = (value: string): RawJob => ({ ...job, spec: { ...job.spec, template: { metadata: { annotations: { 'jobmetrics.io/workload': value } } } } });
+    expect(jobRun(job)?.workload).to.equal('counts');
+    expect(jobRun(withAnnotation('nightly-import'))?.workload).to.equal('nightly-import');
+    expect(jobRun(withAnnotation('$(JOBMETRICS_POD)'))?.workload).to.equal('counts');
+    expect(jobRun(withAnnotation('x'.repeat(64)))?.workload).to.equal('counts');
+  });
+
   it('a running Job is no event yet', () => expect(derive(load('job-running'))).to.deep.equal({ run: null }));
 
   const attempts: Array<[string, Array<Record<string, string>>]> = [

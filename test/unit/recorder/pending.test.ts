@@ -6,12 +6,12 @@ const WINDOW = 600_000;
 const ev = (id: string, atMs: number): OutcomeEvent => ({ id, namespace: 'ns', workload: 'w', atMs, counters: [], observations: [] });
 
 describe('Pending: which events still go out (recorder/pending.ts)', () => {
-  it('queues an event once, however often it is offered, and hands out the oldest first', () => {
+  it('queues an event once, however often it is offered, and hands them out in the order first offered', () => {
     const p = new Pending(WINDOW);
     expect(p.offer([ev('b', 2_000), ev('a', 1_000)], 5_000)).to.deep.equal({ queued: 2, tooOld: 0 });
     expect(p.offer([ev('a', 1_000), ev('b', 2_000)], 6_000)).to.deep.equal({ queued: 0, tooOld: 0 });
-    expect(p.take(10).map((e) => e.id)).to.deep.equal(['a', 'b']);
-    expect(p.take(1).map((e) => e.id)).to.deep.equal(['a']);
+    expect(p.take(10).map((e) => e.id)).to.deep.equal(['b', 'a']);
+    expect(p.take(1).map((e) => e.id)).to.deep.equal(['b']);
   });
 
   it('never sends an event older than the window: a repeat then would count again', () => {

@@ -130,6 +130,30 @@ describe('the sidecar restarted, going on from its snapshot', () => {
     expect(agg.total).to.equal(11);
   });
 
+  it('takes namespace, job and pod from its settings, never from the state file: a tampered file moves no series', () => {
+    const before = newStore();
+    const agg = new Aggregator();
+    scrapeAndDeliver(before, agg, 9, 1_000);
+    // Someone who can write the state directory rewrites the labels the sidecar sets.
+    const file = JSON.parse(formatState(before.snapshot())) as { series: [string, string[], ...unknown[]][] };
+    const tampered = file.series[0]!;
+    expect(tampered[1], 'what a snapshot holds').to.deep.equal(['job', 'import', 'jobmetrics_kind', 'counter', 'namespace', 'ns']);
+    tampered[1] = ['job', 'payroll', 'jobmetrics_kind', 'gauge', 'namespace', 'kube-system', 'pod', 'someone-else'];
+    const snap = parseState(JSON.stringify(file), POD);
+    if (!snap.ok) throw new Error(snap.error);
+    const after = newStore();
+    after.restore(snap.snapshot);
+    expect(after.hasUnstartedCounters, 'still the same series: no new 0').to.equal(false);
+    after.update([items(15)], 5_000);
+    const plan = after.plan();
+    expect(plan.series.map((s) => s.labels)).to.deep.equal([
+      [['__name__', 'items_total'], ['job', 'import'], ['jobmetrics_kind', 'counter'], ['namespace', 'ns'], ['pod', POD]],
+    ]);
+    agg.receive(plan);
+    expect(agg.total).to.equal(15);
+    expect(after.finalValues().map((v) => v.labels)).to.deep.equal([[['job', 'import'], ['jobmetrics_kind', 'counter'], ['namespace', 'ns']]]);
+  });
+
   it('a counter first seen before the restart, its 0 never acknowledged, keeps the same 0', () => {
     const before = newStore();
     before.update([items(3)], 1_000);

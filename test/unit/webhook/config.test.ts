@@ -33,7 +33,23 @@ describe('webhook settings', () => {
       webhookConfigurationName: 'jobmetrics',
     });
     expect(s.workloadLookup).to.deep.equal({ enabled: true, timeoutMs: 1000, cacheTtlMs: 600_000 });
+    expect(s.excludedNamespaces).to.deep.equal(['kube-system', 'kube-public', 'kube-node-lease', 'jobmetrics']);
     expect(s.kube.inCluster).to.equal(false);
+  });
+
+  it('reads excludedNamespaces as a comma-separated list; an empty one excludes none', () => {
+    files['/excluded.yaml'] = 'excludedNamespaces: " kube-system, kube-public ,batch-legacy,"\n';
+    const fromFile = loadSettings(input(['--config', '/excluded.yaml']));
+    expect(fromFile.ok && fromFile.settings.excludedNamespaces).to.deep.equal(['kube-system', 'kube-public', 'batch-legacy']);
+    const none = loadSettings(input([], { JOBMETRICS_EXCLUDED_NAMESPACES: '' }));
+    expect(none.ok && none.settings.excludedNamespaces).to.deep.equal([]);
+  });
+
+  it('the shipped settings file (manifests/base/webhook-settings.yaml) excludes what the built-in default does', () => {
+    const shipped = readFileSync(new URL('../../../manifests/base/webhook-settings.yaml', import.meta.url), 'utf8');
+    files['/shipped.yaml'] = shipped;
+    const r = loadSettings(input(['--config', '/shipped.yaml']));
+    expect(r.ok && r.settings.excludedNamespaces).to.deep.equal(defaultSettings().excludedNamespaces);
   });
 
   it('reads a YAML file given by --config, and env overrides it', () => {
@@ -91,6 +107,7 @@ describe('webhook settings', () => {
     ['a bad listen address', input([], { JOBMETRICS_LISTEN: '8443' }), /listen \(JOBMETRICS_LISTEN\): "8443" must be host:port/],
     ['a bad quantity', input([], { JOBMETRICS_SIDECAR_MEMORY_LIMIT: '128MB' }), /sidecar\.resources\.limits\.memory .*not a Kubernetes quantity/],
     ['a bad boolean', input([], { JOBMETRICS_WORKLOAD_LOOKUP: 'yes' }), /workloadLookup\.enabled .*must be true or false/],
+    ['a namespace name that is no DNS-1123 label', input([], { JOBMETRICS_EXCLUDED_NAMESPACES: 'kube-system,Kube_Public' }), /excludedNamespaces \(JOBMETRICS_EXCLUDED_NAMESPACES\): "Kube_Public" is not a namespace name \(DNS-1123 label\)/],
     ['a byte count with a unit it does not know', input([], { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '32MB' }), /maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): "32MB" must be a byte count like 3145728 or 3Mi/],
     ['a budget below twice the largest body', input([], { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '5Mi' }), /^maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): 5242880 bytes must be at least twice maxRequestBytes \(3145728\)/],
     ['a budget below twice the largest body, from the file', (files['/budget.yaml'] = 'maxRequestBytes: 20Mi\n', input(['--config', '/budget.yaml'])), /^maxInFlightBytes \(default\): 33554432 bytes must be at least twice maxRequestBytes \(20971520\)/],

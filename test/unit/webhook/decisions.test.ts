@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { parseTargetAnnotations } from '../../../shared/annotations.ts';
 import { defaultSettings } from '../../../webhook/config.ts';
 import { chooseMode, parseServerVersion } from '../../../webhook/mode.ts';
-import { flushBudgetMs, mutate } from '../../../webhook/mutate.ts';
+import { flushBudgetMs, mutate, type MutateContext } from '../../../webhook/mutate.ts';
 import type { RawContainerPort, RawPod } from '../../../webhook/pod.ts';
 import { cronJobFromJobName, jobOf, workloadName } from '../../../webhook/workload.ts';
 import { loadPod } from './golden.ts';
@@ -39,8 +39,19 @@ describe('shared/annotations parseTargetAnnotations', () => {
     { in: { 'jobmetrics.io/interval': '2' }, error: /not a duration/ },
     { in: { 'jobmetrics.io/container': 'Main_Container' }, error: /DNS-1123/ },
     { in: { 'jobmetrics.io/workload': '  ' }, error: /must not be empty/ },
-    { in: { 'jobmetrics.io/workload': 'a\nb' }, error: /control characters/ },
-    { in: { 'jobmetrics.io/workload': 'billing/export €' }, ok: { workload: 'billing/export €' } },
+    { in: { 'jobmetrics.io/workload': ' nightly-report ' }, ok: { workload: 'nightly-report' } },
+    { in: { 'jobmetrics.io/workload': 'Billing.export_v2' }, ok: { workload: 'Billing.export_v2' } },
+    { in: { 'jobmetrics.io/workload': 'x'.repeat(63) }, ok: { workload: 'x'.repeat(63) } },
+    { in: { 'jobmetrics.io/workload': 'x'.repeat(64) }, error: /must be at most 63 characters \(a Kubernetes label value\)/ },
+    // The kubelet expands $(VAR) in env values: every pod would get a `job` of its own.
+    { in: { 'jobmetrics.io/workload': '$(JOBMETRICS_POD)' }, error: /workload="\$\(JOBMETRICS_POD\)": must not contain "\$\(": the kubelet would expand it/ },
+    { in: { 'jobmetrics.io/workload': 'export-$(HOSTNAME)-x' }, error: /must not contain "\$\("/ },
+    { in: { 'jobmetrics.io/workload': `${'x'.repeat(70)}$(A)` }, error: /must not contain "\$\("/ },
+    { in: { 'jobmetrics.io/workload': 'a\nb' }, error: /must be a Kubernetes label value/ },
+    { in: { 'jobmetrics.io/workload': 'billing/export €' }, error: /must be a Kubernetes label value/ },
+    { in: { 'jobmetrics.io/workload': 'cost$HOME' }, error: /must be a Kubernetes label value/ },
+    { in: { 'jobmetrics.io/workload': '-leading' }, error: /starting and ending with a letter or digit/ },
+    { in: { 'jobmetrics.io/workload': 'trailing.' }, error: /starting and ending with a letter or digit/ },
   ];
   for (const row of table) {
     it(`${JSON.stringify(row.in)} → ${row.error ? `error ${row.error}` : JSON.stringify(row.ok)}`, () => {
@@ -160,6 +171,111 @@ describe('webhook mutate: context-driven skips', () => {
   });
 });
 
+describe('webhook mutate: excluded and opted-out namespaces', () => {
+  const ctx = { sidecar: defaultSettings().sidecar, mode: 'legacy' as const, nowMs: NOW };
+  const pod = loadPod('pod-cronjob');
+  const optedIn: RawPod = structuredClone(pod);
+  optedIn.metadata!.labels!['jobmetrics.io/inject'] = 'enabled';
+  const rows: [title: string, pod: RawPod, ctx: Partial<MutateContext>, want: string][] = [
+    ['kube-system, by the default list', pod, { namespace: 'kube-system' }, 'namespace-excluded: namespace kube-system is excluded (webhook setting excludedNamespaces)'],
+    ['kube-public', pod, { namespace: 'kube-public' }, 'namespace-excluded: namespace kube-public is excluded (webhook setting excludedNamespaces)'],
+    ['kube-node-lease', pod, { namespace: 'kube-node-lease' }, 'namespace-excluded: namespace kube-node-lease is excluded (webhook setting excludedNamespaces)'],
+    ["jobmetrics' own namespace", pod, { namespace: 'jobmetrics' }, 'namespace-excluded: namespace jobmetrics is excluded (webhook setting excludedNamespaces)'],
+    ['kube-system, the pod opted in', optedIn, { namespace: 'kube-system' }, 'namespace-excluded: namespace kube-system is excluded (webhook setting excludedNamespaces)'],
+    ['kube-system, even when labelled enabled', pod, { namespace: 'kube-system', namespaceLabels: { 'jobmetrics.io/inject': 'enabled' } }, 'namespace-excluded: namespace kube-system is excluded (webhook setting excludedNamespaces)'],
+    ['an ordinary namespace', pod, { namespace: 'reports' }, 'injected'],
+    ['a configured list replaces the default', pod, { namespace: 'kube-system', excludedNamespaces: ['legacy-batch'] }, 'injected'],
+    ['a configured list', pod, { namespace: 'legacy-batch', excludedNamespaces: ['legacy-batch'] }, 'namespace-excluded: namespace legacy-batch is excluded (webhook setting excludedNamespaces)'],
+    ['an empty list excludes none', pod, { namespace: 'kube-system', excludedNamespaces: [] }, 'injected'],
+    ['a namespace that opted out, the pod opted in', optedIn, { namespace: 'reports', namespaceLabels: { 'jobmetrics.io/inject': 'disabled' } }, 'namespace-not-enabled: namespace labelled jobmetrics.io/inject=disabled'],
+    ['a namespace that opted out, a Job pod', pod, { namespace: 'reports', namespaceLabels: { 'jobmetrics.io/inject': 'disabled' } }, 'namespace-not-enabled: namespace labelled jobmetrics.io/inject=disabled'],
+    ['a namespace neither in nor out, the pod opted in', optedIn, { namespace: 'reports', namespaceLabels: {} }, 'injected'],
+  ];
+  for (const [title, p, extra, want] of rows) {
+    it(`${title} → ${want}`, () => {
+      const r = mutate(p, { ...ctx, ...extra });
+      expect(r.inject ? 'injected' : `${r.skip.reason}: ${r.skip.message}`).to.equal(want);
+      if (!r.inject) expect(r.pod.metadata?.annotations?.['jobmetrics.io/status']).to.equal(`skipped: ${r.skip.message}`);
+    });
+  }
+  it("falls back to the pod's metadata.namespace when the request names none", () => {
+    const p: RawPod = structuredClone(pod);
+    p.metadata!.namespace = 'kube-system';
+    const r = mutate(p, ctx);
+    expect(r.inject ? 'injected' : r.skip.reason).to.equal('namespace-excluded');
+    expect(mutate(p, { ...ctx, namespace: 'reports' }).inject, "the request's namespace wins").to.equal(true);
+  });
+});
+
+describe('webhook mutate: the sidecar state volume name is reserved', () => {
+  const pod = loadPod('pod-cronjob');
+  const STATE = { name: 'jobmetrics-state', emptyDir: {} };
+  const MOUNT = { name: 'jobmetrics-state', mountPath: '/data' };
+  const withVolume = (v: Record<string, unknown>): RawPod => {
+    const p: RawPod = structuredClone(pod);
+    p.spec.volumes = [...(p.spec.volumes ?? []), v as never];
+    return p;
+  };
+  const withMount = (where: 'containers' | 'initContainers', key: string, entry: Record<string, unknown>): RawPod => {
+    const p: RawPod = structuredClone(pod);
+    if (where === 'containers') p.spec.containers[0]![key] = [entry];
+    else p.spec.initContainers = [{ name: 'fetch', image: 'registry.example.com/fetch:1', [key]: [entry] }];
+    return p;
+  };
+  const rows: [title: string, pod: RawPod, mode: 'native' | 'legacy', want: string][] = [
+    ['a volume of that name (an emptyDir)', withVolume(STATE), 'native', "state-volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['a volume of that name (a hostPath)', withVolume({ name: 'jobmetrics-state', hostPath: { path: '/tmp' } }), 'native', "state-volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['a volume of that name, legacy mode too', withVolume(STATE), 'legacy', "state-volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    // No such volume: the pod is invalid without us, and our volume would make the mount valid.
+    ['the main container mounts that name, no volume', withMount('containers', 'volumeMounts', MOUNT), 'native', "state-volume-conflict: container report mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['an init container mounts that name', withMount('initContainers', 'volumeMounts', MOUNT), 'native', "state-volume-conflict: container fetch mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['a volumeDevices entry of that name', withMount('containers', 'volumeDevices', { name: 'jobmetrics-state', devicePath: '/dev/x' }), 'native', "state-volume-conflict: container report mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['other volume names', withVolume({ name: 'jobmetrics-cache', emptyDir: {} }), 'native', 'injected'],
+  ];
+  for (const [title, p, mode, want] of rows) {
+    it(`${title}, ${mode} mode → ${want}`, () => {
+      const r = mutate(p, { sidecar: defaultSettings().sidecar, mode, nowMs: NOW });
+      expect(r.inject ? 'injected' : `${r.skip.reason}: ${r.skip.message}`).to.equal(want);
+    });
+  }
+  it('an injected pod is not a conflict with itself (already-injected first)', () => {
+    const once = mutate(pod, { sidecar: defaultSettings().sidecar, mode: 'native', nowMs: NOW });
+    const again = mutate(once.pod, { sidecar: defaultSettings().sidecar, mode: 'native', nowMs: NOW });
+    expect(again.inject ? 'injected' : again.skip.reason).to.equal('already-injected');
+  });
+});
+
+describe('webhook mutate: a container running as the sidecar uid', () => {
+  const pod = loadPod('pod-cronjob');
+  /** The pod with `runAsUser` at the pod level and on its container `report` (undefined: not set). */
+  const runAs = (podUid: unknown, containerUid: unknown, initUid?: number): RawPod => {
+    const p: RawPod = structuredClone(pod);
+    if (podUid !== undefined) p.spec['securityContext'] = { runAsNonRoot: true, runAsUser: podUid };
+    if (containerUid !== undefined) p.spec.containers[0]!['securityContext'] = { runAsUser: containerUid };
+    if (initUid !== undefined) p.spec.initContainers = [{ name: 'mesh-proxy', image: 'registry.example.com/proxy:1', restartPolicy: 'Always', securityContext: { runAsUser: initUid } }];
+    return p;
+  };
+  const skipped = (container: string): string =>
+    `main-runs-as-sidecar-uid: container ${container} runs as uid 65531, the sidecar's: sharing the process namespace, each could read the other's /proc/<pid>/environ and root; set another runAsUser`;
+  const rows: [title: string, pod: RawPod, want: string][] = [
+    ['pod 65531, container unset', runAs(65531, undefined), skipped('report')],
+    ['pod unset, container 65531', runAs(undefined, 65531), skipped('report')],
+    ['pod 1000, container 65531 (the container overrides the pod)', runAs(1000, 65531), skipped('report')],
+    ['pod 65531, container 1000 (the container overrides the pod)', runAs(65531, 1000), 'injected'],
+    ['pod 65532 (distroless nonroot), container unset', runAs(65532, undefined), 'injected'],
+    ['a native-sidecar init container as 65531', runAs(undefined, undefined, 65531), skipped('mesh-proxy')],
+    ['neither set (the image decides; not visible at admission)', runAs(undefined, undefined), 'injected'],
+    // The API server rejects a non-integer runAsUser after the webhooks; it is no uid to compare.
+    ['a string "65531"', runAs(undefined, '65531'), 'injected'],
+  ];
+  for (const [title, p, want] of rows) {
+    it(`${title} → ${want.split(':')[0]}`, () => {
+      const r = mutate(p, { sidecar: defaultSettings().sidecar, mode: 'native', nowMs: NOW });
+      expect(r.inject ? 'injected' : `${r.skip.reason}: ${r.skip.message}`).to.equal(want);
+    });
+  }
+});
+
 describe('webhook mutate: a container port must be an integer 1…65535', () => {
   const ctx = { sidecar: defaultSettings().sidecar, mode: 'legacy' as const, nowMs: NOW };
   /** A Job pod whose container `main` has one port named `name` with this containerPort. */
@@ -235,6 +351,17 @@ describe('webhook flush budget from terminationGracePeriodSeconds', () => {
       expect(flushBudgetMs(configuredMs, grace)).to.equal(wantMs);
     });
   }
+});
+
+describe('skip reasons are a bounded list (webhook/mutate.ts SKIP_REASONS)', () => {
+  it('docs/webhook.md has a row for every one, and no other', async () => {
+    const { readFileSync } = await import('node:fs');
+    const { SKIP_REASONS } = await import('../../../webhook/mutate.ts');
+    const doc = readFileSync(new URL('../../../docs/webhook.md', import.meta.url), 'utf8');
+    const section = doc.slice(doc.indexOf('## Skip reasons'), doc.indexOf('\n## ', doc.indexOf('## Skip reasons') + 1));
+    const rows = [...section.matchAll(/^\| `([a-z-]+)` \|/gm)].map((m) => m[1]);
+    expect(rows).to.deep.equal([...SKIP_REASONS]);
+  });
 });
 
 describe('the sidecar uid (webhook/mutate.ts SIDECAR_UID)', () => {

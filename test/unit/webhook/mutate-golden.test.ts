@@ -65,6 +65,12 @@ const cases: readonly Case[] = [
   { name: 'pod-annotations-bad-container', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /no such container \(have worker\)/ } },
   { name: 'pod-annotations-bad-scheme', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /prometheus\.io\/scheme="ftp": must be http or https/ } },
   { name: 'pod-annotations-unknown-port-name', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /no container port has that name/ } },
+  { name: 'pod-annotations-bad-workload', mode: 'native', expect: { inject: false, reason: 'invalid-annotation', status: /jobmetrics\.io\/workload="export-\$\(JOBMETRICS_POD\)": must not contain "\$\("/ } },
+  // The namespace comes from the pod here (the review passes the AdmissionRequest's), and the
+  // context gives no excludedNamespaces: the built-in default applies.
+  { name: 'pod-namespace-excluded', mode: 'native', expect: { inject: false, reason: 'namespace-excluded', status: /^skipped: namespace kube-system is excluded/ } },
+  { name: 'pod-state-volume-conflict', mode: 'native', expect: { inject: false, reason: 'state-volume-conflict', status: /^skipped: the pod has a volume named jobmetrics-state/ } },
+  { name: 'pod-runs-as-sidecar-uid', mode: 'native', expect: { inject: false, reason: 'main-runs-as-sidecar-uid', status: /^skipped: container thumbnailer runs as uid 65531/ } },
   { name: 'pod-no-port', mode: 'native', expect: { inject: false, reason: 'no-metrics-port' } },
   { name: 'pod-opted-out', mode: 'native', expect: { inject: false, reason: 'opted-out' } },
   // The kubelet restarts the main container in the same pod: only a native sidecar follows that.

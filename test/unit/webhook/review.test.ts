@@ -55,6 +55,18 @@ describe('webhook review', () => {
     expect(patched.metadata?.annotations?.['jobmetrics.io/status']).to.equal('injected');
   });
 
+  it("decides on the request's namespace and the configured excludedNamespaces", async () => {
+    const bare = structuredClone(pod);
+    delete bare.metadata!.namespace; // a create request may leave it to the URL's namespace
+    const system = await review(admissionReview(bare, { namespace: 'kube-system' }), deps());
+    expect(system.outcome).to.equal('skipped');
+    expect(system.detail.skip).to.deep.equal({ reason: 'namespace-excluded', message: 'namespace kube-system is excluded (webhook setting excludedNamespaces)' });
+    const configured = await review(admissionReview(bare, { namespace: 'kube-system' }), deps({ excludedNamespaces: ['reports'] }));
+    expect(configured.outcome).to.equal('injected');
+    const reports = await review(admissionReview(bare), deps({ excludedNamespaces: ['reports'] }));
+    expect(reports.detail.skip?.reason).to.equal('namespace-excluded');
+  });
+
   it('the same answer for dryRun', async () => {
     const wet = await review(admissionReview(pod), deps());
     const dry = await review(admissionReview(pod, { dryRun: true }), deps());
