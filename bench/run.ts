@@ -3,15 +3,16 @@
  * and its target verdicts on stdout; progress lines go to stderr. Results: docs/benchmarks.md.
  *
  *   npm run bench                            parser, sidecar, sidecar-costs, sidecar-memory, exit-latency, tail-loss,
- *                                            webhook, aggregator-load, webhook-burst, job-completion
- *                                            (~45 min; job-completion needs root and starts the local
- *                                            node cluster)
+ *                                            webhook, aggregator-load, webhook-burst, job-completion,
+ *                                            recorder-burst (~45 min, and recorder-burst's own length;
+ *                                            job-completion needs root and starts the local node cluster)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
  *                                            exit-latency 20 runs per receiver, tail-loss 10 runs
  *                                            per interval, webhook 3 s runs, aggregator-load
  *                                            200 pods for 60 s, webhook-burst 200 pods, job-completion
- *                                            8 Jobs per row and 20 s of memory samples
+ *                                            8 Jobs per row and 20 s of memory samples, recorder-burst
+ *                                            100 Jobs and 10 s of settle
  *   npm run bench -- exit-latency --runs 50 --no-vmagent
  *   npm run bench -- sidecar --profile       also a CPU profile of the sidecar per configuration
  *   npm run bench -- aggregator-load --pods 1000 --series 100 --duration 5m --overlay ha-aggregator
@@ -22,6 +23,10 @@
  *   npm run bench -- job-completion          real pods on the local node: the sidecar's working set at
  *                                            1 000 series vs an idle Node container, and main exit →
  *                                            Job Complete without/native/legacy (bench/job-completion.ts)
+ *   npm run bench -- recorder-burst          1 000 Jobs × 10 pods at once on a real API server, a fake
+ *                                            kubelet completing them: the outcome recorder's CPU and RSS
+ *                                            next to the API server's, etcd's and the controller-manager's
+ *                                            (bench/recorder-burst.ts; --jobs N --pods N, as aggregator-load's)
  *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
  *                                            Sidecar-costs, Parser, Exit, Tail-loss, Aggregator-load,
  *                                            Webhook-burst and Job-completion sections of docs/benchmarks.md
@@ -34,9 +39,9 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'sidecar-costs', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst', 'job-completion'] as const;
+const NAMES = ['parser', 'sidecar', 'sidecar-costs', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst', 'job-completion', 'recorder-burst'] as const;
 type Name = (typeof NAMES)[number];
-const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load', 'real-pods': 'job-completion', completion: 'job-completion' };
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load', 'real-pods': 'job-completion', completion: 'job-completion', recorder: 'recorder-burst' };
 
 interface Args {
   readonly names: Name[];
@@ -122,6 +127,17 @@ async function runOne(name: Name, a: Args): Promise<string> {
       return (await import('./webhook-burst.ts')).run(a.quick ? { pods: 200 } : {});
     case 'job-completion':
       return (await import('./job-completion.ts')).run(a.quick ? { jobs: 8, sampleSeconds: 20 } : {});
+    case 'recorder-burst': {
+      // --jobs and --pods are read by aggregator-load too, when both are run.
+      const given = (flag: string): number | undefined => {
+        const i = a.load.indexOf(flag);
+        const n = i < 0 ? NaN : Number(a.load[i + 1]);
+        return Number.isInteger(n) && n > 0 ? n : undefined;
+      };
+      const jobs = given('--jobs') ?? (a.quick ? 100 : undefined);
+      const pods = given('--pods');
+      return (await import('./recorder-burst.ts')).run({ ...(jobs !== undefined ? { jobs } : {}), ...(pods !== undefined ? { pods } : {}), ...(a.quick ? { settleMs: 10_000 } : {}) });
+    }
     case 'aggregator-load': {
       const m = await import('./aggregator-load.ts');
       return m.run({ ...(a.quick ? { pods: 200, durationMs: 60_000 } : {}), ...m.parseLoadArgs(a.load) });
@@ -140,6 +156,7 @@ const TITLES: Record<Name, string> = {
   'aggregator-load': 'Aggregator tier under load',
   'webhook-burst': 'Webhook under a pod-creation burst',
   'job-completion': 'Real pods: sidecar memory and Job completion delay',
+  'recorder-burst': 'Outcome recorder under a burst',
 };
 
 async function main(): Promise<number> {
