@@ -6,6 +6,11 @@
  * what the pods counted, series by series: 0 lost, 0 counted twice — or, where a fault may lose,
  * how much, against its bound.
  *
+ * `--overlay base` is the shipped default instead: the pods write to the gateway's 2 replicas
+ * (each its own process, the Deployment's environment), which forward to ONE vmagent with the
+ * Deployment's flags, which writes to Prometheus. Its report adds what sizing needs: the gateways'
+ * CPU, memory and tracked series, and Prometheus' ingestion (samples/s, head series).
+ *
  * - Pods start and end all the time: each lives a random time in [--lifetime], and when one ends,
  *   with its final flush, another starts, so --pods are live at once (after a ramp of 20 s). At
  *   --duration the live ones end together (a burst of final flushes) and no more start.
@@ -16,12 +21,19 @@
  * - Faults (unless --no-faults), at 30 %, 50 % and 70 % of the duration: one shard crashes (SIGKILL)
  *   and is started again at once; one router is restarted (SIGTERM: a rolling update); with the HA
  *   overlay, one aggregator that is not a neighbour of the first is killed (SIGKILL) and left down.
+ *   With `base`, only a gateway replica is restarted (SIGTERM: a rolling update), at 50 %: its one
+ *   aggregator has no second copy, so a crash of it loses by design (the sharded overlay's run
+ *   measures that loss), and the point of this run is the footprint.
  * - Counted as docs/install.md says to read each overlay (scripts/output-exactness.ts): per output
  *   series the reset-aware total of its samples; with HA the higher of its two copies.
  * - CPU and memory of every process from /proc, sampled every 5 s; a progress line every 10 s.
  *
  *   node --import tsx bench/aggregator-load.ts                     1 000 pods × 100 series, 5 min, HA
  *   … --pods 200 --series 50 --duration 60s --overlay sharded-aggregator --no-faults
+ *   … --overlay base                                               the shipped default (gateway → vmagent)
+ *
+ * HA stays the default: `npm run bench -- --write-docs` writes this benchmark's output into the
+ * HA block of docs/benchmarks.md.
  *   npm run bench -- aggregator-load [--pods N] [--series N] [--duration D] [--overlay NAME]
  */
 import { setMaxListeners } from 'node:events';
@@ -31,8 +43,8 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseDuration } from '../shared/duration.ts';
-import { startTopology, type Member, type Topology } from '../scripts/aggregator-topology.ts';
-import { sumOf, vmagentMetricsAt } from '../scripts/aggregator-stack.ts';
+import { BASE_OVERLAY, gatewayMetricsAt, startTopology, type Member, type Topology } from '../scripts/aggregator-topology.ts';
+import { getText, parseMetricsText, sumOf, vmagentMetricsAt } from '../scripts/aggregator-stack.ts';
 import { addInto, compareWithTruth, countStored, type Exactness } from '../scripts/output-exactness.ts';
 import { seeded } from '../scripts/seeded-random.ts';
 import { runSimulatedPod, type PodResult, type PodTiming } from '../scripts/simulated-pod.ts';
@@ -44,15 +56,21 @@ export interface LoadOptions {
   readonly pods?: number;
   readonly series?: number;
   readonly durationMs?: number;
-  readonly overlay?: 'ha-aggregator' | 'sharded-aggregator';
+  readonly overlay?: Overlay;
   readonly jobs?: number;
   readonly lifetimeMs?: readonly [number, number];
   readonly faults?: boolean;
   /** The stream-aggregation interval; default the shipped one (10 s). */
   readonly aggregationInterval?: string;
+  /** The gateways' heap limit in MiB; default gateway.yaml's (NODE_OPTIONS). */
+  readonly gatewayHeapMb?: number;
   readonly seed?: number;
   readonly progress?: (line: string) => void;
 }
+
+const OVERLAYS = ['ha-aggregator', 'sharded-aggregator', BASE_OVERLAY] as const;
+type Overlay = (typeof OVERLAYS)[number];
+const isOverlay = (v: string | undefined): v is Overlay => OVERLAYS.some((o) => o === v);
 
 const NS = 'load';
 const REPLICA = 'jobmetrics_replica';
@@ -71,7 +89,7 @@ const SERVICE_ADDRESSES = 25;
 
 interface Usage {
   readonly name: string;
-  readonly role: 'router' | 'shard' | 'prometheus' | 'generator';
+  readonly role: 'gateway' | 'router' | 'shard' | 'prometheus' | 'generator';
   cpuS: number;
   peakRssMb: number;
   rssSumMb: number;
@@ -84,8 +102,36 @@ interface FaultRecord {
   readonly tookMs: number;
 }
 
+/** One gateway replica's own counters, at the end of the load. */
+interface GatewayStats {
+  readonly name: string;
+  readonly trackedSeries: number;
+  /** The most tracked series seen by the 10 s polls. */
+  readonly peakTrackedSeries: number;
+  readonly births: number;
+  readonly heldSamples: number;
+  readonly requests: number;
+  readonly forwardFailures: number;
+}
+
+/** Prometheus' own ingestion counters (GET /metrics; it scrapes nothing, so they are not stored). */
+interface Ingestion {
+  /** Mean over the load. */
+  readonly samplesPerS: number;
+  /** Over the last minute of the load (outputs accumulate until their inputs go stale, 15 m). */
+  readonly lastMinuteSamplesPerS: number;
+  /** After the final flush. */
+  headSeries: number;
+  /** Rows the aggregators handed to remote write per second, over the load. */
+  readonly aggregatorRowsOutPerS: number;
+}
+
 export interface LoadResult {
-  readonly opts: Required<Omit<LoadOptions, 'progress' | 'lifetimeMs' | 'aggregationInterval'>> & { lifetimeMs: readonly [number, number]; aggregationInterval: string };
+  readonly opts: Required<Omit<LoadOptions, 'progress' | 'lifetimeMs' | 'aggregationInterval' | 'gatewayHeapMb'>> & {
+    lifetimeMs: readonly [number, number];
+    aggregationInterval: string;
+    gatewayHeapMb: number | undefined;
+  };
   readonly podsRun: number;
   readonly finalUndelivered: number;
   readonly deliveries: number;
@@ -107,6 +153,10 @@ export interface LoadResult {
   readonly outputSeries: number;
   /** Why attempts were retried: error (URL and numbers elided) → count. */
   readonly retryReasons: ReadonlyMap<string, number>;
+  readonly gateways: readonly GatewayStats[];
+  readonly ingestion: Ingestion;
+  /** Processes that exited on their own during the run (an OOM, a crash), with how. */
+  readonly died: readonly string[];
 }
 
 function durationArg(text: string, what: string): number {
@@ -125,13 +175,20 @@ export async function benchAggregatorLoad(o: LoadOptions = {}): Promise<LoadResu
     lifetimeMs: o.lifetimeMs ?? ([30_000, 120_000] as const),
     faults: o.faults ?? true,
     aggregationInterval: o.aggregationInterval ?? '10s',
+    gatewayHeapMb: o.gatewayHeapMb,
     seed: o.seed ?? 1,
   };
   const progress = o.progress ?? ((l: string) => void process.stderr.write(`${l}\n`));
   const intervalMs = durationArg(opts.aggregationInterval, 'aggregation interval');
   const ha = opts.overlay === 'ha-aggregator';
   const dir = mkdtempSync(join(tmpdir(), 'jobmetrics-load-'));
-  const topology = await startTopology({ dir, overlay: opts.overlay, aggregationInterval: opts.aggregationInterval, serviceAddresses: SERVICE_ADDRESSES });
+  const topology = await startTopology({
+    dir,
+    overlay: opts.overlay,
+    aggregationInterval: opts.aggregationInterval,
+    serviceAddresses: SERVICE_ADDRESSES,
+    ...(opts.gatewayHeapMb !== undefined ? { gatewayHeapMb: opts.gatewayHeapMb } : {}),
+  });
   let ok = false;
   try {
     const result = await drive(topology, opts, intervalMs, ha, progress);
@@ -191,6 +248,7 @@ async function drive(
   let first = true;
   const track = (): void => {
     const procs: Array<[number | undefined, string, Usage['role']]> = [
+      ...t.gateways.map((m: Member): [number | undefined, string, Usage['role']] => [m.child?.proc.pid, m.name, 'gateway']),
       ...t.routers.map((m: Member): [number | undefined, string, Usage['role']] => [m.child?.proc.pid, m.name, 'router']),
       ...t.shards.map((m: Member): [number | undefined, string, Usage['role']] => [m.child?.proc.pid, m.name, 'shard']),
       [t.prometheus.proc.pid, 'prometheus', 'prometheus'],
@@ -219,10 +277,47 @@ async function drive(
   track();
   const tracker = setInterval(track, 5_000);
 
+  /** Running: started, and not dead by itself (a process that died is reported, not polled). */
+  const alive = (m: Member): boolean => m.child !== undefined && m.child.exitInfo === undefined;
   const rowsIn = async (): Promise<number[]> =>
-    Promise.all(t.shards.map(async (s) => (s.child ? sumOf(await vmagentMetricsAt(s.url), 'vmagent_rows_inserted_total') : 0)));
+    Promise.all(t.shards.map(async (s) => (alive(s) ? sumOf(await vmagentMetricsAt(s.url), 'vmagent_rows_inserted_total') : 0)));
   const rowsAtStart = await rowsIn();
   const rowsByShard = new Array<number>(t.shards.length).fill(0);
+
+  // ---- Prometheus' ingestion and the gateways' tracked series, every 10 s ----
+  const rowsOut = async (): Promise<number> =>
+    (await Promise.all(t.shards.map(async (s) => (alive(s) ? sumOf(await vmagentMetricsAt(s.url), 'vmagent_remotewrite_rows_pushed_after_relabel_total') : 0)))).reduce((a, b) => a + b, 0);
+  const promMetrics = async (): Promise<Map<string, number>> => parseMetricsText(await getText(`${t.prometheusUrl}/metrics`, 'prometheus metrics'));
+  const appendedAt = async (): Promise<[number, number]> => [Date.now(), sumOf(await promMetrics(), 'prometheus_tsdb_head_samples_appended_total')];
+  const appended: Array<[number, number]> = [await appendedAt()];
+  // A restarted aggregator starts its counter again; sum the increases, as rate() would.
+  let rowsOutTotal = 0;
+  let rowsOutLast = await rowsOut();
+  const peakTracked = new Map<string, number>();
+  /** Each gateway's last answer: what is known of one that died. */
+  const lastGateway = new Map<string, Map<string, number>>();
+  const died = new Map<string, string>();
+  const pollTier = async (): Promise<void> => {
+    for (const m of [...t.gateways, ...t.routers, ...t.shards]) {
+      const info = m.child?.exitInfo;
+      if (info !== undefined && !died.has(m.name)) {
+        const how = `${m.name} exited by itself at ${Math.round((Date.now() - t0) / 1000)} s (code ${info.code ?? 'none'}${info.signal ? `, ${info.signal}` : ''}; log ${m.logPath})`;
+        died.set(m.name, how);
+        progress(`aggregator-load: ${how}`);
+      }
+    }
+    appended.push(await appendedAt());
+    const out = await rowsOut();
+    rowsOutTotal += out >= rowsOutLast ? out - rowsOutLast : out;
+    rowsOutLast = out;
+    for (const g of t.gateways) {
+      if (!alive(g)) continue;
+      const m = await gatewayMetricsAt(g.url).catch(() => undefined);
+      if (m === undefined) continue;
+      lastGateway.set(g.name, m);
+      peakTracked.set(g.name, Math.max(peakTracked.get(g.name) ?? 0, sumOf(m, 'jobmetrics_gateway_tracked_series')));
+    }
+  };
 
   // ---- probes: exit → visible ----
   const visibleQuery = (job: string, key: string, value: number): Promise<void> => {
@@ -290,7 +385,11 @@ async function drive(
   const crashed = 0;
   const killed = Math.floor(t.shards.length / 2);
   const faultRuns: Array<Promise<void>> = [];
-  if (opts.faults) {
+  const base = opts.overlay === BASE_OVERLAY;
+  if (opts.faults && base) {
+    // A rolling update of the gateway: the replica delivers what it holds, then exits.
+    faultRuns.push(fault(0.5, `gateway ${t.gateways[0]?.name} restarted (SIGTERM)`, () => t.restart('gateway', 0, 'SIGTERM')));
+  } else if (opts.faults) {
     faultRuns.push(fault(0.3, `shard ${t.shards[crashed]?.name} crashed (SIGKILL) and started again`, () => t.restart('shard', crashed, 'SIGKILL')));
     faultRuns.push(fault(0.5, `router ${t.routers[0]?.name} restarted (SIGTERM)`, () => t.restart('router', 0, 'SIGTERM')));
     if (ha) faultRuns.push(fault(0.7, `HA replica ${t.shards[killed]?.name} killed (SIGKILL), left down`, () => t.stop('shard', killed, 'SIGKILL')));
@@ -304,9 +403,11 @@ async function drive(
     progress(
       `aggregator-load: ${Math.round((now - t0) / 1000)} s/${opts.durationMs / 1000} s, pods live ${stats.started - stats.ended}, started ${stats.started}, ended ${stats.ended}, ` +
         `deliveries/s ${((stats.deliveries - lastLine.deliveries) / ((now - lastLine.at) / 1000)).toFixed(0)}, retries ${stats.retries}, final undelivered ${stats.finalUndelivered}; ` +
-        `CPU s routers ${cpu('router')} shards ${cpu('shard')} prometheus ${cpu('prometheus')} generator ${cpu('generator')}`,
+        `CPU s ${base ? `gateways ${cpu('gateway')} ` : ''}routers ${cpu('router')} shards ${cpu('shard')} prometheus ${cpu('prometheus')} generator ${cpu('generator')}`,
     );
     lastLine = { at: now, deliveries: stats.deliveries };
+    // A member in the middle of a restart does not answer; the next poll does.
+    void pollTier().catch(() => {});
   }, 10_000);
 
   await sleep(Math.max(0, deadline - Date.now()));
@@ -317,18 +418,45 @@ async function drive(
   const rowsAtEnd = await rowsIn();
   rowsAtEnd.forEach((r, i) => (rowsByShard[i] = r - (rowsAtStart[i] ?? 0)));
   clearInterval(ticker);
+  await pollTier();
+  const gatewayStats: GatewayStats[] = [];
+  for (const g of t.gateways) {
+    const m = lastGateway.get(g.name);
+    if (m === undefined) continue;
+    const tracked = sumOf(m, 'jobmetrics_gateway_tracked_series');
+    gatewayStats.push({
+      name: alive(g) ? g.name : `${g.name} (died; its last poll)`,
+      trackedSeries: tracked,
+      peakTrackedSeries: Math.max(tracked, peakTracked.get(g.name) ?? 0),
+      births: sumOf(m, 'jobmetrics_gateway_births_total'),
+      heldSamples: sumOf(m, 'jobmetrics_gateway_held_samples_total'),
+      requests: sumOf(m, 'jobmetrics_gateway_write_requests_total'),
+      forwardFailures: sumOf(m, 'jobmetrics_gateway_forward_failures_total'),
+    });
+  }
+  const [firstAt, firstN] = appended[0] ?? [t0, 0];
+  const [lastAt, lastN] = appended.at(-1) ?? [t0, 0];
+  const minuteAgo = appended.find(([at]) => at >= lastAt - 60_000) ?? [firstAt, firstN];
+  const ingestion: Ingestion = {
+    samplesPerS: (lastN - firstN) / Math.max(1, (lastAt - firstAt) / 1000),
+    lastMinuteSamplesPerS: (lastN - minuteAgo[1]) / Math.max(1, (lastAt - minuteAgo[0]) / 1000),
+    headSeries: 0,
+    aggregatorRowsOutPerS: rowsOutTotal / activeS,
+  };
   progress(`aggregator-load: all ${stats.ended} pods ended after ${activeS.toFixed(0)} s; waiting for probes and for the tier to deliver`);
   await Promise.all(probeWaits);
   track();
   clearInterval(tracker);
   await t.flush();
+  // Once everything is in: the series the store holds for this load.
+  ingestion.headSeries = sumOf(await promMetrics(), 'prometheus_tsdb_head_series');
 
   const stored = await t.rangeSamples(`{namespace="${NS}"}`, `${Math.ceil(activeS / 60) + 5}m`);
   const { counted } = countStored(stored, ha ? REPLICA : undefined);
   const exactness = compareWithTruth(truth, counted, floor);
 
   let lossBound: number | undefined;
-  if (opts.faults && !ha) {
+  if (opts.faults && opts.overlay === 'sharded-aggregator') {
     const onCrashed = t.outputsByShard()[crashed] ?? new Map<string, number>();
     let sum = 0;
     for (const [k, v] of truth) if (onCrashed.has(k)) sum += v;
@@ -365,6 +493,9 @@ async function drive(
     shardRowsPerS: rowsByShard.map((r) => r / activeS),
     outputSeries: counted.size,
     retryReasons,
+    gateways: gatewayStats,
+    ingestion,
+    died: [...died.values()],
   };
 }
 
@@ -379,8 +510,12 @@ export function formatReport(r: LoadResult): string {
   const lines: string[] = [];
   lines.push(
     `Overlay ${opts.overlay}; ${opts.pods} concurrent pods × ${opts.series} series, ${opts.jobs} workloads (+1 probe workload every 3 s), lifetimes ${opts.lifetimeMs[0] / 1000}–${opts.lifetimeMs[1] / 1000} s, ` +
-      `${(opts.durationMs / 1000).toFixed(0)} s of load; push every ${PUSH_MS / 1000} s, aggregation interval ${opts.aggregationInterval}, staleness 15m (as shipped); seed ${opts.seed}.`,
+      `${(opts.durationMs / 1000).toFixed(0)} s of load; push every ${PUSH_MS / 1000} s, aggregation interval ${opts.aggregationInterval}, staleness 15m (as shipped); seed ${opts.seed}` +
+      `${opts.gatewayHeapMb !== undefined ? `; gateway heap limit ${opts.gatewayHeapMb} MiB (not gateway.yaml's)` : ''}.`,
   );
+  if (opts.overlay === BASE_OVERLAY) {
+    lines.push(`The shipped default: the pods write to ${r.gateways.length} gateway replicas (one Service, 2 processes), which forward to one vmagent (vmagent.yaml's flags), which writes to Prometheus.`);
+  }
   lines.push(
     `${r.podsRun} pods ran (each with its final flush; ${r.finalUndelivered} final flushes not delivered), ${r.deliveries} deliveries (${f0(r.deliveries / r.activeS)}/s), ` +
       `${r.samplesDelivered} samples delivered (${f0(r.samplesDelivered / r.activeS)}/s), ${r.retries} retries.`,
@@ -399,6 +534,7 @@ export function formatReport(r: LoadResult): string {
   if (r.lossBound !== undefined) lines.push('', `Loss bound for the crashed shard (one aggregation interval of its outputs' increments at the run's mean rate): ${r.lossBound}; lost ${e.lost}.`);
   if (e.examples.length > 0) lines.push('', `Series that differ (key, truth, counted): ${e.examples.map(([k, a, b]) => `${k} ${a} ${b}`).join('; ')}`);
   if (r.retryReasons.size > 0) lines.push('', `Retried attempts by error: ${[...r.retryReasons].sort((a, b) => b[1] - a[1]).map(([k, n]) => `${n}× ${k}`).join('; ')}.`);
+  if (r.died.length > 0) lines.push('', `Died during the run: ${r.died.join('; ')}.`);
   lines.push('', `Faults: ${r.faults.length === 0 ? 'none' : r.faults.map((x) => `${x.what} at ${x.atS} s`).join('; ')}.`);
   lines.push('');
   lines.push('| latency | n | p50 | p90 | p99 | max |');
@@ -412,6 +548,27 @@ export function formatReport(r: LoadResult): string {
   lines.push('| process | CPU s | cores (mean) | RSS mean | RSS peak |');
   lines.push('| --- | --- | --- | --- | --- |');
   for (const u of r.usage) lines.push(`| ${u.name} | ${f0(u.cpuS)} | ${f2(u.cpuS / r.activeS)} | ${f0(u.rssSumMb / u.samples)} MiB | ${f0(u.peakRssMb)} MiB |`);
+  const ing = r.ingestion;
+  lines.push(
+    '',
+    `Prometheus ingestion: ${f0(ing.samplesPerS)} samples/s over the load, ${f0(ing.lastMinuteSamplesPerS)} samples/s in its last minute ` +
+      `(prometheus_tsdb_head_samples_appended_total); ${f0(ing.headSeries)} head series once all was delivered; the aggregator${r.usage.filter((u) => u.role === 'shard').length > 1 ? 's' : ''} handed ${f0(ing.aggregatorRowsOutPerS)} rows/s to remote write.`,
+  );
+  if (r.gateways.length > 0) {
+    lines.push('');
+    lines.push('| gateway | tracked series (end) | tracked series (peak) | births | samples held | write requests | forward failures |');
+    lines.push('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const g of r.gateways) lines.push(`| ${g.name} | ${g.trackedSeries} | ${g.peakTrackedSeries} | ${g.births} | ${g.heldSamples} | ${g.requests} | ${g.forwardFailures} |`);
+    const gw = r.usage.filter((u) => u.role === 'gateway');
+    const gwCores = gw.reduce((a, u) => a + u.cpuS, 0) / r.activeS;
+    const gwPeak = gw.reduce((a, u) => a + u.peakRssMb, 0);
+    const tracked = r.gateways.reduce((a, g) => a + g.peakTrackedSeries, 0);
+    lines.push(
+      '',
+      `Gateways: ${f2(gwCores)} cores and ${f0(gwPeak)} MiB (sum of peaks) for ${opts.pods} pods, i.e. ${f2((gwCores * 1000) / opts.pods)} cores and ${f0((gwPeak * 1000) / opts.pods)} MiB per 1 000 pods; ` +
+        `${f0(r.samplesDelivered / r.activeS / Math.max(gwCores, 1e-9))} samples per CPU-second; ${tracked} tracked series in all at the peak (counters counted by each replica that saw them).`,
+    );
+  }
   const tier = r.usage.filter((u) => u.role === 'router' || u.role === 'shard');
   const tierCores = tier.reduce((a, u) => a + u.cpuS, 0) / r.activeS;
   const tierPeak = tier.reduce((a, u) => a + u.peakRssMb, 0);
@@ -460,15 +617,16 @@ export function parseLoadArgs(argv: readonly string[]): LoadOptions {
     else if (a === '--seed') o.seed = int(a, argv[++i]);
     else if (a === '--duration') o.durationMs = durationArg(argv[++i] ?? '', '--duration');
     else if (a === '--interval') o.aggregationInterval = argv[++i] ?? '';
+    else if (a === '--gateway-heap') o.gatewayHeapMb = int(a, argv[++i]);
     else if (a === '--lifetime') {
       const [lo, hi] = (argv[++i] ?? '').split('-');
       o.lifetimeMs = [durationArg(lo ?? '', '--lifetime'), durationArg(hi ?? '', '--lifetime')];
     } else if (a === '--overlay') {
       const v = argv[++i];
-      if (v !== 'ha-aggregator' && v !== 'sharded-aggregator') throw new Error(`--overlay is ha-aggregator or sharded-aggregator, not "${v ?? ''}"`);
+      if (!isOverlay(v)) throw new Error(`--overlay is ${OVERLAYS.join(', ')}, not "${v ?? ''}"`);
       o.overlay = v;
     } else if (a === '--no-faults') o.faults = false;
-    else throw new Error(`unknown option "${a ?? ''}"; options: --pods N --series N --jobs N --duration D --lifetime D-D --interval D --overlay NAME --no-faults --seed N`);
+    else throw new Error(`unknown option "${a ?? ''}"; options: --pods N --series N --jobs N --duration D --lifetime D-D --interval D --overlay NAME --gateway-heap MiB --no-faults --seed N`);
   }
   return o;
 }

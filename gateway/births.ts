@@ -106,8 +106,10 @@ export class BirthLedger {
       if (t === undefined) {
         const first = samples[0]!;
         if (first.value !== 0) {
-          // Not born here: its 0 went earlier, through this gateway before a restart or elsewhere.
-          this.track(key, s.labels, nowMs, nowMs, []);
+          // Not born here: its 0 went earlier, through this gateway before a restart or another
+          // replica. Nothing to hold, and so nothing to remember: tracking it would grow the
+          // ledger past maxTracked with every series another replica saw born (after a failover,
+          // all of them), and a later request of it passes the same way.
           now.push({ labels: s.labels, samples });
           continue;
         }
