@@ -3,7 +3,9 @@
  * install.yaml is what the kustomization renders; the API server accepts every object of it
  * (server-side dry run) and of the overlays; the webhook's ServiceAccount can do exactly what the
  * webhook calls and nothing more, the recorder's only list and watch what it counts
- * (`kubectl auth can-i --as`, both ways).
+ * (`kubectl auth can-i --as`, both ways); each NetworkPolicy selects the pods of one shipped part
+ * and lets in exactly the ports and peers intended, in the base and in the overlays; vmagent's
+ * guards admit everything a sidecar can deliver.
  */
 
 import { expect } from 'chai';
@@ -11,6 +13,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createNamespace, kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import { readTopology } from '../../scripts/topology-spec.ts';
+import { DEFAULT_PARSE_LIMITS } from '../../shared/exposition/types.ts';
+import { DEFAULT_EXCLUDED_NAMESPACES } from '../../webhook/config.ts';
 import { useControlPlane } from './control-plane-suite.ts';
 import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, type K8sObject } from './webhook-harness.ts';
 
@@ -43,6 +47,11 @@ const INSTALL_OBJECTS = [
   'deployment.apps/jobmetrics-recorder',
   'deployment.apps/jobmetrics-webhook',
   'poddisruptionbudget.policy/jobmetrics-webhook',
+  'networkpolicy.networking.k8s.io/jobmetrics-aggregator',
+  'networkpolicy.networking.k8s.io/jobmetrics-gateway',
+  'networkpolicy.networking.k8s.io/jobmetrics-prometheus',
+  'networkpolicy.networking.k8s.io/jobmetrics-recorder',
+  'networkpolicy.networking.k8s.io/jobmetrics-webhook',
   'mutatingwebhookconfiguration.admissionregistration.k8s.io/jobmetrics',
 ];
 
@@ -100,7 +109,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       expect(errors).to.deep.equal(Array(INSTALL_OBJECTS.length - clusterScoped.length).fill('Error from server (NotFound): namespaces "jobmetrics" not found'));
     });
 
-    it('server-side dry run with the namespace present: the API server accepts all 27 objects', async () => {
+    it('server-side dry run with the namespace present: the API server accepts all 32 objects', async () => {
       await kubectlOk(plane(), ['create', 'namespace', WEBHOOK_NAMESPACE]);
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(0);
@@ -143,13 +152,18 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       }
     });
 
-    it('selects Job pods in labelled namespaces and opted-in pods anywhere, with mutually exclusive entries', async () => {
+    it('selects Job pods in labelled namespaces and opted-in pods anywhere but the excluded and opted-out namespaces, with mutually exclusive entries', async () => {
       const stored = JSON.parse(await kubectlOk(plane(), ['get', 'mutatingwebhookconfiguration', 'jobmetrics', '-o', 'json'])) as Stored;
       const selectors = stored.webhooks.map((w) => ({ name: w.name, namespaceSelector: w['namespaceSelector'], objectSelector: w['objectSelector'] }));
+      // The control plane's namespaces and jobmetrics' own, never, whatever their labels; the
+      // webhook's default excludedNamespaces is the same list (its own check, for an API server
+      // configured otherwise).
+      const notExcluded = { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...DEFAULT_EXCLUDED_NAMESPACES] };
+      expect(notExcluded.values).to.deep.equal(['kube-system', 'kube-public', 'kube-node-lease', WEBHOOK_NAMESPACE]);
       expect(selectors).to.deep.equal([
         {
           name: 'job-pods.jobmetrics.io',
-          namespaceSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' } },
+          namespaceSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' }, matchExpressions: [notExcluded] },
           objectSelector: {
             matchExpressions: [
               { key: 'batch.kubernetes.io/job-name', operator: 'Exists' },
@@ -159,7 +173,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
         },
         {
           name: 'legacy-job-pods.jobmetrics.io',
-          namespaceSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' } },
+          namespaceSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' }, matchExpressions: [notExcluded] },
           objectSelector: {
             matchExpressions: [
               { key: 'job-name', operator: 'Exists' },
@@ -168,7 +182,11 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
             ],
           },
         },
-        { name: 'opted-in-pods.jobmetrics.io', namespaceSelector: {}, objectSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' } } },
+        {
+          name: 'opted-in-pods.jobmetrics.io',
+          namespaceSelector: { matchExpressions: [notExcluded, { key: 'jobmetrics.io/inject', operator: 'NotIn', values: ['disabled'] }] },
+          objectSelector: { matchLabels: { 'jobmetrics.io/inject': 'enabled' } },
+        },
       ]);
       // Which pods reach the webhook is proven in injection.test.ts, where the API server calls it.
     });
@@ -417,5 +435,153 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       expect(pod.volumes.find((v) => v.name === 'tls')?.secret?.secretName).to.equal(cert.spec.secretName);
       expect(docs.filter((d) => d.metadata.name === 'jobmetrics-webhook-bootstrap')).to.deep.equal([]);
     });
+  });
+
+  describe('NetworkPolicies: each selects one shipped part and lets in exactly what it must', () => {
+    type Selector = { matchLabels?: Record<string, string>; matchExpressions?: unknown[] };
+    type Peer = { podSelector?: Selector; namespaceSelector?: Selector; ipBlock?: unknown };
+    type Rule = { from?: Peer[]; ports?: Array<{ protocol?: string; port?: number | string; endPort?: number }> };
+    type Policy = K8sObject & { spec: { podSelector: Selector; policyTypes?: string[]; ingress?: Rule[]; egress?: unknown } };
+    type Workload = K8sObject & {
+      spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ ports?: Array<{ name?: string; containerPort: number }> }> } } };
+    };
+    type Service = K8sObject & { spec: { selector: Record<string, string>; ports: Array<{ targetPort: number | string }> } };
+
+    const render = (what: string): K8sObject[] => parseManifests(what === 'base' ? kustomize(join(MANIFESTS, 'base')) : kustomize(join(MANIFESTS, 'overlays', what)));
+    const matches = (sel: Selector, labels: Record<string, string>): boolean => {
+      expect(sel.matchExpressions, 'only matchLabels is used').to.equal(undefined);
+      return Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v);
+    };
+    const workloadsOf = (docs: K8sObject[]): Workload[] => docs.filter((d): d is Workload => d.kind === 'Deployment' || d.kind === 'StatefulSet');
+    /** The one workload whose pods a selector picks, as `Kind/name`; a selector that picks none or several fails. */
+    const selected = (docs: K8sObject[], sel: Selector): string => {
+      const hits = workloadsOf(docs).filter((w) => matches(sel, w.spec.template.metadata.labels));
+      expect(hits.map((w) => w.metadata.name), `exactly one workload for ${JSON.stringify(sel)}`).to.have.length(1);
+      return `${hits[0]!.kind}/${hits[0]!.metadata.name}`;
+    };
+    /** A peer in words: a workload of this namespace, namespaces or pods by label, any namespace. */
+    const peer = (docs: K8sObject[], p: Peer): string => {
+      expect(p.ipBlock, 'no ipBlock: addresses differ per cluster').to.equal(undefined);
+      const labels = (sel: Selector): string =>
+        Object.entries(sel.matchLabels ?? {})
+          .map(([k, v]) => `${k}=${v}`)
+          .join(',');
+      if (p.namespaceSelector !== undefined) {
+        expect(p.podSelector, 'no namespace-and-pod peers').to.equal(undefined);
+        return labels(p.namespaceSelector) === '' ? 'pods of every namespace' : `pods of namespaces labelled ${labels(p.namespaceSelector)}`;
+      }
+      const pods = p.podSelector ?? {};
+      const hits = workloadsOf(docs).filter((w) => matches(pods, w.spec.template.metadata.labels));
+      return hits.length > 0 ? hits.map((w) => `${w.kind}/${w.metadata.name}`).join(' ') : `pods of jobmetrics labelled ${labels(pods)}`;
+    };
+    /** Each policy: which workload it isolates, and its ingress rules as `TCP <port> from <peers>`. */
+    const summary = (docs: K8sObject[]): Record<string, { selects: string; ingress: string[] }> => {
+      const out: Record<string, { selects: string; ingress: string[] }> = {};
+      for (const np of docs.filter((d): d is Policy => d.kind === 'NetworkPolicy')) {
+        expect(np.metadata.namespace, np.metadata.name).to.equal(WEBHOOK_NAMESPACE);
+        // Ingress only: egress (DNS, the API server, your store) stays open.
+        expect(np.spec.policyTypes, np.metadata.name).to.deep.equal(['Ingress']);
+        expect(np.spec.egress, np.metadata.name).to.equal(undefined);
+        const ingress = (np.spec.ingress ?? []).flatMap((r) =>
+          (r.ports ?? []).map((port) => {
+            expect(port.endPort, 'single ports').to.equal(undefined);
+            const from = r.from === undefined ? 'any source' : r.from.map((p) => peer(docs, p)).join(' + ');
+            return `${port.protocol ?? 'TCP'} ${port.port} from ${from}`;
+          }),
+        );
+        out[np.metadata.name] = { selects: selected(docs, np.spec.podSelector), ingress };
+      }
+      return out;
+    };
+
+    const BASE = {
+      'jobmetrics-aggregator': { selects: 'Deployment/jobmetrics-aggregator', ingress: ['TCP 8429 from Deployment/jobmetrics-gateway'] },
+      'jobmetrics-gateway': { selects: 'Deployment/jobmetrics-gateway', ingress: ['TCP 8480 from pods of every namespace'] },
+      'jobmetrics-prometheus': {
+        selects: 'Deployment/jobmetrics-prometheus',
+        ingress: [
+          'TCP 9090 from Deployment/jobmetrics-aggregator',
+          'TCP 9090 from pods of namespaces labelled jobmetrics.io/prometheus-reader=true + pods of jobmetrics labelled jobmetrics.io/prometheus-reader=true',
+        ],
+      },
+      'jobmetrics-recorder': { selects: 'Deployment/jobmetrics-recorder', ingress: ['TCP 8481 from any source'] },
+      'jobmetrics-webhook': { selects: 'Deployment/jobmetrics-webhook', ingress: ['TCP 8443 from any source'] },
+    };
+    const SHARDED = {
+      ...BASE,
+      // The routers (the Deployment jobmetrics-aggregator) keep the base's policy: only the gateway.
+      'jobmetrics-aggregator-shard': { selects: 'StatefulSet/jobmetrics-aggregator-shard', ingress: ['TCP 8429 from Deployment/jobmetrics-aggregator'] },
+      'jobmetrics-prometheus': { ...BASE['jobmetrics-prometheus'], ingress: ['TCP 9090 from StatefulSet/jobmetrics-aggregator-shard', BASE['jobmetrics-prometheus'].ingress[1]!] },
+    };
+    const EXPECTED: Record<string, Record<string, { selects: string; ingress: string[] }>> = {
+      base: BASE,
+      'sharded-aggregator': SHARDED,
+      'ha-aggregator': SHARDED,
+      'cert-manager': BASE,
+      'e2e-local': BASE,
+    };
+
+    for (const [what, expected] of Object.entries(EXPECTED)) {
+      it(`${what}: each policy's podSelector matches one workload's pod template, and it allows exactly the intended ports and peers`, () => {
+        expect(summary(render(what))).to.deep.equal(expected);
+      });
+
+      it(`${what}: every workload is isolated by one policy, which allows the port its Service targets and only ports its pods listen on`, () => {
+        const docs = render(what);
+        const policies = docs.filter((d): d is Policy => d.kind === 'NetworkPolicy');
+        for (const w of workloadsOf(docs)) {
+          const labels = w.spec.template.metadata.labels;
+          const mine = policies.filter((np) => matches(np.spec.podSelector, labels));
+          expect(mine.map((np) => np.metadata.name), `${w.kind}/${w.metadata.name}`).to.have.length(1);
+          const allowed = (mine[0]!.spec.ingress ?? []).flatMap((r) => (r.ports ?? []).map((p) => p.port));
+          const listening = w.spec.template.spec.containers.flatMap((c) => c.ports ?? []);
+          expect(allowed.filter((p) => !listening.some((l) => l.containerPort === p)), `${w.metadata.name}: allowed ports nobody listens on`).to.deep.equal([]);
+          for (const svc of docs.filter((d): d is Service => d.kind === 'Service' && matches({ matchLabels: (d as Service).spec.selector }, labels))) {
+            for (const sp of svc.spec.ports) {
+              const target = typeof sp.targetPort === 'number' ? sp.targetPort : listening.find((l) => l.name === sp.targetPort)?.containerPort;
+              expect(allowed, `Service ${svc.metadata.name} → ${w.metadata.name}:${sp.targetPort}`).to.include(target);
+            }
+          }
+        }
+      });
+    }
+
+    it('the API server stores them as written (ha-aggregator, the one with every policy: server-side dry run)', async () => {
+      const policies = render('ha-aggregator').filter((d) => d.kind === 'NetworkPolicy');
+      await plane().kubectl(['create', 'namespace', WEBHOOK_NAMESPACE]);
+      const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', '-'], { input: manifestsText(policies) });
+      expect(r.code, r.stderr).to.equal(0);
+      expect(dryRunApplied(r.stdout)).to.deep.equal(policies.map((d) => `networkpolicy.networking.k8s.io/${d.metadata.name}`));
+    });
+  });
+
+  describe("vmagent's guards", () => {
+    type Workload = K8sObject & { spec: { template: { spec: { containers: Array<{ args: string[] }> } } } };
+    const argsOf = (docs: K8sObject[], kind: string, name: string): string[] => {
+      const w = docs.find((d) => d.kind === kind && d.metadata.name === name) as Workload | undefined;
+      if (!w) throw new Error(`${kind}/${name} not rendered`);
+      return w.spec.template.spec.containers[0]?.args ?? [];
+    };
+    const flag = (args: string[], name: string): string | undefined => args.find((a) => a.startsWith(`${name}=`))?.slice(name.length + 1);
+    const base = (): string[] => argsOf(parseManifests(kustomize(join(MANIFESTS, 'base'))), 'Deployment', 'jobmetrics-aggregator');
+
+    it('admit everything a sidecar can deliver: its parser\'s label limits, plus the labels it adds and __name__, in UTF-8 bytes', () => {
+      const args = base();
+      // __name__, namespace, job, pod, jobmetrics_kind on top of the scraped labels.
+      expect(flag(args, '-maxLabelsPerTimeseries')).to.equal(String(DEFAULT_PARSE_LIMITS.maxLabelsPerSample + 5));
+      expect(flag(args, '-maxLabelNameLen')).to.equal(String(DEFAULT_PARSE_LIMITS.maxLabelNameLength));
+      // The parser counts UTF-16 units; vmagent counts bytes, at most 3 a unit in UTF-8.
+      expect(flag(args, '-maxLabelValueLen')).to.equal(String(3 * DEFAULT_PARSE_LIMITS.maxLabelValueLength));
+      expect(flag(args, '-remoteWrite.maxHourlySeries')).to.equal('900000');
+      expect(flag(args, '-remoteWrite.maxDailySeries'), 'no daily limit').to.equal(undefined);
+    });
+
+    for (const overlay of ['sharded-aggregator', 'ha-aggregator']) {
+      it(`${overlay}: the routers carry the label guards but no series limit (they hold no series)`, () => {
+        const args = argsOf(parseManifests(kustomize(join(MANIFESTS, 'overlays', overlay))), 'Deployment', 'jobmetrics-aggregator');
+        for (const f of ['-maxLabelsPerTimeseries', '-maxLabelNameLen', '-maxLabelValueLen']) expect(flag(args, f), f).to.equal(flag(base(), f));
+        expect(args.filter((a) => /^-remoteWrite\.max(Hourly|Daily)Series=/.test(a))).to.deep.equal([]);
+      });
+    }
   });
 });
