@@ -3,7 +3,7 @@
  * gateway reads process.env; every default lives here. A setting the sidecar has too
  * (`JOBMETRICS_STALENESS`, `JOBMETRICS_LOG_LEVEL`) has the same name and meaning.
  */
-import { parseBoundedDuration } from '../shared/duration.ts';
+import { envReader, type ConfigError, type Env } from '../shared/env-reader.ts';
 import { parseOverrides } from './namespace-limits.ts';
 
 export interface GatewayConfig {
@@ -60,77 +60,32 @@ export const GATEWAY_DEFAULTS = {
 const MAX_BODY_BYTES = 8 * 1024 * 1024;
 const MAX_UNCOMPRESSED_BYTES = 32 * 1024 * 1024;
 
-export interface ConfigError {
-  readonly setting: string;
-  readonly message: string;
-}
+export type { ConfigError };
 
 export type ConfigResult = { readonly ok: true; readonly config: GatewayConfig } | { readonly ok: false; readonly errors: readonly ConfigError[] };
 
-export function parseGatewayConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
-  const errors: ConfigError[] = [];
-  const fail = (setting: string, message: string): void => void errors.push({ setting, message });
-  const value = (name: string): string | undefined => {
-    const v = env[name]?.trim();
-    return v === '' ? undefined : v;
-  };
-  const duration = (name: string, fallback: string, bounds: { minMs: number; maxMs: number }): number => {
-    const r = parseBoundedDuration(value(name) ?? fallback, bounds);
-    if (r.ok) return r.ms;
-    fail(name, r.error);
-    return 0;
-  };
-
-  const rawListen = value(GATEWAY_ENV.listen) ?? GATEWAY_DEFAULTS.listen;
-  const m = /^(.*):(\d{1,5})$/.exec(rawListen);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || m[1] === '' || port > 65535) fail(GATEWAY_ENV.listen, `"${rawListen}" must be host:port (port 0…65535)`);
-
-  let aggregatorUrl = new URL('http://invalid.invalid/');
-  const rawUrl = value(GATEWAY_ENV.aggregatorUrl);
-  if (rawUrl === undefined) fail(GATEWAY_ENV.aggregatorUrl, 'is required but not set');
-  else {
-    try {
-      aggregatorUrl = new URL(rawUrl);
-      if (aggregatorUrl.protocol !== 'http:' && aggregatorUrl.protocol !== 'https:') fail(GATEWAY_ENV.aggregatorUrl, `"${rawUrl}" must use http: or https:`);
-    } catch {
-      fail(GATEWAY_ENV.aggregatorUrl, `"${rawUrl}" is not a URL`);
-    }
-  }
-
-  const rawMax = value(GATEWAY_ENV.maxTrackedSeries);
-  const maxTrackedSeries = rawMax === undefined ? GATEWAY_DEFAULTS.maxTrackedSeries : Number(rawMax);
-  if (!Number.isSafeInteger(maxTrackedSeries) || maxTrackedSeries < 0) fail(GATEWAY_ENV.maxTrackedSeries, `"${rawMax}" must be a whole number ≥ 0`);
-
-  const whole = (name: string, fallback: number): number => {
-    const raw = value(name);
-    const n = raw === undefined ? fallback : Number(raw);
-    if (!Number.isSafeInteger(n) || n < 0) fail(name, `"${raw}" must be a whole number ≥ 0 (0: no limit)`);
-    return n;
-  };
-  const overrides = parseOverrides(value(GATEWAY_ENV.namespaceLimits) ?? GATEWAY_DEFAULTS.namespaceLimits);
-  if (!overrides.ok) fail(GATEWAY_ENV.namespaceLimits, overrides.error);
-
-  const rawLevel = value(GATEWAY_ENV.logLevel) ?? GATEWAY_DEFAULTS.logLevel;
-  if (rawLevel !== 'debug' && rawLevel !== 'info') fail(GATEWAY_ENV.logLevel, `"${rawLevel}" must be debug or info`);
-
+export function parseGatewayConfig(env: Env): ConfigResult {
+  const r = envReader(env);
+  const overrides = parseOverrides(r.value(GATEWAY_ENV.namespaceLimits) ?? GATEWAY_DEFAULTS.namespaceLimits);
+  if (!overrides.ok) r.fail(GATEWAY_ENV.namespaceLimits, overrides.error);
   const config: GatewayConfig = {
-    listen: { host: m?.[1] ?? '', port },
-    aggregatorUrl,
-    aggregationIntervalMs: duration(GATEWAY_ENV.aggregationInterval, GATEWAY_DEFAULTS.aggregationInterval, { minMs: 100, maxMs: 3_600_000 }),
-    birthMarginMs: duration(GATEWAY_ENV.birthMargin, GATEWAY_DEFAULTS.birthMargin, { minMs: 0, maxMs: 600_000 }),
-    stalenessMs: duration(GATEWAY_ENV.staleness, GATEWAY_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
-    maxTrackedSeries,
+    listen: r.hostPort(GATEWAY_ENV.listen, GATEWAY_DEFAULTS.listen),
+    aggregatorUrl: r.httpUrl(GATEWAY_ENV.aggregatorUrl, undefined),
+    aggregationIntervalMs: r.duration(GATEWAY_ENV.aggregationInterval, GATEWAY_DEFAULTS.aggregationInterval, { minMs: 100, maxMs: 3_600_000 }),
+    birthMarginMs: r.duration(GATEWAY_ENV.birthMargin, GATEWAY_DEFAULTS.birthMargin, { minMs: 0, maxMs: 600_000 }),
+    stalenessMs: r.duration(GATEWAY_ENV.staleness, GATEWAY_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
+    maxTrackedSeries: r.whole(GATEWAY_ENV.maxTrackedSeries, GATEWAY_DEFAULTS.maxTrackedSeries),
     limits: {
-      maxSeries: whole(GATEWAY_ENV.maxSeriesPerNamespace, GATEWAY_DEFAULTS.maxSeriesPerNamespace),
-      samplesPerSecond: whole(GATEWAY_ENV.maxSamplesPerSecondPerNamespace, GATEWAY_DEFAULTS.maxSamplesPerSecondPerNamespace),
+      // 0: no limit.
+      maxSeries: r.whole(GATEWAY_ENV.maxSeriesPerNamespace, GATEWAY_DEFAULTS.maxSeriesPerNamespace),
+      samplesPerSecond: r.whole(GATEWAY_ENV.maxSamplesPerSecondPerNamespace, GATEWAY_DEFAULTS.maxSamplesPerSecondPerNamespace),
       // A sidecar delivers every 10 s: a bucket of 10 s of samples lets a namespace's normal pushes through whole.
       burstSeconds: 10,
       overrides: overrides.ok ? overrides.overrides : new Map(),
     },
     maxBodyBytes: MAX_BODY_BYTES,
     maxUncompressedBytes: MAX_UNCOMPRESSED_BYTES,
-    logLevel: rawLevel === 'debug' ? 'debug' : 'info',
+    logLevel: r.logLevel(GATEWAY_ENV.logLevel, GATEWAY_DEFAULTS.logLevel),
   };
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+  return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
 }

@@ -4,7 +4,7 @@
  * sidecar has too (`JOBMETRICS_STALENESS`, `JOBMETRICS_LOG_LEVEL`, `KUBECONFIG`) has the same name
  * and meaning.
  */
-import { parseBoundedDuration } from '../shared/duration.ts';
+import { envReader, type ConfigError, type Env } from '../shared/env-reader.ts';
 
 export interface RecorderConfig {
   /** Where outcomes go: the gateway's remote-write endpoint (in its pod: localhost). */
@@ -44,57 +44,24 @@ export const RECORDER_DEFAULTS = {
  */
 export const deliveryWindowMs = (c: Pick<RecorderConfig, 'stalenessMs'>): number => Math.floor((c.stalenessMs * 2) / 3);
 
-export interface ConfigError {
-  readonly setting: string;
-  readonly message: string;
-}
+export type { ConfigError };
 
 export type ConfigResult = { readonly ok: true; readonly config: RecorderConfig } | { readonly ok: false; readonly errors: readonly ConfigError[] };
 
-export function parseRecorderConfig(env: Readonly<Record<string, string | undefined>>): ConfigResult {
-  const errors: ConfigError[] = [];
-  const fail = (setting: string, message: string): void => void errors.push({ setting, message });
-  const value = (name: string): string | undefined => {
-    const v = env[name]?.trim();
-    return v === '' ? undefined : v;
-  };
-  const duration = (name: string, fallback: string, bounds: { minMs: number; maxMs: number }): number => {
-    const r = parseBoundedDuration(value(name) ?? fallback, bounds);
-    if (r.ok) return r.ms;
-    fail(name, r.error);
-    return 0;
-  };
-
-  let remoteWriteUrl = new URL(RECORDER_DEFAULTS.remoteWriteUrl);
-  const rawUrl = value(RECORDER_ENV.remoteWriteUrl) ?? RECORDER_DEFAULTS.remoteWriteUrl;
-  try {
-    remoteWriteUrl = new URL(rawUrl);
-    if (remoteWriteUrl.protocol !== 'http:' && remoteWriteUrl.protocol !== 'https:') fail(RECORDER_ENV.remoteWriteUrl, `"${rawUrl}" must use http: or https:`);
-  } catch {
-    fail(RECORDER_ENV.remoteWriteUrl, `"${rawUrl}" is not a URL`);
-  }
-
-  const rawListen = value(RECORDER_ENV.listen) ?? RECORDER_DEFAULTS.listen;
-  const m = /^(.*):(\d{1,5})$/.exec(rawListen);
-  const port = m ? Number(m[2]) : NaN;
-  if (!m || m[1] === '' || port > 65535) fail(RECORDER_ENV.listen, `"${rawListen}" must be host:port (port 0…65535)`);
-
-  const rawLevel = value(RECORDER_ENV.logLevel) ?? RECORDER_DEFAULTS.logLevel;
-  if (rawLevel !== 'debug' && rawLevel !== 'info') fail(RECORDER_ENV.logLevel, `"${rawLevel}" must be debug or info`);
-
-  const kubeconfig = value(RECORDER_ENV.kubeconfig);
+export function parseRecorderConfig(env: Env): ConfigResult {
+  const r = envReader(env);
+  const kubeconfig = r.value(RECORDER_ENV.kubeconfig);
   // In a pod the service account's token and the API server's address come from the kubelet
   // (KUBERNETES_SERVICE_HOST/PORT); anywhere else a kubeconfig must be named.
-  const inCluster = value('KUBERNETES_SERVICE_HOST') !== undefined && value('KUBERNETES_SERVICE_PORT') !== undefined;
-  if (kubeconfig === undefined && !inCluster) fail(RECORDER_ENV.kubeconfig, 'is not set, and this is not a pod of a cluster (KUBERNETES_SERVICE_HOST unset): the recorder needs the API server');
-
+  const inCluster = r.value('KUBERNETES_SERVICE_HOST') !== undefined && r.value('KUBERNETES_SERVICE_PORT') !== undefined;
+  if (kubeconfig === undefined && !inCluster) r.fail(RECORDER_ENV.kubeconfig, 'is not set, and this is not a pod of a cluster (KUBERNETES_SERVICE_HOST unset): the recorder needs the API server');
   const config: RecorderConfig = {
-    remoteWriteUrl,
-    listen: { host: m?.[1] ?? '0.0.0.0', port: Number.isFinite(port) ? port : 0 },
-    stalenessMs: duration(RECORDER_ENV.staleness, RECORDER_DEFAULTS.staleness, { minMs: 3_000, maxMs: 24 * 3_600_000 }),
-    flushMs: duration(RECORDER_ENV.flush, RECORDER_DEFAULTS.flush, { minMs: 100, maxMs: 60_000 }),
+    remoteWriteUrl: r.httpUrl(RECORDER_ENV.remoteWriteUrl, RECORDER_DEFAULTS.remoteWriteUrl),
+    listen: r.hostPort(RECORDER_ENV.listen, RECORDER_DEFAULTS.listen),
+    stalenessMs: r.duration(RECORDER_ENV.staleness, RECORDER_DEFAULTS.staleness, { minMs: 3_000, maxMs: 24 * 3_600_000 }),
+    flushMs: r.duration(RECORDER_ENV.flush, RECORDER_DEFAULTS.flush, { minMs: 100, maxMs: 60_000 }),
     kubeconfig,
-    logLevel: rawLevel === 'debug' ? 'debug' : 'info',
+    logLevel: r.logLevel(RECORDER_ENV.logLevel, RECORDER_DEFAULTS.logLevel),
   };
-  return errors.length > 0 ? { ok: false, errors } : { ok: true, config };
+  return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
 }
