@@ -10,6 +10,7 @@ import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
 import type { Level } from '../shared/log.ts';
 import { INTERVAL } from '../shared/names.ts';
 import { SIDECAR_MEMORY } from '../shared/sidecar-memory.ts';
+import { VERSION } from '../shared/version.ts';
 import { MODE_SETTINGS, type ModeSetting } from './mode.ts';
 
 export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
@@ -187,7 +188,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'workloadLookup.timeout', env: 'JOBMETRICS_WORKLOAD_LOOKUP_TIMEOUT', default: '1s', doc: 'timeout of that GET; on timeout the CronJob name pattern decides', parse: duration(50, 10_000, 'ms') },
   { key: 'workloadLookup.cacheTtl', env: 'JOBMETRICS_WORKLOAD_LOOKUP_CACHE_TTL', default: '10m', doc: 'how long a Job\'s owner is remembered', parse: duration(0, 24 * 3_600_000, 'ms') },
   { key: 'excludedNamespaces', env: 'JOBMETRICS_EXCLUDED_NAMESPACES', default: DEFAULT_EXCLUDED_NAMESPACES.join(','), doc: "comma-separated namespaces whose pods are never injected, not even when opted in (skip reason namespace-excluded); keep it in step with the MutatingWebhookConfiguration's namespaceSelector", parse: namespaceList },
-  { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: 'ghcr.io/jobmetrics/jobmetrics-sidecar:0.1.0', doc: 'sidecar image', parse: nonEmpty },
+  { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: `ghcr.io/jobmetrics/jobmetrics-sidecar:${VERSION}`, doc: 'sidecar image (the tag follows package.json)', parse: nonEmpty },
   { key: 'sidecar.imagePullPolicy', env: 'JOBMETRICS_SIDECAR_IMAGE_PULL_POLICY', default: 'IfNotPresent', doc: 'Always, IfNotPresent or Never', parse: oneOf(['Always', 'IfNotPresent', 'Never']) },
   { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_REMOTE_WRITE_URL', default: 'http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write', doc: "the remote-write URL given to every sidecar: the gateway in front of the aggregator", parse: httpUrl },
   { key: 'sidecar.interval', env: 'JOBMETRICS_INTERVAL', default: formatDuration(INTERVAL.defaultMs), doc: 'default scrape interval (100ms … 60s); a pod can set jobmetrics.io/interval', parse: duration(INTERVAL.minMs, INTERVAL.maxMs, 'text') },
