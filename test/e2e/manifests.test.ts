@@ -192,13 +192,27 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
     });
   });
 
-  describe('RBAC: the webhook ServiceAccount can do what the webhook calls, and nothing more', () => {
+  /** One test per line of the tables: `kubectl auth can-i <args> --as <user>` answers yes, or no. */
+  const canITable = (user: string, allowed: readonly string[][], denied: readonly string[][]): void => {
     const canI = async (args: string[]): Promise<string> => {
-      const r = await plane().kubectl(['auth', 'can-i', ...args], { as: WEBHOOK_SA_USER });
+      const r = await plane().kubectl(['auth', 'can-i', ...args], { as: user });
       // can-i exits 1 for "no"; anything else on stderr is a real failure.
       if (r.code !== 0 && r.stdout.trim() !== 'no') throw new Error(`kubectl auth can-i ${args.join(' ')}: ${r.stderr}`);
       return r.stdout.trim();
     };
+    for (const args of allowed) {
+      it(`yes: ${args.join(' ')}`, async () => {
+        expect(await canI(args)).to.equal('yes');
+      });
+    }
+    for (const args of denied) {
+      it(`no: ${args.join(' ')}`, async () => {
+        expect(await canI(args)).to.equal('no');
+      });
+    }
+  };
+
+  describe('RBAC: the webhook ServiceAccount can do what the webhook calls, and nothing more', () => {
 
     before(async () => {
       await createNamespace(plane(), 'tenant', { 'jobmetrics.io/inject': 'enabled' });
@@ -252,16 +266,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       ['*', '*'],
     ];
 
-    for (const args of allowed) {
-      it(`yes: ${args.join(' ')}`, async () => {
-        expect(await canI(args)).to.equal('yes');
-      });
-    }
-    for (const args of denied) {
-      it(`no: ${args.join(' ')}`, async () => {
-        expect(await canI(args)).to.equal('no');
-      });
-    }
+    canITable(WEBHOOK_SA_USER, allowed, denied);
 
     it('the rules granted are exactly those (nothing beyond the defaults every ServiceAccount gets)', async () => {
       type Rule = { verbs: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[] };
@@ -289,11 +294,6 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
 
   describe('RBAC: the recorder ServiceAccount lists and watches what it counts, and nothing more', () => {
     const RECORDER = 'system:serviceaccount:jobmetrics:jobmetrics-recorder';
-    const canI = async (args: string[]): Promise<string> => {
-      const r = await plane().kubectl(['auth', 'can-i', ...args], { as: RECORDER });
-      if (r.code !== 0 && r.stdout.trim() !== 'no') throw new Error(`kubectl auth can-i ${args.join(' ')}: ${r.stderr}`);
-      return r.stdout.trim();
-    };
     const allowed: string[][] = [
       ['list', 'namespaces'],
       ['watch', 'namespaces'],
@@ -317,16 +317,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       ['create', 'leases.coordination.k8s.io', '-n', 'jobmetrics'],
       ['*', '*'],
     ];
-    for (const args of allowed) {
-      it(`yes: ${args.join(' ')}`, async () => {
-        expect(await canI(args)).to.equal('yes');
-      });
-    }
-    for (const args of denied) {
-      it(`no: ${args.join(' ')}`, async () => {
-        expect(await canI(args)).to.equal('no');
-      });
-    }
+    canITable(RECORDER, allowed, denied);
   });
 
   describe('overlays', () => {
