@@ -14,7 +14,7 @@
 import { parseTargetAnnotations } from '../shared/annotations.ts';
 import type { RwSeries } from '../shared/remote-write.ts';
 import { INJECT_DISABLED, INJECT_LABEL, SIDECAR_CONTAINER, SIDECAR_ENV, STATUS_SKIPPED_PREFIX, ANNOTATION } from '../shared/names.ts';
-import type { RawPod } from '../webhook/pod.ts';
+import { allContainers, type RawContainer, type RawPod } from '../webhook/pod.ts';
 import { jobOf, workloadName, type Workload } from '../webhook/workload.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -183,12 +183,17 @@ export function jobRun(job: RawJob): OutcomeEvent | undefined {
   };
 }
 
+const injectedSidecar = (pod: RawPod): RawContainer | undefined => allContainers(pod).find((c) => c.name === SIDECAR_CONTAINER);
+
+/** A setting the webhook gave the pod's sidecar (its env value), when the pod has one. */
+export function sidecarSetting(pod: RawPod, name: string): string | undefined {
+  const env = (injectedSidecar(pod)?.['env'] ?? []) as Array<{ name?: string; value?: string }>;
+  return env.find((e) => e.name === name)?.value;
+}
+
 /** The container whose exit is the attempt's: the one the sidecar watches, else the first. */
 export function mainContainerName(pod: RawPod): string | undefined {
-  const sidecar = [...(pod.spec.initContainers ?? []), ...pod.spec.containers].find((c) => c.name === SIDECAR_CONTAINER);
-  const env = (sidecar?.['env'] ?? []) as Array<{ name?: string; value?: string }>;
-  const named = env.find((e) => e.name === SIDECAR_ENV.mainContainer)?.value;
-  return named ?? pod.spec.containers.find((c) => c.name !== SIDECAR_CONTAINER)?.name;
+  return sidecarSetting(pod, SIDECAR_ENV.mainContainer) ?? pod.spec.containers.find((c) => c.name !== SIDECAR_CONTAINER)?.name;
 }
 
 /**
@@ -259,7 +264,7 @@ export function unmeasuredPod(pod: RawPodWithStatus, workload: string): OutcomeE
   const namespace = pod.metadata?.namespace;
   const atMs = toMs(pod.metadata?.creationTimestamp);
   if (!uid || !namespace || atMs === undefined || !jobOf(pod)) return undefined;
-  if ([...(pod.spec.initContainers ?? []), ...pod.spec.containers].some((c) => c.name === SIDECAR_CONTAINER)) return undefined;
+  if (injectedSidecar(pod) !== undefined) return undefined;
   const status = pod.metadata?.annotations?.[ANNOTATION.status];
   const reason =
     pod.metadata?.labels?.[INJECT_LABEL] === INJECT_DISABLED ? 'opted-out' : status?.startsWith(STATUS_SKIPPED_PREFIX) ? 'skipped' : 'webhook-unreachable';

@@ -14,12 +14,12 @@ import type { AddressInfo } from 'node:net';
 import { BatchV1Api, CoreV1Api, KubeConfig, makeInformer, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import client from 'prom-client';
 import type { Logger } from '../shared/log.ts';
-import { INJECT_ENABLED, INJECT_LABEL, SIDECAR_CONTAINER, SIDECAR_ENV } from '../shared/names.ts';
+import { INJECT_ENABLED, INJECT_LABEL, SIDECAR_ENV } from '../shared/names.ts';
 import { deliverWithRetry, encodeWriteRequest, type RwSeries } from '../shared/remote-write.ts';
 import { VERSION } from '../shared/version.ts';
 import { jobOf, workloadName } from '../webhook/workload.ts';
 import { deliveryWindowMs, type RecorderConfig } from './config.ts';
-import { eventSeries, jobRun, jobWorkload, lastSuccessSeries, podAttempts, unmeasuredPod, type OutcomeEvent, type RawCronJob, type RawJob, type RawPodWithStatus } from './outcomes.ts';
+import { eventSeries, jobRun, jobWorkload, lastSuccessSeries, podAttempts, sidecarSetting, unmeasuredPod, type OutcomeEvent, type RawCronJob, type RawJob, type RawPodWithStatus } from './outcomes.ts';
 import { Pending } from './pending.ts';
 
 export const USER_AGENT = `jobmetrics-recorder/${VERSION}`;
@@ -78,9 +78,7 @@ export async function startRecorder(config: RecorderConfig, deps: RecorderDeps):
 
   const podWorkload = (pod: RawPodWithStatus, ns: NamespaceWatch | undefined): string | undefined => {
     // The injected sidecar carries the exact name its series use.
-    const sidecar = [...(pod.spec.initContainers ?? []), ...pod.spec.containers].find((c) => c.name === SIDECAR_CONTAINER);
-    const env = (sidecar?.['env'] ?? []) as Array<{ name?: string; value?: string }>;
-    const fromSidecar = env.find((e) => e.name === SIDECAR_ENV.job)?.value;
+    const fromSidecar = sidecarSetting(pod, SIDECAR_ENV.job);
     if (fromSidecar) return fromSidecar;
     const ref = jobOf(pod);
     const job = ref && ns ? (ns.jobs.get(ref.name, pod.metadata?.namespace) as RawJob | undefined) : undefined;
