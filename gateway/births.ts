@@ -88,19 +88,22 @@ export class BirthLedger {
     return next;
   }
 
-  /** Decides, for one write request received at `nowMs`, what goes now and what is held. */
-  admit(series: readonly RwSeries[], nowMs: number): Admission {
+  /**
+   * Decides, for one write request received at `nowMs`, what goes now and what is held. `keys[i]`
+   * is `seriesKey` of `series[i]` when the caller computed it already.
+   */
+  admit(series: readonly RwSeries[], nowMs: number, keys?: readonly string[]): Admission {
     const now: RwSeries[] = [];
     const births: string[] = [];
     let heldSamples = 0;
     let untracked = 0;
-    for (const s of series) {
+    for (const [i, s] of series.entries()) {
       if (s.samples.length === 0) continue;
       if (!isCounterLike(s.labels)) {
         now.push(s);
         continue;
       }
-      const key = seriesKey(s.labels);
+      const key = keys?.[i] ?? seriesKey(s.labels);
       const samples = [...s.samples].sort((a, b) => a.timestampMs - b.timestampMs);
       const t = this.tracked.get(key);
       if (t === undefined) {

@@ -19,6 +19,7 @@ import { VERSION } from '../shared/version.ts';
 import { BirthLedger } from './births.ts';
 import { NamespaceLimits } from './namespace-limits.ts';
 import { FirstSight } from '../shared/first-sight.ts';
+import { seriesKey } from '../shared/series-key.ts';
 import type { GatewayConfig } from './config.ts';
 import { decodeCompressedWriteRequest, WriteRequestError } from './write-request.ts';
 
@@ -72,7 +73,8 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       log.warn('write request refused: cannot decode', { error: err, remote: req.socket.remoteAddress, bytes: body.length });
       return answer(res, 400, err.message);
     }
-    const limited = limits.check(series, now());
+    // Each series' key once, for the namespace limits and the birth ledger.
+    const limited = limits.check(series, now(), series.map((s) => seriesKey(s.labels)));
     if (limited.refuse) {
       m.limitRefusals.inc({ namespace: limited.namespace });
       return answer(res, 429, `namespace ${limited.namespace} is over its samples per second (docs/gateway.md "Limits per namespace"); retry later`, limited.retryAfterMs);
@@ -81,8 +83,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       m.limitDrops.inc({ namespace: d.namespace, reason: d.reason }, d.samples);
       if (firstDrop.first(`${d.namespace}/${d.reason}`)) log.warn('samples dropped by a namespace limit', { namespace: d.namespace, reason: d.reason, series: d.series, samples: d.samples });
     }
-    series = limited.accepted;
-    const admitted = ledger.admit(series, now());
+    const admitted = ledger.admit(limited.accepted, now(), limited.acceptedKeys);
     m.held.inc(admitted.heldSamples);
     m.births.inc(admitted.births.length);
     m.untracked.inc(admitted.untracked);

@@ -34,7 +34,7 @@ export interface LimitSettings {
 export type DropReason = 'series-limit' | 'rate-limit' | 'no-namespace';
 
 export type LimitDecision =
-  | { readonly refuse: false; readonly accepted: RwSeries[]; readonly dropped: ReadonlyArray<{ namespace: string; reason: DropReason; series: number; samples: number }> }
+  | { readonly refuse: false; readonly accepted: RwSeries[]; readonly acceptedKeys: string[]; readonly dropped: ReadonlyArray<{ namespace: string; reason: DropReason; series: number; samples: number }> }
   | { readonly refuse: true; readonly namespace: string; readonly retryAfterMs: number };
 
 interface NamespaceState {
@@ -68,19 +68,24 @@ export class NamespaceLimits {
     return this.#state.get(namespace)?.live.size ?? 0;
   }
 
-  check(series: readonly RwSeries[], nowMs: number): LimitDecision {
-    const byNamespace = new Map<string, RwSeries[]>();
+  /**
+   * `keys[i]` is `seriesKey` of `series[i]` when the caller has it (the gateway computes each key
+   * once, for this and for the birth ledger); the accepted series come back with their keys.
+   */
+  check(series: readonly RwSeries[], nowMs: number, keys?: readonly string[]): LimitDecision {
+    const byNamespace = new Map<string, Array<{ s: RwSeries; key: string }>>();
     const dropped: Array<{ namespace: string; reason: DropReason; series: number; samples: number }> = [];
-    for (const s of series) {
+    series.forEach((s, i) => {
       const ns = s.labels.find((l) => l[0] === 'namespace')?.[1] ?? '';
       if (ns === '') {
         dropped.push({ namespace: '', reason: 'no-namespace', series: 1, samples: s.samples.length });
-        continue;
+        return;
       }
+      const entry = { s, key: keys?.[i] ?? seriesKey(s.labels) };
       const list = byNamespace.get(ns);
-      if (list) list.push(s);
-      else byNamespace.set(ns, [s]);
-    }
+      if (list) list.push(entry);
+      else byNamespace.set(ns, [entry]);
+    });
     // Rate first: a refused request changes nothing, so it is decided before any series is counted.
     const short: string[] = [];
     for (const [ns, list] of byNamespace) {
@@ -90,7 +95,7 @@ export class NamespaceLimits {
       const cap = rate * this.settings.burstSeconds;
       st.tokens = Math.min(cap, st.tokens + ((nowMs - st.refilledAtMs) / 1000) * rate);
       st.refilledAtMs = nowMs;
-      const need = list.reduce((n, s) => n + s.samples.length, 0);
+      const need = list.reduce((n, e) => n + e.s.samples.length, 0);
       if (need > st.tokens) {
         if (byNamespace.size === 1 && dropped.length === 0) {
           // Ask for the wait until the bucket holds this request; one larger than the bucket
@@ -105,20 +110,22 @@ export class NamespaceLimits {
       st.tokens -= need;
     }
     const accepted: RwSeries[] = [];
+    const acceptedKeys: string[] = [];
     for (const [ns, list] of byNamespace) {
       if (short.includes(ns)) {
-        dropped.push({ namespace: ns, reason: 'rate-limit', series: list.length, samples: list.reduce((n, s) => n + s.samples.length, 0) });
+        dropped.push({ namespace: ns, reason: 'rate-limit', series: list.length, samples: list.reduce((n, e) => n + e.s.samples.length, 0) });
         continue;
       }
       const max = this.#limit(ns, 'maxSeries');
       const st = this.#ns(ns, nowMs);
       let overSeries = 0;
       let overSamples = 0;
-      for (const s of list) {
-        const h = hash(seriesKey(s.labels));
+      for (const { s, key } of list) {
+        const h = hash(key);
         if (st.live.has(h) || max <= 0 || st.live.size < max) {
           st.live.set(h, nowMs);
           accepted.push(s);
+          acceptedKeys.push(key);
         } else {
           overSeries++;
           overSamples += s.samples.length;
@@ -126,7 +133,7 @@ export class NamespaceLimits {
       }
       if (overSeries > 0) dropped.push({ namespace: ns, reason: 'series-limit', series: overSeries, samples: overSamples });
     }
-    return { refuse: false, accepted, dropped };
+    return { refuse: false, accepted, acceptedKeys, dropped };
   }
 
   /** Forgets series unseen for the staleness interval, and namespaces with nothing left. */
