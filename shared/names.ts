@@ -59,10 +59,30 @@ export const SIDECAR_ENV = {
   mainContainer: 'JOBMETRICS_MAIN_CONTAINER',
   /** A folder that outlives a restart of the sidecar container (an emptyDir): what was acknowledged. */
   stateDir: 'JOBMETRICS_STATE_DIR',
+  /**
+   * The file holding the token the sidecar presents to the gateway (`Authorization: Bearer`),
+   * re-read as the kubelet rotates it; unset: no token (docs/gateway.md "Who may write what").
+   */
+  writerTokenFile: 'JOBMETRICS_WRITER_TOKEN_FILE',
 } as const;
 
 /** The sidecar's state volume (native mode): an emptyDir, mounted into the sidecar alone. */
 export const STATE_VOLUME = { name: 'jobmetrics-state', mountPath: '/var/run/jobmetrics', sizeLimit: '16Mi' } as const;
+
+/**
+ * The sidecar's identity towards the gateway: a projected service-account token of the pod, with
+ * the gateway's audience, mounted into the sidecar alone. The kubelet rotates it at 80 % of its
+ * life (https://kubernetes.io/docs/concepts/storage/projected-volumes/#serviceaccounttoken);
+ * 3600 s is the shortest life the API server never extends
+ * (--service-account-max-token-expiration aside) and the default of the kubelet's own tokens.
+ */
+export const TOKEN_VOLUME = { name: 'jobmetrics-token', mountPath: '/var/run/secrets/jobmetrics.io/token', file: 'token', expirationSeconds: 3600 } as const;
+
+/** The volume names the webhook adds; a pod that already uses one is skipped (`volume-conflict`). */
+export const RESERVED_VOLUMES = [STATE_VOLUME.name, TOKEN_VOLUME.name] as const;
+
+/** The audience of the token a sidecar presents to the gateway, as shipped (webhook and gateway setting `JOBMETRICS_TOKEN_AUDIENCE`). */
+export const DEFAULT_TOKEN_AUDIENCE = 'jobmetrics-gateway';
 
 export type SidecarMode = 'native' | 'legacy';
 export const SIDECAR_MODES: readonly SidecarMode[] = ['native', 'legacy'];

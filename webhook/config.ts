@@ -8,7 +8,7 @@
 import { parse as parseYaml } from 'yaml';
 import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
 import type { Level } from '../shared/log.ts';
-import { INTERVAL } from '../shared/names.ts';
+import { DEFAULT_TOKEN_AUDIENCE, INTERVAL } from '../shared/names.ts';
 import { SIDECAR_MEMORY } from '../shared/sidecar-memory.ts';
 import { VERSION } from '../shared/version.ts';
 import { MODE_SETTINGS, type ModeSetting } from './mode.ts';
@@ -24,6 +24,11 @@ export interface SidecarSettings {
   readonly pushInterval: string;
   /** The most a final flush may take; mutate.ts cuts it to fit each pod's grace period. */
   readonly flushTimeoutMs: number;
+  /**
+   * The audience of the projected service-account token mounted into the sidecar, which it
+   * presents to the gateway (docs/gateway.md "Who may write what"); empty: no token is mounted.
+   */
+  readonly tokenAudience: string;
   readonly resources: {
     readonly requests: Readonly<Record<string, string>>;
     readonly limits: Readonly<Record<string, string>>;
@@ -157,6 +162,9 @@ const integer =
     return n < min || n > max ? bad(`"${raw}" is outside ${min}…${max}`) : ok(n);
   };
 // A Kubernetes resource quantity (k8s.io/apimachinery resource.Quantity), or '' for none.
+/** A token audience is any string (TokenRequestSpec); printable ASCII without spaces keeps it one word in logs and flags. */
+const audience: SettingSpec['parse'] = (raw) =>
+  raw === '' || /^[\x21-\x7e]{1,256}$/.test(raw) ? ok(raw) : bad(`"${raw}" must be empty or 1…256 printable ASCII characters without spaces`);
 const quantity: SettingSpec['parse'] = (raw) =>
   raw === '' || /^[0-9]+(\.[0-9]+)?(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei|e[0-9]+)?$/.test(raw)
     ? ok(raw)
@@ -194,6 +202,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'sidecar.interval', env: 'JOBMETRICS_INTERVAL', default: formatDuration(INTERVAL.defaultMs), doc: 'default scrape interval (100ms … 60s); a pod can set jobmetrics.io/interval', parse: duration(INTERVAL.minMs, INTERVAL.maxMs, 'text') },
   { key: 'sidecar.pushInterval', env: 'JOBMETRICS_PUSH_INTERVAL', default: '10s', doc: 'how often a running sidecar delivers its latest values', parse: duration(100, 300_000, 'text') },
   { key: 'sidecar.flushTimeout', env: 'JOBMETRICS_FLUSH_TIMEOUT', default: '10s', doc: 'the most time the final delivery may take after the main container exits (less in pods whose grace period is shorter)', parse: duration(100, 600_000, 'ms') },
+  { key: 'sidecar.tokenAudience', env: 'JOBMETRICS_TOKEN_AUDIENCE', default: DEFAULT_TOKEN_AUDIENCE, doc: "audience of the service-account token mounted into the sidecar alone, which the gateway verifies to set each write's namespace and pod (empty: no token, for a target that does not check)", parse: audience },
   { key: 'sidecar.resources.requests.cpu', env: 'JOBMETRICS_SIDECAR_CPU_REQUEST', default: '10m', doc: 'sidecar CPU request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.requests.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_REQUEST', default: '48Mi', doc: 'sidecar memory request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.limits.cpu', env: 'JOBMETRICS_SIDECAR_CPU_LIMIT', default: '', doc: 'sidecar CPU limit (empty: none, so the final flush is never throttled)', parse: quantity },
@@ -324,6 +333,7 @@ export function loadSettings(input: LoadInput): LoadResult {
       interval: str('sidecar.interval'),
       pushInterval: str('sidecar.pushInterval'),
       flushTimeoutMs: num('sidecar.flushTimeout'),
+      tokenAudience: str('sidecar.tokenAudience'),
       resources: { requests: resources('requests'), limits: resources('limits') },
     },
   };

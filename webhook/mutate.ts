@@ -14,8 +14,10 @@ import {
   METRICS_PORT_NAMES,
   SIDECAR_CONTAINER,
   SIDECAR_ENV,
+  RESERVED_VOLUMES,
   STATE_VOLUME,
   STATUS_INJECTED,
+  TOKEN_VOLUME,
   statusSkipped,
   type SidecarMode,
 } from '../shared/names.ts';
@@ -58,7 +60,7 @@ export const SKIP_REASONS = [
   'host-pid',
   'share-process-namespace-false',
   'windows-pod',
-  'state-volume-conflict',
+  'volume-conflict',
   'main-runs-as-sidecar-uid',
   'invalid-annotation',
   'invalid-port',
@@ -113,6 +115,7 @@ export function mutate(pod: RawPod, ctx: MutateContext): MutateResult {
   } else {
     out.spec.containers = [...out.spec.containers, container];
   }
+  if (ctx.sidecar.tokenAudience !== '') out.spec.volumes = [...(out.spec.volumes ?? []), tokenVolume(ctx.sidecar.tokenAudience)];
   return { inject: true, pod: out, injection: decision.injection };
 }
 
@@ -156,12 +159,13 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
     return skip('share-process-namespace-false', 'shareProcessNamespace: false is set explicitly');
   }
   if (spec.os?.name === 'windows') return skip('windows-pod', 'Windows pods cannot share a process namespace');
-  const stateUse = stateVolumeUse(pod);
-  if (stateUse !== undefined) {
-    return skip(
-      'state-volume-conflict',
-      `${stateUse} ${STATE_VOLUME.name}, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged`,
-    );
+  const taken = reservedVolumeUse(pod);
+  if (taken !== undefined) {
+    const why =
+      taken.name === STATE_VOLUME.name
+        ? "the sidecar's state volume; another container could rewrite what the sidecar acknowledged"
+        : "the sidecar's token volume; another container could write as the sidecar";
+    return skip('volume-conflict', `${taken.use} ${taken.name}, the name of ${why}`);
   }
   const sameUid = containerAsSidecarUid(pod);
   if (sameUid !== undefined) {
@@ -328,6 +332,11 @@ function sidecarContainer(injection: Injection, ctx: MutateContext): RawContaine
     { name: SIDECAR_ENV.mode, value: injection.mode },
     { name: SIDECAR_ENV.mainContainer, value: injection.container },
     ...(injection.mode === 'native' ? [{ name: SIDECAR_ENV.stateDir, value: STATE_VOLUME.mountPath }] : []),
+    ...(s.tokenAudience !== '' ? [{ name: SIDECAR_ENV.writerTokenFile, value: `${TOKEN_VOLUME.mountPath}/${TOKEN_VOLUME.file}` }] : []),
+  ];
+  const mounts: JsonValue[] = [
+    ...(injection.mode === 'native' ? [{ name: STATE_VOLUME.name, mountPath: STATE_VOLUME.mountPath }] : []),
+    ...(s.tokenAudience !== '' ? [{ name: TOKEN_VOLUME.name, mountPath: TOKEN_VOLUME.mountPath, readOnly: true }] : []),
   ];
   const resources: { [key: string]: JsonValue } = {};
   if (Object.keys(s.resources.requests).length > 0) resources['requests'] = { ...s.resources.requests };
@@ -339,7 +348,7 @@ function sidecarContainer(injection: Injection, ctx: MutateContext): RawContaine
     // restartPolicy on an init container is what makes it a native sidecar.
     ...(injection.mode === 'native' && { restartPolicy: 'Always' }),
     env,
-    ...(injection.mode === 'native' && { volumeMounts: [{ name: STATE_VOLUME.name, mountPath: STATE_VOLUME.mountPath }] }),
+    ...(mounts.length > 0 && { volumeMounts: mounts }),
     resources,
     // Meets the "restricted" Pod Security Standard
     // (https://kubernetes.io/docs/concepts/security/pod-security-standards/#restricted).
@@ -357,19 +366,45 @@ function sidecarContainer(injection: Injection, ctx: MutateContext): RawContaine
 }
 
 /**
- * How the pod already uses the state volume's name, if it does: a volume of that name, or a
- * container mounting one (with no such volume the pod would be invalid, and our injection would
- * make it valid, mounting the sidecar's state into that container). The sidecar's state decides
- * what it sends after a restart, so it must be the sidecar's alone. Checked in both modes: the
- * name is reserved, and whether a pod is injected should not depend on the mode chosen.
+ * The sidecar's identity towards the gateway (docs/gateway.md "Who may write what"): a token of
+ * the pod's own service account, bound to the pod, with the gateway's audience, so the gateway
+ * learns from the API server which namespace and pod a write comes from. Mounted into the sidecar
+ * alone. Any pod may request such a token for itself; it still names only its own namespace.
  */
-function stateVolumeUse(pod: RawPod): string | undefined {
-  const named = (v: unknown): boolean => isRecord(v) && v['name'] === STATE_VOLUME.name;
-  if ((pod.spec.volumes ?? []).some(named)) return 'the pod has a volume named';
+function tokenVolume(audience: string): JsonValue {
+  return {
+    name: TOKEN_VOLUME.name,
+    projected: {
+      sources: [{ serviceAccountToken: { audience, expirationSeconds: TOKEN_VOLUME.expirationSeconds, path: TOKEN_VOLUME.file } }],
+    },
+  };
+}
+
+/**
+ * How the pod already uses one of the volume names the webhook adds, if it does: a volume of that
+ * name, or a container mounting one (with no such volume the pod would be invalid, and our
+ * injection would make it valid, mounting the sidecar's state or token into that container). The
+ * state decides what the sidecar sends after a restart and the token whose numbers it writes, so
+ * both must be the sidecar's alone. Checked in both modes: the names are reserved, and whether a
+ * pod is injected should not depend on the mode chosen.
+ */
+function reservedVolumeUse(pod: RawPod): { name: string; use: string } | undefined {
+  const nameOf = (v: unknown): string | undefined => {
+    const n = isRecord(v) ? v['name'] : undefined;
+    return typeof n === 'string' && (RESERVED_VOLUMES as readonly string[]).includes(n) ? n : undefined;
+  };
+  for (const v of pod.spec.volumes ?? []) {
+    const name = nameOf(v);
+    if (name !== undefined) return { name, use: 'the pod has a volume named' };
+  }
   for (const c of allContainers(pod)) {
     for (const key of ['volumeMounts', 'volumeDevices']) {
       const list = c[key];
-      if (Array.isArray(list) && list.some(named)) return `container ${c.name} mounts a volume named`;
+      if (!Array.isArray(list)) continue;
+      for (const m of list) {
+        const name = nameOf(m);
+        if (name !== undefined) return { name, use: `container ${c.name} mounts a volume named` };
+      }
     }
   }
   return undefined;

@@ -223,13 +223,17 @@ describe('webhook mutate: the sidecar state volume name is reserved', () => {
     return p;
   };
   const rows: [title: string, pod: RawPod, mode: 'native' | 'legacy', want: string][] = [
-    ['a volume of that name (an emptyDir)', withVolume(STATE), 'native', "state-volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
-    ['a volume of that name (a hostPath)', withVolume({ name: 'jobmetrics-state', hostPath: { path: '/tmp' } }), 'native', "state-volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
-    ['a volume of that name, legacy mode too', withVolume(STATE), 'legacy', "state-volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['a volume of that name (an emptyDir)', withVolume(STATE), 'native', "volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['a volume of that name (a hostPath)', withVolume({ name: 'jobmetrics-state', hostPath: { path: '/tmp' } }), 'native', "volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['a volume of that name, legacy mode too', withVolume(STATE), 'legacy', "volume-conflict: the pod has a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
     // No such volume: the pod is invalid without us, and our volume would make the mount valid.
-    ['the main container mounts that name, no volume', withMount('containers', 'volumeMounts', MOUNT), 'native', "state-volume-conflict: container report mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
-    ['an init container mounts that name', withMount('initContainers', 'volumeMounts', MOUNT), 'native', "state-volume-conflict: container fetch mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
-    ['a volumeDevices entry of that name', withMount('containers', 'volumeDevices', { name: 'jobmetrics-state', devicePath: '/dev/x' }), 'native', "state-volume-conflict: container report mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['the main container mounts that name, no volume', withMount('containers', 'volumeMounts', MOUNT), 'native', "volume-conflict: container report mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['an init container mounts that name', withMount('initContainers', 'volumeMounts', MOUNT), 'native', "volume-conflict: container fetch mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    ['a volumeDevices entry of that name', withMount('containers', 'volumeDevices', { name: 'jobmetrics-state', devicePath: '/dev/x' }), 'native', "volume-conflict: container report mounts a volume named jobmetrics-state, the name of the sidecar's state volume; another container could rewrite what the sidecar acknowledged"],
+    // The token volume's name is reserved the same way: a container holding a volume of that name
+    // would hold the token the gateway takes for the sidecar's.
+    ['a volume named like the token volume', withVolume({ name: 'jobmetrics-token', projected: { sources: [{ serviceAccountToken: { audience: 'jobmetrics-gateway', path: 'token' } }] } }), 'legacy', "volume-conflict: the pod has a volume named jobmetrics-token, the name of the sidecar's token volume; another container could write as the sidecar"],
+    ['the main container mounts the token name, no volume', withMount('containers', 'volumeMounts', { name: 'jobmetrics-token', mountPath: '/t' }), 'native', "volume-conflict: container report mounts a volume named jobmetrics-token, the name of the sidecar's token volume; another container could write as the sidecar"],
     ['other volume names', withVolume({ name: 'jobmetrics-cache', emptyDir: {} }), 'native', 'injected'],
   ];
   for (const [title, p, mode, want] of rows) {

@@ -7,7 +7,8 @@
 import { expect } from 'chai';
 import jsonPatch from 'fast-json-patch';
 import { Pod } from 'kubernetes-models/v1/Pod';
-import { ANNOTATION, SIDECAR_CONTAINER, SIDECAR_ENV, STATE_VOLUME, type SidecarMode } from '../../../shared/names.ts';
+import { ANNOTATION, SIDECAR_CONTAINER, SIDECAR_ENV, STATE_VOLUME, TOKEN_VOLUME, type SidecarMode } from '../../../shared/names.ts';
+const TOKEN_MOUNT = { name: TOKEN_VOLUME.name, mountPath: TOKEN_VOLUME.mountPath, readOnly: true };
 import { defaultSettings } from '../../../webhook/config.ts';
 import { mutate, type MutateContext, type SkipReason } from '../../../webhook/mutate.ts';
 import type { RawContainer, RawPod } from '../../../webhook/pod.ts';
@@ -69,7 +70,8 @@ const cases: readonly Case[] = [
   // The namespace comes from the pod here (the review passes the AdmissionRequest's), and the
   // context gives no excludedNamespaces: the built-in default applies.
   { name: 'pod-namespace-excluded', mode: 'native', expect: { inject: false, reason: 'namespace-excluded', status: /^skipped: namespace kube-system is excluded/ } },
-  { name: 'pod-state-volume-conflict', mode: 'native', expect: { inject: false, reason: 'state-volume-conflict', status: /^skipped: the pod has a volume named jobmetrics-state/ } },
+  { name: 'pod-state-volume-conflict', mode: 'native', expect: { inject: false, reason: 'volume-conflict', status: /^skipped: the pod has a volume named jobmetrics-state/ } },
+  { name: 'pod-token-volume-conflict', mode: 'native', expect: { inject: false, reason: 'volume-conflict', status: /^skipped: the pod has a volume named jobmetrics-token, the name of the sidecar's token volume/ } },
   { name: 'pod-runs-as-sidecar-uid', mode: 'native', expect: { inject: false, reason: 'main-runs-as-sidecar-uid', status: /^skipped: container thumbnailer runs as uid 65531/ } },
   { name: 'pod-no-port', mode: 'native', expect: { inject: false, reason: 'no-metrics-port' } },
   { name: 'pod-opted-out', mode: 'native', expect: { inject: false, reason: 'opted-out' } },
@@ -141,6 +143,15 @@ describe('webhook mutate: golden pod fixtures', () => {
           if (c.expect.container !== undefined) expect(result.injection.container).to.equal(c.expect.container);
           expect(env[SIDECAR_ENV.mainContainer], 'the sidecar is told which container is main').to.equal(result.injection.container);
           expect(env[SIDECAR_ENV.flushTimeout]).to.equal(c.expect.flushTimeout ?? '10s');
+          // The sidecar's identity towards the gateway, in either mode: the pod's own token with
+          // the gateway's audience, mounted into the sidecar alone (docs/gateway.md "Who may write what").
+          expect(env[SIDECAR_ENV.writerTokenFile]).to.equal(`${TOKEN_VOLUME.mountPath}/${TOKEN_VOLUME.file}`);
+          expect(result.pod.spec.volumes?.at(-1)).to.deep.equal({
+            name: TOKEN_VOLUME.name,
+            projected: { sources: [{ serviceAccountToken: { audience: 'jobmetrics-gateway', expirationSeconds: 3600, path: 'token' } }] },
+          });
+          const holders = [...(result.pod.spec.initContainers ?? []), ...result.pod.spec.containers].filter((x) => JSON.stringify(x['volumeMounts'] ?? []).includes(TOKEN_VOLUME.name));
+          expect(holders.map((x) => x.name), 'the token is mounted into the sidecar only').to.deep.equal([SIDECAR_CONTAINER]);
           if (c.mode === 'native') {
             const init = result.pod.spec.initContainers ?? [];
             expect(init.at(-1)?.name, 'sidecar is the last init container').to.equal(SIDECAR_CONTAINER);
@@ -148,10 +159,11 @@ describe('webhook mutate: golden pod fixtures', () => {
             expect(result.pod.spec.containers.map((x) => x.name)).to.deep.equal(original.spec.containers.map((x) => x.name));
             // A restarted native sidecar goes on from what it had acknowledged (README "Restarts").
             expect(env[SIDECAR_ENV.stateDir]).to.equal(STATE_VOLUME.mountPath);
-            expect(init.at(-1)?.['volumeMounts']).to.deep.equal([{ name: STATE_VOLUME.name, mountPath: STATE_VOLUME.mountPath }]);
-            expect(result.pod.spec.volumes?.at(-1)).to.deep.equal({ name: STATE_VOLUME.name, emptyDir: { sizeLimit: STATE_VOLUME.sizeLimit } });
+            expect(init.at(-1)?.['volumeMounts']).to.deep.equal([{ name: STATE_VOLUME.name, mountPath: STATE_VOLUME.mountPath }, TOKEN_MOUNT]);
+            expect(result.pod.spec.volumes?.at(-2)).to.deep.equal({ name: STATE_VOLUME.name, emptyDir: { sizeLimit: STATE_VOLUME.sizeLimit } });
             expect(result.pod.spec.containers.some((x) => x['volumeMounts'] !== undefined && JSON.stringify(x['volumeMounts']).includes(STATE_VOLUME.name)), 'mounted into the sidecar only').to.equal(false);
           } else {
+            expect(sidecar!['volumeMounts']).to.deep.equal([TOKEN_MOUNT]);
             expect(env[SIDECAR_ENV.stateDir], 'a legacy sidecar is never restarted').to.equal(undefined);
             expect(result.pod.spec.containers.at(-1)?.name).to.equal(SIDECAR_CONTAINER);
             expect(result.pod.spec.containers.at(-1)?.restartPolicy).to.equal(undefined);

@@ -180,6 +180,6 @@ describe('webhook review', () => {
     expect(patched.spec['resourceClaims']).to.deep.equal(p.spec['resourceClaims']);
     expect(describeDifference(p.spec.containers[0], patched.spec.containers[0])).to.equal('');
     const paths = decodePatch(a.body.response.patch).map((o) => o.path).sort();
-    expect(paths).to.deep.equal(['/metadata/annotations', '/spec/initContainers', '/spec/shareProcessNamespace', '/spec/volumes/1']);
+    expect(paths).to.deep.equal(['/metadata/annotations', '/spec/initContainers', '/spec/shareProcessNamespace', '/spec/volumes/1', '/spec/volumes/2']);
   });
 });
