@@ -3,8 +3,10 @@
  * gateway reads process.env; every default lives here. A setting the sidecar has too
  * (`JOBMETRICS_STALENESS`, `JOBMETRICS_LOG_LEVEL`) has the same name and meaning.
  */
-import { envReader, type ConfigError, type Env } from '../shared/env-reader.ts';
+import { envReader, type ConfigError, type Env, type EnvReader } from '../shared/env-reader.ts';
+import { DEFAULT_TOKEN_AUDIENCE } from '../shared/names.ts';
 import { parseOverrides } from './namespace-limits.ts';
+import { parseTrustedWriters } from './writer-identity.ts';
 
 export interface GatewayConfig {
   /** host:port the gateway listens on for remote write. */
@@ -24,6 +26,12 @@ export interface GatewayConfig {
   /** The most bytes of a compressed request body, and of the body once decompressed. */
   readonly maxBodyBytes: number;
   readonly maxUncompressedBytes: number;
+  /**
+   * Who may write what (writer-identity.ts): `tokenreview` takes each write's namespace and pod from
+   * its bearer token, as the API server vouches for it; `none` trusts the labels (a gateway no
+   * pod can reach, as in the demo).
+   */
+  readonly writerAuth: { readonly mode: 'none' } | { readonly mode: 'tokenreview'; readonly audience: string; readonly trusted: ReadonlySet<string>; readonly kubeconfig: string | undefined };
   readonly logLevel: 'debug' | 'info';
 }
 
@@ -37,6 +45,10 @@ export const GATEWAY_ENV = {
   maxSeriesPerNamespace: 'JOBMETRICS_MAX_SERIES_PER_NAMESPACE',
   maxSamplesPerSecondPerNamespace: 'JOBMETRICS_MAX_SAMPLES_PER_SECOND_PER_NAMESPACE',
   namespaceLimits: 'JOBMETRICS_NAMESPACE_LIMITS',
+  writerAuth: 'JOBMETRICS_WRITER_AUTH',
+  tokenAudience: 'JOBMETRICS_TOKEN_AUDIENCE',
+  trustedWriters: 'JOBMETRICS_TRUSTED_WRITERS',
+  kubeconfig: 'KUBECONFIG',
   logLevel: 'JOBMETRICS_LOG_LEVEL',
 } as const;
 
@@ -53,6 +65,10 @@ export const GATEWAY_DEFAULTS = {
   maxSeriesPerNamespace: 300_000,
   maxSamplesPerSecondPerNamespace: 30_000,
   namespaceLimits: '',
+  writerAuth: 'tokenreview',
+  tokenAudience: DEFAULT_TOKEN_AUDIENCE,
+  // The outcome recorder writes every opted-in namespace's Job outcomes (docs/outcomes.md).
+  trustedWriters: 'jobmetrics:jobmetrics-recorder',
   logLevel: 'info',
 } as const;
 
@@ -69,6 +85,7 @@ export function parseGatewayConfig(env: Env): ConfigResult {
   const overrides = parseOverrides(r.value(GATEWAY_ENV.namespaceLimits) ?? GATEWAY_DEFAULTS.namespaceLimits);
   if (!overrides.ok) r.fail(GATEWAY_ENV.namespaceLimits, overrides.error);
   const config: GatewayConfig = {
+    writerAuth: writerAuth(r),
     listen: r.hostPort(GATEWAY_ENV.listen, GATEWAY_DEFAULTS.listen),
     aggregatorUrl: r.httpUrl(GATEWAY_ENV.aggregatorUrl, undefined),
     aggregationIntervalMs: r.duration(GATEWAY_ENV.aggregationInterval, GATEWAY_DEFAULTS.aggregationInterval, { minMs: 100, maxMs: 3_600_000 }),
@@ -88,4 +105,23 @@ export function parseGatewayConfig(env: Env): ConfigResult {
     logLevel: r.logLevel(GATEWAY_ENV.logLevel, GATEWAY_DEFAULTS.logLevel),
   };
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };
+}
+
+function writerAuth(r: EnvReader): GatewayConfig['writerAuth'] {
+  const mode = r.value(GATEWAY_ENV.writerAuth) ?? GATEWAY_DEFAULTS.writerAuth;
+  if (mode === 'none') return { mode };
+  if (mode !== 'tokenreview') {
+    r.fail(GATEWAY_ENV.writerAuth, `"${mode}" must be tokenreview or none`);
+    return { mode: 'none' };
+  }
+  const trusted = parseTrustedWriters(r.value(GATEWAY_ENV.trustedWriters) ?? GATEWAY_DEFAULTS.trustedWriters);
+  if (!trusted.ok) r.fail(GATEWAY_ENV.trustedWriters, trusted.error);
+  const kubeconfig = r.value(GATEWAY_ENV.kubeconfig);
+  // As the recorder: in a pod the kubelet gives the API server's address and the token.
+  const inCluster = r.value('KUBERNETES_SERVICE_HOST') !== undefined && r.value('KUBERNETES_SERVICE_PORT') !== undefined;
+  if (kubeconfig === undefined && !inCluster) {
+    r.fail(GATEWAY_ENV.writerAuth, `is tokenreview (the default), which needs the API server: set ${GATEWAY_ENV.kubeconfig}, run in a pod, or set ${GATEWAY_ENV.writerAuth}=none where no untrusted pod can reach the gateway`);
+  }
+  const audience = r.value(GATEWAY_ENV.tokenAudience) ?? GATEWAY_DEFAULTS.tokenAudience;
+  return { mode: 'tokenreview', audience, trusted: trusted.ok ? trusted.writers : new Set(), kubeconfig };
 }

@@ -21,6 +21,8 @@ import { NamespaceLimits } from './namespace-limits.ts';
 import { FirstSight } from '../shared/first-sight.ts';
 import { seriesKey } from '../shared/series-key.ts';
 import type { GatewayConfig } from './config.ts';
+import { apiTokenReview } from './token-review-api.ts';
+import { asWriter, TokenReviewer, type ReviewFn } from './writer-identity.ts';
 import { decodeCompressedWriteRequest, WriteRequestError } from './write-request.ts';
 
 export const USER_AGENT = `jobmetrics-gateway/${VERSION}`;
@@ -30,6 +32,8 @@ const FORWARD_TIMEOUT_MS = 5_000;
 /** A due batch the aggregator refused is tried again after this long, until it goes. */
 const RELEASE_RETRY_MS = 1_000;
 const EXPIRE_EVERY_MS = 60_000;
+/** One TokenReview; past it the write is answered 503 and the sender retries. */
+const REVIEW_TIMEOUT_MS = 5_000;
 
 export interface Gateway {
   /** http://host:port of the listening socket. */
@@ -41,6 +45,8 @@ export interface Gateway {
 
 export interface GatewayDeps {
   readonly log: Logger;
+  /** How tokens are reviewed; default: TokenReview at the API server (token-review-api.ts). Tests pass their own. */
+  readonly review?: ReviewFn;
   /** Milliseconds; tests may pass their own clock. */
   readonly now?: () => number;
 }
@@ -55,7 +61,14 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     maxTracked: config.maxTrackedSeries,
   });
   const limits = new NamespaceLimits({ ...config.limits, staleMs: config.stalenessMs });
-  const m = gatewayMetrics(ledger);
+  const auth = config.writerAuth;
+  const reviewer =
+    auth.mode === 'tokenreview'
+      ? new TokenReviewer({ audience: auth.audience, trusted: auth.trusted, review: deps.review ?? apiTokenReview({ kubeconfig: auth.kubeconfig, timeoutMs: REVIEW_TIMEOUT_MS }), now })
+      : undefined;
+  const m = gatewayMetrics(ledger, reviewer);
+  // One warning per writer namespace (relabelled) and per refusal reason; counters keep the rest.
+  const firstRefusal = new FirstSight(200);
   // One warning per namespace and reason for the process's life; the counters keep the rest.
   const firstDrop = new FirstSight(200);
   let draining = false;
@@ -63,8 +76,17 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   // ---- one request --------------------------------------------------------------------------
 
   async function handleWrite(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const body = await readBody(req, config.maxBodyBytes);
+    // The token is checked while the body arrives (a cached answer costs nothing).
+    const [body, check] = await Promise.all([readBody(req, config.maxBodyBytes), reviewer?.check(req.headers.authorization)]);
     if (body === undefined) return answer(res, 413, `request body over ${config.maxBodyBytes} bytes`);
+    if (check !== undefined && !check.ok) {
+      m.writerRefusals.inc({ reason: check.reason });
+      if (firstRefusal.first(check.reason)) log.warn('write refused: the writer is not known', { reason: check.reason, message: check.message, remote: req.socket.remoteAddress });
+      // The API server could not say who wrote: the sender retries, as for an aggregator outage.
+      if (check.reason === 'unavailable') return answer(res, 503, check.message, RELEASE_RETRY_MS);
+      res.setHeader('WWW-Authenticate', 'Bearer');
+      return answer(res, 401, `${check.message} (docs/gateway.md "Who may write what")`);
+    }
     let series: RwSeries[];
     try {
       series = decodeCompressedWriteRequest(body, { maxUncompressedBytes: config.maxUncompressedBytes });
@@ -72,6 +94,15 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       if (!(err instanceof WriteRequestError)) throw err;
       log.warn('write request refused: cannot decode', { error: err, remote: req.socket.remoteAddress, bytes: body.length });
       return answer(res, 400, err.message);
+    }
+    if (check?.ok === true) {
+      const own = asWriter(series, check.writer);
+      series = own.series;
+      if (own.relabelled > 0 && check.writer.kind === 'pod') {
+        const w = check.writer;
+        m.relabelled.inc({ namespace: w.namespace }, own.relabelled);
+        if (firstRefusal.first(`relabelled/${w.namespace}`)) log.warn("series written as another namespace or pod were given the writer's own", { namespace: w.namespace, pod: w.pod, series: own.relabelled });
+      }
     }
     // Each series' key once, for the namespace limits and the birth ledger.
     const limited = limits.check(series, now(), series.map((s) => seriesKey(s.labels)));
@@ -153,6 +184,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const expireTimer = setInterval(() => {
     m.forgotten.inc(ledger.expire(now()));
     limits.expire(now());
+    reviewer?.expire();
   }, EXPIRE_EVERY_MS);
   expireTimer.unref();
 
@@ -242,7 +274,7 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffe
   return Buffer.concat(chunks, size);
 }
 
-function gatewayMetrics(ledger: BirthLedger): {
+function gatewayMetrics(ledger: BirthLedger, reviewer: TokenReviewer | undefined): {
   registry: Registry;
   requests: Counter<'code'>;
   births: Counter;
@@ -254,13 +286,32 @@ function gatewayMetrics(ledger: BirthLedger): {
   forwardFailures: Counter<'part'>;
   limitDrops: Counter<'namespace' | 'reason'>;
   limitRefusals: Counter<'namespace'>;
+  writerRefusals: Counter<'reason'>;
+  relabelled: Counter<'namespace'>;
 } {
   const registry = new Registry();
   const c = <L extends string = never>(name: string, help: string, labelNames: L[] = []): Counter<L> => new Counter({ name, help, labelNames, registers: [registry] });
   new Gauge({ name: 'jobmetrics_gateway_tracked_series', help: 'Counter-like series whose birth the gateway tracks.', registers: [registry], collect() { this.set(ledger.size); } });
   new Gauge({ name: 'jobmetrics_gateway_held_samples', help: 'Samples held until one aggregation interval after their series\' 0.', registers: [registry], collect() { this.set(ledger.heldSamples); } });
+  if (reviewer !== undefined) {
+    const reviews = reviewer.stats.reviews;
+    new Counter({
+      name: 'jobmetrics_gateway_token_reviews_total',
+      help: 'TokenReviews sent to the API server, by result (authenticated, refused, failed: no answer).',
+      labelNames: ['result'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [result, n] of Object.entries(reviews)) this.inc({ result }, n);
+      },
+    });
+    new Counter({ name: 'jobmetrics_gateway_token_cache_hits_total', help: 'Writes whose token was checked from a remembered answer.', registers: [registry], collect() { this.reset(); this.inc(reviewer.stats.cacheHits); } });
+    new Gauge({ name: 'jobmetrics_gateway_token_cache_entries', help: 'Token answers remembered.', registers: [registry], collect() { this.set(reviewer.size); } });
+  }
   return {
     registry,
+    writerRefusals: c('jobmetrics_gateway_writer_refusals_total', 'Writes refused because their writer is not known, by reason (no-token, invalid-token, not-a-service-account, not-bound-to-a-pod, unavailable: 503, the API server did not answer).', ['reason']),
+    relabelled: c('jobmetrics_gateway_relabelled_series_total', "Series a pod wrote with another namespace or pod, given its own (a sidecar's never are), by the writer's namespace.", ['namespace']),
     requests: c('jobmetrics_gateway_write_requests_total', 'Remote-write requests answered, by HTTP status.', ['code']),
     births: c('jobmetrics_gateway_births_total', 'Counter-like series whose 0 went ahead of their values.'),
     held: c('jobmetrics_gateway_held_samples_total', 'Samples held behind their series\' 0.'),

@@ -17,6 +17,12 @@ export interface RecorderConfig {
   readonly flushMs: number;
   /** A kubeconfig file; undefined: the in-cluster service account. */
   readonly kubeconfig: string | undefined;
+  /**
+   * The token presented to the gateway (shared/writer-token.ts): the recorder's own projected
+   * service-account token with the gateway's audience, which the gateway trusts to write any
+   * namespace's outcomes (docs/gateway.md "Who may write what"); undefined: no token.
+   */
+  readonly writerTokenFile: string | undefined;
   readonly logLevel: 'debug' | 'info';
 }
 
@@ -26,6 +32,7 @@ export const RECORDER_ENV = {
   staleness: 'JOBMETRICS_STALENESS',
   flush: 'JOBMETRICS_FLUSH_INTERVAL',
   kubeconfig: 'KUBECONFIG',
+  writerTokenFile: 'JOBMETRICS_WRITER_TOKEN_FILE',
   logLevel: 'JOBMETRICS_LOG_LEVEL',
 } as const;
 
@@ -61,6 +68,7 @@ export function parseRecorderConfig(env: Env): ConfigResult {
     stalenessMs: r.duration(RECORDER_ENV.staleness, RECORDER_DEFAULTS.staleness, { minMs: 3_000, maxMs: 24 * 3_600_000 }),
     flushMs: r.duration(RECORDER_ENV.flush, RECORDER_DEFAULTS.flush, { minMs: 100, maxMs: 60_000 }),
     kubeconfig,
+    writerTokenFile: r.value(RECORDER_ENV.writerTokenFile),
     logLevel: r.logLevel(RECORDER_ENV.logLevel, RECORDER_DEFAULTS.logLevel),
   };
   return r.errors.length > 0 ? { ok: false, errors: r.errors } : { ok: true, config };

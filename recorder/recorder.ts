@@ -15,6 +15,7 @@ import { BatchV1Api, CoreV1Api, KubeConfig, makeInformer, type Informer, type Ku
 import client from 'prom-client';
 import type { Logger } from '../shared/log.ts';
 import { INJECT_ENABLED, INJECT_LABEL, SIDECAR_ENV } from '../shared/names.ts';
+import { WriterToken } from '../shared/writer-token.ts';
 import { deliverWithRetry, encodeWriteRequest, type RwSeries } from '../shared/remote-write.ts';
 import { VERSION } from '../shared/version.ts';
 import { jobOf, workloadName } from '../webhook/workload.ts';
@@ -61,6 +62,9 @@ export async function startRecorder(config: RecorderConfig, deps: RecorderDeps):
   const m = recorderMetrics(pending);
   const namespaces = new Map<string, NamespaceWatch>();
   const target = config.remoteWriteUrl.toString();
+  const token = config.writerTokenFile === undefined ? undefined : new WriterToken(config.writerTokenFile, {
+          onReadError: (error, haveOlderToken) => log.warn('cannot read the token for the gateway', { error, haveOlderToken }),
+        });
 
   // ---- events from objects ------------------------------------------------------------------
 
@@ -153,7 +157,13 @@ export async function startRecorder(config: RecorderConfig, deps: RecorderDeps):
   // count of failures since, when they recover), not one a second.
   let failingSince: { atMs: number; failures: number } | undefined;
   const deliver = async (series: RwSeries[], deadlineMs: number): Promise<boolean> => {
-    const out = await deliverWithRetry(target, encodeWriteRequest(series), { deadlineMs, timeoutMs: Math.min(10_000, Math.max(1_000, deadlineMs - now())), userAgent: USER_AGENT });
+    const authorization = token?.authorization();
+    const out = await deliverWithRetry(target, encodeWriteRequest(series), {
+      deadlineMs,
+      timeoutMs: Math.min(10_000, Math.max(1_000, deadlineMs - now())),
+      userAgent: USER_AGENT,
+      ...(authorization !== undefined && { authorization }),
+    });
     if (!out.ok) {
       m.deliveryFailures.inc();
       if (failingSince === undefined) {

@@ -25,6 +25,8 @@ export async function startLocalGateway(o: LocalGatewayOptions): Promise<Gateway
     JOBMETRICS_AGGREGATOR_URL: o.aggregatorUrl,
     JOBMETRICS_AGGREGATION_INTERVAL: o.aggregationInterval,
     JOBMETRICS_BIRTH_MARGIN: o.birthMargin,
+    // On loopback, written only by this machine's own processes: no pod identity to check.
+    JOBMETRICS_WRITER_AUTH: 'none',
     ...(o.staleness !== undefined ? { JOBMETRICS_STALENESS: o.staleness } : {}),
   });
   if (!parsed.ok) throw new Error(`gateway settings: ${parsed.errors.map((e) => `${e.setting} ${e.message}`).join('; ')}`);

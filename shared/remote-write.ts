@@ -253,6 +253,8 @@ export interface SendOptions {
   signal?: AbortSignal;
   /** Default USER_AGENT; the gateway names itself. */
   userAgent?: string;
+  /** The `Authorization` header, if any (a writer's token for the gateway, shared/writer-token.ts). */
+  authorization?: string;
 }
 
 // Free sockets time out after 30 s; shorter than typical server idle timeouts would be better but
@@ -286,7 +288,7 @@ class TimeoutError extends Error {
   override readonly name = 'TimeoutError';
 }
 
-function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSignal | undefined, userAgent: string): Promise<{ res: RawResponse; reused: boolean } | { err: Error; reused: boolean }> {
+function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSignal | undefined, userAgent: string, authorization: string | undefined): Promise<{ res: RawResponse; reused: boolean } | { err: Error; reused: boolean }> {
   return new Promise((resolve) => {
     const isHttps = target.protocol === 'https:';
     const mod = isHttps ? https() : http;
@@ -309,6 +311,7 @@ function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSig
         'X-Prometheus-Remote-Write-Version': '0.1.0',
         'User-Agent': userAgent,
         'Content-Length': String(body.length),
+        ...(authorization !== undefined && { Authorization: authorization }),
       },
     });
     const onAbort = (): void => {
@@ -381,9 +384,9 @@ export async function sendWriteRequest(url: string, body: Buffer, opts: SendOpti
   }
   const started = Date.now();
   const userAgent = opts.userAgent ?? USER_AGENT;
-  let r = await postOnce(target, body, opts.timeoutMs, opts.signal, userAgent);
+  let r = await postOnce(target, body, opts.timeoutMs, opts.signal, userAgent, opts.authorization);
   if ('err' in r && r.reused && isStaleSocketError(r.err)) {
-    r = await postOnce(target, body, opts.timeoutMs - (Date.now() - started), opts.signal, userAgent);
+    r = await postOnce(target, body, opts.timeoutMs - (Date.now() - started), opts.signal, userAgent, opts.authorization);
   }
   if ('err' in r) {
     const aborted = r.err.name === 'AbortError';
@@ -426,6 +429,8 @@ export interface DeliverOptions {
   random?: () => number;
   /** Default USER_AGENT. */
   userAgent?: string;
+  /** The `Authorization` header of every attempt. */
+  authorization?: string;
 }
 
 /** Full-jitter exponential backoff (a uniform draw in [0, min(cap, base·2^(n-1))]). */
@@ -455,6 +460,7 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
     const sendOpts: SendOptions = { timeoutMs: Math.min(opts.timeoutMs, left) };
     if (opts.signal) sendOpts.signal = opts.signal;
     if (opts.userAgent !== undefined) sendOpts.userAgent = opts.userAgent;
+    if (opts.authorization !== undefined) sendOpts.authorization = opts.authorization;
     attempts++;
     const outcome = await sendWriteRequest(url, body, sendOpts);
     if (outcome.ok || !outcome.retryable || attempts >= maxAttempts || opts.signal?.aborted) return { ...outcome, attempts };

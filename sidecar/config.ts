@@ -29,6 +29,11 @@ export interface SidecarConfig {
    */
   readonly stateDir: string | undefined;
   /**
+   * The token presented to the gateway on every delivery (shared/writer-token.ts), which the
+   * webhook mounts into the sidecar alone; undefined: no `Authorization` header.
+   */
+  readonly writerTokenFile: string | undefined;
+  /**
    * The aggregator's staleness interval. A delivery gap of half of it starts a new generation of
    * the pod's series (docs/semantics.md); must match the aggregator (15m as shipped).
    */
@@ -140,6 +145,7 @@ export function parseSidecarConfig(env: Env): ConfigResult {
     mode: mode ?? 'legacy',
     mainContainer: value(SIDECAR_ENV.mainContainer),
     stateDir: value(SIDECAR_ENV.stateDir),
+    writerTokenFile: value(SIDECAR_ENV.writerTokenFile),
     stalenessMs: duration(EXTRA_ENV.staleness, SIDECAR_DEFAULTS.staleness, { minMs: 1_000, maxMs: 24 * 3_600_000 }),
     exitPollMs: duration(EXTRA_ENV.exitPoll, SIDECAR_DEFAULTS.exitPoll, { minMs: 5, maxMs: 10_000 }),
     procRoot: value(EXTRA_ENV.procRoot) ?? SIDECAR_DEFAULTS.procRoot,
@@ -148,6 +154,8 @@ export function parseSidecarConfig(env: Env): ConfigResult {
   };
   const stateDir = config.stateDir;
   if (stateDir !== undefined && !stateDir.startsWith('/')) fail(SIDECAR_ENV.stateDir, `"${stateDir}" must be an absolute path`);
+  const tokenFile = config.writerTokenFile;
+  if (tokenFile !== undefined && !tokenFile.startsWith('/')) fail(SIDECAR_ENV.writerTokenFile, `"${tokenFile}" must be an absolute path`);
   // A relative path would depend on the working directory of the image.
   if (!config.terminationMessagePath.startsWith('/')) fail(EXTRA_ENV.terminationMessagePath, `"${config.terminationMessagePath}" must be an absolute path`);
   if (errors.length > 0) return { ok: false, errors, mode: mode ?? 'legacy', logLevel: logLevel ?? 'info' };

@@ -28,6 +28,7 @@ import { finalFlushRetry, undeliveredCause, undeliveredValues } from './final-fl
 import { FINAL_VALUES_MSG, finalReport } from './final-report.ts';
 import { FirstSight } from '../shared/first-sight.ts';
 import { peakRssMb } from './peak-rss.ts';
+import { WriterToken } from '../shared/writer-token.ts';
 import { deliverWithRetry, encodeWriteRequest, USER_AGENT, type DeliverOptions, type DeliveryOutcome, type SendOutcome } from '../shared/remote-write.ts';
 import { createScraper, type ScrapeResult } from './scrape.ts';
 import { ScrapeCost, scrapeDelayMs } from './scrape-pace.ts';
@@ -114,6 +115,8 @@ export interface SidecarRun {
   readonly parseWarnings: FirstSight;
   /** Cuts the push loop's wait short (new counters whose zeros should go now). */
   wakePush: () => void;
+  /** The token presented to the gateway (cfg.writerTokenFile); undefined: none. */
+  readonly writerToken: WriterToken | undefined;
   /** Whether the last state write failed (logged once, not every push). */
   stateWriteFailed: boolean;
   /** Whether writing the termination message failed once already (logged once). */
@@ -213,6 +216,12 @@ export function start(cfg: SidecarConfig, env: SidecarEnvironment): SidecarRun {
     lastScrapeError: '',
     parseWarnings: new FirstSight(20),
     wakePush: () => {},
+    writerToken:
+      cfg.writerTokenFile === undefined
+        ? undefined
+        : new WriterToken(cfg.writerTokenFile, {
+            onReadError: (error, haveOlderToken) => env.log.warn('cannot read the token for the gateway; the gateway refuses writes without one', { error, haveOlderToken }),
+          }),
     stateWriteFailed: false,
     terminationMessageFailed: false,
   };
@@ -496,8 +505,10 @@ export async function deliver(
     },
   });
   let maybeArrived = false;
+  const authorization = run.writerToken?.authorization();
   // deliverWithRetry reports failures as values; an abort may still surface as a rejection.
   const outcome = await deliverWithRetry(cfg.remoteWriteUrl.href, body, {
+    ...(authorization !== undefined && { authorization }),
     deadlineMs,
     timeoutMs: Math.min(5_000, cfg.flushTimeoutMs),
     ...retry,

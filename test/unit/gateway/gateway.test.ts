@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parseGatewayConfig } from '../../../gateway/config.ts';
 import { startGateway, type Gateway } from '../../../gateway/gateway.ts';
 import { decodeWriteRequest } from '../../../gateway/write-request.ts';
+import { POD_NAME_EXTRA, type ReviewFn, type TokenReviewStatus } from '../../../gateway/writer-identity.ts';
 import { createLogger } from '../../../shared/log.ts';
 import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../../../shared/remote-write.ts';
 
@@ -67,7 +68,7 @@ describe('gateway: the HTTP edge in front of a real local aggregator', function 
   beforeEach(async () => {
     agg = await fakeAggregator();
     logs = [];
-    const parsed = parseGatewayConfig({ JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: agg.url, JOBMETRICS_AGGREGATION_INTERVAL: '200ms', JOBMETRICS_BIRTH_MARGIN: '100ms' });
+    const parsed = parseGatewayConfig({ JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: agg.url, JOBMETRICS_AGGREGATION_INTERVAL: '200ms', JOBMETRICS_BIRTH_MARGIN: '100ms', JOBMETRICS_WRITER_AUTH: 'none' });
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
     gw = await startGateway(parsed.config, { log: createLogger({ component: 'gw', sink: (l) => logs.push(l) }) });
   });
@@ -165,6 +166,7 @@ describe('gateway: limits per namespace at the HTTP edge', function () {
       JOBMETRICS_AGGREGATION_INTERVAL: '200ms',
       JOBMETRICS_BIRTH_MARGIN: '100ms',
       JOBMETRICS_NAMESPACE_LIMITS: 'flood=2/-,noisy=-/1',
+      JOBMETRICS_WRITER_AUTH: 'none',
     });
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
     const gw = await startGateway(parsed.config, { log: createLogger({ component: 'gw', sink: (l) => logs.push(l) }) });
@@ -193,14 +195,19 @@ describe('gateway: limits per namespace at the HTTP edge', function () {
 });
 
 describe('gateway settings: one line per bad setting, naming it', () => {
+  // A kubeconfig, as token review (the default) needs the API server.
+  const A = { JOBMETRICS_AGGREGATOR_URL: 'http://a/', KUBECONFIG: '/k' };
   const cases: Array<[string, Record<string, string>, RegExp]> = [
-    ['no aggregator URL', {}, /^JOBMETRICS_AGGREGATOR_URL: is required but not set$/],
-    ['an aggregator URL that is not http', { JOBMETRICS_AGGREGATOR_URL: 'ftp://x/' }, /^JOBMETRICS_AGGREGATOR_URL: "ftp:\/\/x\/" must use http: or https:$/],
-    ['a listen address without a port', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_LISTEN: 'localhost' }, /^JOBMETRICS_LISTEN: "localhost" must be host:port/],
-    ['an interval out of range', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_AGGREGATION_INTERVAL: '10ms' }, /^JOBMETRICS_AGGREGATION_INTERVAL: /],
-    ['a namespace limit that is not a number', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_MAX_SERIES_PER_NAMESPACE: '-1' }, /^JOBMETRICS_MAX_SERIES_PER_NAMESPACE: "-1" must be a whole number/],
-    ['namespace overrides that do not parse', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_NAMESPACE_LIMITS: 'batch=lots' }, /^JOBMETRICS_NAMESPACE_LIMITS: "batch=lots" must be/],
-    ['a tracking limit that is not a number', { JOBMETRICS_AGGREGATOR_URL: 'http://a/', JOBMETRICS_MAX_TRACKED_SERIES: 'lots' }, /^JOBMETRICS_MAX_TRACKED_SERIES: "lots" must be a whole number/],
+    ['no aggregator URL', { KUBECONFIG: '/k' }, /^JOBMETRICS_AGGREGATOR_URL: is required but not set$/],
+    ['an aggregator URL that is not http', { KUBECONFIG: '/k', JOBMETRICS_AGGREGATOR_URL: 'ftp://x/' }, /^JOBMETRICS_AGGREGATOR_URL: "ftp:\/\/x\/" must use http: or https:$/],
+    ['a listen address without a port',  { ...A, JOBMETRICS_LISTEN: 'localhost' }, /^JOBMETRICS_LISTEN: "localhost" must be host:port/],
+    ['an interval out of range',  { ...A, JOBMETRICS_AGGREGATION_INTERVAL: '10ms' }, /^JOBMETRICS_AGGREGATION_INTERVAL: /],
+    ['a namespace limit that is not a number',  { ...A, JOBMETRICS_MAX_SERIES_PER_NAMESPACE: '-1' }, /^JOBMETRICS_MAX_SERIES_PER_NAMESPACE: "-1" must be a whole number/],
+    ['namespace overrides that do not parse',  { ...A, JOBMETRICS_NAMESPACE_LIMITS: 'batch=lots' }, /^JOBMETRICS_NAMESPACE_LIMITS: "batch=lots" must be/],
+    ['a tracking limit that is not a number',  { ...A, JOBMETRICS_MAX_TRACKED_SERIES: 'lots' }, /^JOBMETRICS_MAX_TRACKED_SERIES: "lots" must be a whole number/],
+    ['token review (the default) without an API server', { JOBMETRICS_AGGREGATOR_URL: 'http://a/' }, /^JOBMETRICS_WRITER_AUTH: is tokenreview \(the default\), which needs the API server: set KUBECONFIG, run in a pod, or set JOBMETRICS_WRITER_AUTH=none/],
+    ['an unknown writer check', { ...A, JOBMETRICS_WRITER_AUTH: 'mtls' }, /^JOBMETRICS_WRITER_AUTH: "mtls" must be tokenreview or none$/],
+    ['a trusted writer that is not namespace:serviceaccount', { ...A, JOBMETRICS_TRUSTED_WRITERS: 'jobmetrics/recorder' }, /^JOBMETRICS_TRUSTED_WRITERS: "jobmetrics\/recorder" is not namespace:serviceaccount/],
   ];
   for (const [what, env, message] of cases) {
     it(what, () => {
@@ -210,12 +217,101 @@ describe('gateway settings: one line per bad setting, naming it', () => {
     });
   }
   it('the defaults match the shipped aggregator: 10s interval + 3s margin, 15m staleness, listening on 8480', () => {
-    const r = parseGatewayConfig({ JOBMETRICS_AGGREGATOR_URL: 'http://a/' });
+    const r = parseGatewayConfig(A);
     expect(r.ok && { interval: r.config.aggregationIntervalMs, margin: r.config.birthMarginMs, staleness: r.config.stalenessMs, listen: r.config.listen }).to.deep.equal({
       interval: 10_000,
       margin: 3_000,
       staleness: 900_000,
       listen: { host: '0.0.0.0', port: 8480 },
     });
+  });
+});
+
+describe('gateway: who may write what, at the HTTP edge (a scripted TokenReview)', function () {
+  this.timeout(20_000);
+  // What the API server would answer for each token: a sidecar's of namespace team-a, the
+  // recorder's, a token made for another audience, a service-account token bound to no pod.
+  const answers: Record<string, TokenReviewStatus> = {
+    'sidecar-a': { authenticated: true, audiences: ['jobmetrics-gateway'], user: { username: 'system:serviceaccount:team-a:default', extra: { [POD_NAME_EXTRA]: ['etl-x7k2p'] } } },
+    recorder: { authenticated: true, audiences: ['jobmetrics-gateway'], user: { username: 'system:serviceaccount:jobmetrics:jobmetrics-recorder', extra: { [POD_NAME_EXTRA]: ['jobmetrics-recorder-5d9f-abcde'] } } },
+    'api-audience': { authenticated: false, error: '[invalid bearer token, token audiences ["https://kubernetes.default.svc"] is invalid for the target audiences ["jobmetrics-gateway"]]' },
+    unbound: { authenticated: true, audiences: ['jobmetrics-gateway'], user: { username: 'system:serviceaccount:team-a:ci' } },
+  };
+  let reviews: string[];
+  let apiDown: boolean;
+  const review: ReviewFn = async (token) => {
+    reviews.push(token);
+    if (apiDown) return { error: new Error('connect ECONNREFUSED 10.96.0.1:443') };
+    return { status: answers[token] ?? { authenticated: false } };
+  };
+  let agg: Awaited<ReturnType<typeof fakeAggregator>>;
+  let gw: Gateway;
+  beforeEach(async () => {
+    reviews = [];
+    apiDown = false;
+    agg = await fakeAggregator();
+    const parsed = parseGatewayConfig({ JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: agg.url, JOBMETRICS_AGGREGATION_INTERVAL: '200ms', JOBMETRICS_BIRTH_MARGIN: '100ms', KUBECONFIG: '/unused' });
+    if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
+    gw = await startGateway(parsed.config, { log: createLogger({ component: 'gw', sink: () => {} }), review });
+  });
+  afterEach(async () => {
+    await gw.close();
+    await agg.close();
+    closeIdleConnections();
+  });
+  const gauge = (ns: string, pod: string): RwSeries => ({ labels: [['__name__', 'rows'], ['namespace', ns], ['job', 'billing'], ['pod', pod], ['jobmetrics_kind', 'last']], samples: [{ value: 7, timestampMs: Date.now() }] });
+  const writeAs = (token: string | undefined, ...s: RwSeries[]) =>
+    fetch(`${gw.url}/api/v1/write`, { method: 'POST', body: encodeWriteRequest(s), headers: { 'Content-Encoding': 'snappy', ...(token !== undefined && { Authorization: `Bearer ${token}` }) } });
+  const forwarded = (): string[] => agg.received.flatMap((r) => r.series).map((x) => `${x.labels.find((l) => l[0] === 'namespace')?.[1]}/${x.labels.find((l) => l[0] === 'pod')?.[1]}`);
+  const metrics = async (): Promise<string> => (await fetch(`${gw.url}/metrics`)).text();
+
+  const refusals: Array<[what: string, token: string | undefined, reason: string, message: RegExp]> = [
+    ['no token', undefined, 'no-token', /^no bearer token/],
+    ['a token for the API server, not for the gateway', 'api-audience', 'invalid-token', /did not authenticate the token: \[invalid bearer token, token audiences/],
+    ['a token nobody knows', 'forged', 'invalid-token', /did not authenticate the token/],
+    ['a service account token bound to no pod', 'unbound', 'not-bound-to-a-pod', /team-a:ci is not bound to a pod/],
+  ];
+  for (const [what, token, reason, message] of refusals) {
+    it(`${what}: 401 with WWW-Authenticate, counted by reason, nothing forwarded`, async () => {
+      const res = await writeAs(token, gauge('team-b', 'x'));
+      expect([res.status, res.headers.get('www-authenticate')]).to.deep.equal([401, 'Bearer']);
+      expect(await res.text()).to.match(message);
+      expect(forwarded()).to.deep.equal([]);
+      expect(await metrics()).to.match(new RegExp(`^jobmetrics_gateway_writer_refusals_total\\{reason="${reason}"\\} 1$`, 'm'));
+    });
+  }
+
+  it("a pod's write counts for its own namespace and pod, whatever its labels say; its own labels (and a later generation) pass unchanged", async () => {
+    expect((await writeAs('sidecar-a', gauge('team-b', 'victim-pod'), gauge('team-a', 'etl-x7k2p'), gauge('team-a', 'etl-x7k2p/gen2'), gauge('team-a', 'other-pod'))).status).to.equal(204);
+    expect(forwarded()).to.deep.equal(['team-a/etl-x7k2p', 'team-a/etl-x7k2p', 'team-a/etl-x7k2p/gen2', 'team-a/etl-x7k2p']);
+    expect(await metrics()).to.match(/^jobmetrics_gateway_relabelled_series_total\{namespace="team-a"\} 2$/m);
+  });
+
+  it("the trusted recorder's labels are kept (it writes every namespace's outcomes)", async () => {
+    // As the recorder sends it: shared/remote-write.ts with the token's Authorization header.
+    const sent = await sendWriteRequest(`${gw.url}/api/v1/write`, encodeWriteRequest([gauge('team-b', 'run/0a1b'), gauge('team-c', 'run/2c3d')]), { timeoutMs: 5_000, authorization: 'Bearer recorder' });
+    expect(sent).to.deep.equal({ ok: true, status: 204 });
+    expect(forwarded()).to.deep.equal(['team-b/run/0a1b', 'team-c/run/2c3d']);
+  });
+
+  it('one review per token: later writes use the remembered answer, refusals too', async () => {
+    for (let i = 0; i < 3; i++) expect((await writeAs('sidecar-a', gauge('team-a', 'etl-x7k2p'))).status).to.equal(204);
+    for (let i = 0; i < 3; i++) expect((await writeAs('forged', gauge('team-a', 'etl-x7k2p'))).status).to.equal(401);
+    expect(reviews).to.deep.equal(['sidecar-a', 'forged']);
+    const text = await metrics();
+    expect(text).to.match(/^jobmetrics_gateway_token_reviews_total\{result="authenticated"\} 1$/m);
+    expect(text).to.match(/^jobmetrics_gateway_token_reviews_total\{result="refused"\} 1$/m);
+    expect(text).to.match(/^jobmetrics_gateway_token_cache_hits_total 4$/m);
+  });
+
+  it('the API server not answering: 503 with Retry-After (the sender retries), not remembered', async () => {
+    apiDown = true;
+    const res = await writeAs('sidecar-a', gauge('team-a', 'etl-x7k2p'));
+    expect([res.status, res.headers.get('retry-after')]).to.deep.equal([503, '1']);
+    expect(await res.text()).to.match(/TokenReview failed: connect ECONNREFUSED/);
+    apiDown = false;
+    expect((await writeAs('sidecar-a', gauge('team-a', 'etl-x7k2p'))).status).to.equal(204);
+    expect(reviews).to.deep.equal(['sidecar-a', 'sidecar-a']);
+    expect(await metrics()).to.match(/^jobmetrics_gateway_writer_refusals_total\{reason="unavailable"\} 1$/m);
   });
 });

@@ -13,6 +13,7 @@ describe('parseRecorderConfig (docs/outcomes.md "Settings")', () => {
       stalenessMs: 900_000,
       flushMs: 1_000,
       kubeconfig: undefined,
+      writerTokenFile: undefined,
       logLevel: 'info',
     });
     expect(deliveryWindowMs(r.config)).to.equal(600_000);

@@ -26,6 +26,7 @@ describe('parseSidecarConfig (README "Configuration of the sidecar")', () => {
       mode: 'legacy',
       mainContainer: undefined,
       stateDir: undefined,
+      writerTokenFile: undefined,
       stalenessMs: 900_000,
       exitPollMs: 100,
       procRoot: '/proc',
