@@ -375,6 +375,8 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
           env['JOBMETRICS_AGGREGATOR_URL'] = forwardTo;
           env['JOBMETRICS_AGGREGATION_INTERVAL'] = interval;
           env['JOBMETRICS_STALENESS'] = staleness;
+          // No API server here to review tokens: the simulated pods write as themselves.
+          env['JOBMETRICS_WRITER_AUTH'] = 'none';
           m.env = env;
           await startMember(m);
           if (m.child === undefined) throw new Error(`${name} did not start`);

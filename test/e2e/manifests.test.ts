@@ -23,13 +23,16 @@ const INSTALL = join(MANIFESTS, 'install.yaml');
 /** `kind.group/name` as kubectl prints it, in install.yaml's order. */
 const INSTALL_OBJECTS = [
   'namespace/jobmetrics',
+  'serviceaccount/jobmetrics-gateway',
   'serviceaccount/jobmetrics-recorder',
   'serviceaccount/jobmetrics-webhook',
   'role.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'clusterrole.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-recorder',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-recorder',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-webhook',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
@@ -103,13 +106,13 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(1);
       const clusterScoped = INSTALL_OBJECTS.filter((o) => /^(namespace|clusterrole\.|clusterrolebinding\.|mutatingwebhookconfiguration\.)/.test(o));
-      expect(clusterScoped).to.have.length(8);
+      expect(clusterScoped).to.have.length(10);
       expect(dryRunApplied(r.stdout)).to.deep.equal(clusterScoped);
       const errors = r.stderr.split('\n').filter((l) => l.trim() !== '');
       expect(errors).to.deep.equal(Array(INSTALL_OBJECTS.length - clusterScoped.length).fill('Error from server (NotFound): namespaces "jobmetrics" not found'));
     });
 
-    it('server-side dry run with the namespace present: the API server accepts all 32 objects', async () => {
+    it('server-side dry run with the namespace present: the API server accepts all 35 objects', async () => {
       await kubectlOk(plane(), ['create', 'namespace', WEBHOOK_NAMESPACE]);
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(0);
@@ -318,6 +321,22 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       ['*', '*'],
     ];
     canITable(RECORDER, allowed, denied);
+  });
+
+  describe('RBAC: the gateway ServiceAccount may ask whose a token is, and nothing more', () => {
+    const GATEWAY = 'system:serviceaccount:jobmetrics:jobmetrics-gateway';
+    canITable(
+      GATEWAY,
+      [['create', 'tokenreviews.authentication.k8s.io']],
+      [
+        ['create', 'subjectaccessreviews.authorization.k8s.io'],
+        ['create', 'serviceaccounts/token', '-n', 'tenant'],
+        ['get', 'secrets', '-n', 'jobmetrics'],
+        ['list', 'pods', '-n', 'tenant'],
+        ['get', 'namespaces'],
+        ['*', '*'],
+      ],
+    );
   });
 
   describe('overlays', () => {

@@ -288,7 +288,7 @@ describe('image runtime stages on disk (no container engine): production depende
         .find((d) => d.kind === 'Deployment')!;
       const command = deployment.spec.template.spec.containers[0]!.command;
       expect(command).to.deep.equal(['/nodejs/bin/node', '/app/dist/gateway/main.js']);
-      const gw = startEntrypoint(img, { JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: 'http://127.0.0.1:9/api/v1/write' }, command);
+      const gw = startEntrypoint(img, { JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: 'http://127.0.0.1:9/api/v1/write', JOBMETRICS_WRITER_AUTH: 'none' }, command);
       try {
         const url = (await logLine(gw, 'gateway', (rec) => rec['msg'] === 'gateway listening' && typeof rec['url'] === 'string'))['url'] as string;
         expect((await fetch(`${url}/readyz`)).status).to.equal(200);
