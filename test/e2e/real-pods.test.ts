@@ -474,6 +474,77 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(new Set(statuses)).to.deep.equal(new Set(['injected']));
   });
 
+  it("a shared cluster: a container writing another namespace's numbers to the gateway is refused without the sidecar's kind of token and relabelled to its own namespace with one; the victim stays exact and the forger's own sidecar still delivers", async () => {
+    const victim = 'e2e-victim';
+    const forger = 'e2e-forger';
+    await labelledNamespace(cluster, victim);
+    await labelledNamespace(cluster, forger);
+    const image = (await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'deployment', 'jobmetrics-gateway', '-o', 'jsonpath={.spec.template.spec.containers[0].image}'])).trim();
+    // A second container in the forger's pod, in the gateway's image for its remote-write client:
+    // it claims the victim's workload (a counter of 1 000 000 ok items) three ways — with no
+    // token, with the pod's API token, and with a token of its own service account for the
+    // gateway's audience, which any pod may mount (this one as `stolen-audience`).
+    const script = `
+      const { encodeWriteRequest, sendWriteRequest } = await import('/app/dist/shared/remote-write.js');
+      const { readFileSync } = await import('node:fs');
+      const now = Date.now();
+      const body = encodeWriteRequest([{ labels: [['__name__', 'demo_items_processed_total'], ['namespace', '${victim}'], ['job', 'billing'], ['pod', 'billing-forged'], ['outcome', 'ok'], ['jobmetrics_kind', 'counter']], samples: [{ value: 0, timestampMs: now - 1 }, { value: 1000000, timestampMs: now }] }]);
+      const tokens = { none: undefined, 'api-token': readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/token', 'utf8'), 'own-gateway-token': readFileSync('/var/run/secrets/forger/token', 'utf8') };
+      for (const [name, token] of Object.entries(tokens)) {
+        const out = await sendWriteRequest('http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write', body, { timeoutMs: 5000, ...(token && { authorization: 'Bearer ' + token.trim() }) });
+        console.log(JSON.stringify({ forged: name, status: out.status ?? out.error.message }));
+      }`;
+    await apply(cluster, sampleJob({ name: 'billing', ns: victim }));
+    await apply(
+      cluster,
+      sampleJob({
+        name: 'forger',
+        ns: forger,
+        annotations: { 'jobmetrics.io/container': 'main' },
+        podSpec: {
+          containers: [
+            sampleMain(),
+            {
+              name: 'forge',
+              image,
+              imagePullPolicy: 'Never',
+              command: ['/nodejs/bin/node', '--input-type=module', '-e', script],
+              volumeMounts: [{ name: 'stolen-audience', mountPath: '/var/run/secrets/forger', readOnly: true }],
+            },
+          ],
+          volumes: [{ name: 'stolen-audience', projected: { sources: [{ serviceAccountToken: { audience: 'jobmetrics-gateway', expirationSeconds: 3600, path: 'token' } }] } }],
+        },
+      }),
+    );
+    expect(await waitForJob(cluster, victim, 'billing')).to.deep.include({ condition: 'Complete' });
+    expect(await waitForJob(cluster, forger, 'forger')).to.deep.include({ condition: 'Complete' });
+    const [forgerPod] = await jobPods(cluster, forger, 'forger');
+    const forgeLog = await kubectlOk(cluster.cp, ['-n', forger, 'logs', forgerPod!.name, '-c', 'forge']);
+    const answers = Object.fromEntries(forgeLog.split('\n').filter((l) => l.startsWith('{"forged"')).map((l) => { const r = JSON.parse(l) as { forged: string; status: unknown }; return [r.forged, r.status]; }));
+    expect(answers, forgeLog).to.deep.equal({ none: 401, 'api-token': 401, 'own-gateway-token': 204 });
+
+    // The accepted forgery landed in the forger's own namespace, under the pod that wrote it.
+    const relabelled = await settle(cluster, `demo_items_processed_total{namespace="${forger}", job="billing"}`, (s) => s.length === 1 && s[0]!.value === 1_000_000);
+    expect(relabelled.map((s) => [s.labels['outcome'], s.value])).to.deep.equal([['ok', 1_000_000]]);
+    // The victim holds exactly what its own job counted, and the forger's sidecar delivered its own.
+    const victimTruth = await truthFromLog(cluster, victim, (await jobPods(cluster, victim, 'billing'))[0]!.name, 'main');
+    const forgerTruth = await truthFromLog(cluster, forger, forgerPod!.name, 'main');
+    for (const [ns, job, truth] of [[victim, 'billing', victimTruth], [forger, 'forger', forgerTruth]] as const) {
+      const want = expectedOutcomes(truth);
+      const got = await settle(cluster, `demo_items_processed_total{namespace="${ns}", job="${job}"}`, sameAs(want));
+      expect(byOutcome(got), `${ns}/${job}`).to.deep.equal(want);
+    }
+    // Each gateway replica's counters, summed: the two refusals by reason, the one relabelled series.
+    const ips = (await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-gateway', '-o', 'jsonpath={.items[*].status.podIP}'])).trim().split(/\s+/);
+    const texts = await Promise.all(ips.map(async (ip) => (await fetch(`http://${ip}:8480/metrics`)).text()));
+    const total = (re: RegExp): number => texts.reduce((n, t) => n + Number(re.exec(t)?.[1] ?? 0), 0);
+    expect({
+      noToken: total(/^jobmetrics_gateway_writer_refusals_total\{reason="no-token"\} (\d+)$/m),
+      invalidToken: total(/^jobmetrics_gateway_writer_refusals_total\{reason="invalid-token"\} (\d+)$/m),
+      relabelled: total(new RegExp(`^jobmetrics_gateway_relabelled_series_total\\{namespace="${forger}"\\} (\\d+)$`, 'm')),
+    }).to.deep.equal({ noToken: 1, invalidToken: 1, relabelled: 1 });
+  });
+
   it('Job outcomes (the recorder): runs, attempts, durations and unmeasured pods per workload equal what the API objects say and the Job controller counted; a recorder killed mid-stream counts nothing twice', async function () {
     this.timeout(420_000);
     const ns = 'e2e-outcomes';
