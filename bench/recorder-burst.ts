@@ -62,7 +62,7 @@ interface Reply {
   readonly text: string;
 }
 
-function call(cp: ControlPlane, agent: Agent, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Reply> {
+export function call(cp: ControlPlane, agent: Agent, method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<Reply> {
   const url = new URL(path, cp.serverUrl);
   return new Promise((resolveCall, reject) => {
     const req = request(
@@ -82,7 +82,7 @@ function call(cp: ControlPlane, agent: Agent, method: string, path: string, body
 }
 
 /** `call` again after a transport error or a 429/5xx (the API server sheds load under a burst). */
-async function callOk(cp: ControlPlane, agent: Agent, method: string, path: string, body: unknown, ok: (status: number) => boolean, contentType?: string): Promise<Reply> {
+export async function callOk(cp: ControlPlane, agent: Agent, method: string, path: string, body: unknown, ok: (status: number) => boolean, contentType?: string): Promise<Reply> {
   let last = '';
   for (let attempt = 0; attempt < 10; attempt++) {
     const r = await call(cp, agent, method, path, body, contentType).catch((e: unknown) => ({ status: 0, text: String(e) }));

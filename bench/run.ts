@@ -4,7 +4,7 @@
  *
  *   npm run bench                            parser, sidecar, sidecar-costs, sidecar-memory, exit-latency, tail-loss,
  *                                            webhook, aggregator-load, webhook-burst, job-completion,
- *                                            recorder-burst (~45 min, and recorder-burst's own length;
+ *                                            recorder-burst, gateway-identity (~50 min, and recorder-burst's own length;
  *                                            job-completion needs root and starts the local node cluster)
  *   npm run bench -- sidecar exit-latency    a subset, in the order given
  *   npm run bench -- --quick                 shorter windows: sidecar 10 s per configuration,
@@ -27,6 +27,9 @@
  *                                            kubelet completing them: the outcome recorder's CPU and RSS
  *                                            next to the API server's, etcd's and the controller-manager's
  *                                            (bench/recorder-burst.ts; --jobs N --pods N, as aggregator-load's)
+ *   npm run bench -- gateway-identity        1 000 pods' writes through the gateway with and without
+ *                                            token review (TokenReview at a real API server), side by
+ *                                            side (bench/gateway-identity.ts)
  *   npm run bench -- --write-docs            also replace the generated blocks of the Sidecar,
  *                                            Sidecar-costs, Parser, Exit, Tail-loss, Aggregator-load,
  *                                            Webhook-burst and Job-completion sections of docs/benchmarks.md
@@ -39,9 +42,9 @@
 import { cpus, loadavg, totalmem } from 'node:os';
 import { asMarkdown, writeDocsBlock } from './docs-blocks.ts';
 
-const NAMES = ['parser', 'sidecar', 'sidecar-costs', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst', 'job-completion', 'recorder-burst'] as const;
+const NAMES = ['parser', 'sidecar', 'sidecar-costs', 'sidecar-memory', 'exit-latency', 'tail-loss', 'webhook', 'aggregator-load', 'webhook-burst', 'job-completion', 'recorder-burst', 'gateway-identity'] as const;
 type Name = (typeof NAMES)[number];
-const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load', 'real-pods': 'job-completion', completion: 'job-completion', recorder: 'recorder-burst' };
+const ALIASES: Record<string, Name> = { exit: 'exit-latency', latency: 'exit-latency', footprint: 'sidecar', memory: 'sidecar-memory', tail: 'tail-loss', load: 'aggregator-load', scale: 'aggregator-load', 'real-pods': 'job-completion', completion: 'job-completion', recorder: 'recorder-burst', identity: 'gateway-identity' };
 
 interface Args {
   readonly names: Name[];
@@ -138,6 +141,8 @@ async function runOne(name: Name, a: Args): Promise<string> {
       const pods = given('--pods');
       return (await import('./recorder-burst.ts')).run({ ...(jobs !== undefined ? { jobs } : {}), ...(pods !== undefined ? { pods } : {}), ...(a.quick ? { settleMs: 10_000 } : {}) });
     }
+    case 'gateway-identity':
+      return (await import('./gateway-identity.ts')).run(a.quick ? { pods: 200, seconds: 20, rounds: 1 } : {});
     case 'aggregator-load': {
       const m = await import('./aggregator-load.ts');
       return m.run({ ...(a.quick ? { pods: 200, durationMs: 60_000 } : {}), ...m.parseLoadArgs(a.load) });
@@ -157,6 +162,7 @@ const TITLES: Record<Name, string> = {
   'webhook-burst': 'Webhook under a pod-creation burst',
   'job-completion': 'Real pods: sidecar memory and Job completion delay',
   'recorder-burst': 'Outcome recorder under a burst',
+  'gateway-identity': 'Gateway: writes with and without token review',
 };
 
 async function main(): Promise<number> {

@@ -31,7 +31,14 @@ export interface GatewayConfig {
    * its bearer token, as the API server vouches for it; `none` trusts the labels (a gateway no
    * pod can reach, as in the demo).
    */
-  readonly writerAuth: { readonly mode: 'none' } | { readonly mode: 'tokenreview'; readonly audience: string; readonly trusted: ReadonlySet<string>; readonly kubeconfig: string | undefined };
+  readonly writerAuth: { readonly mode: 'none' } | { readonly mode: 'tokenreview'; readonly audience: string; readonly trusted: ReadonlySet<string> };
+  /**
+   * The Secret with the credentials the gateway sends to the aggregator (aggregator-credentials.ts),
+   * created when missing; undefined: it sends none.
+   */
+  readonly aggregatorCredentials: { readonly namespace: string; readonly name: string } | undefined;
+  /** A kubeconfig file for the API server (TokenReview, the credentials Secret); undefined: in-cluster. */
+  readonly kubeconfig: string | undefined;
   readonly logLevel: 'debug' | 'info';
 }
 
@@ -48,6 +55,7 @@ export const GATEWAY_ENV = {
   writerAuth: 'JOBMETRICS_WRITER_AUTH',
   tokenAudience: 'JOBMETRICS_TOKEN_AUDIENCE',
   trustedWriters: 'JOBMETRICS_TRUSTED_WRITERS',
+  aggregatorCredentials: 'JOBMETRICS_AGGREGATOR_CREDENTIALS',
   kubeconfig: 'KUBECONFIG',
   logLevel: 'JOBMETRICS_LOG_LEVEL',
 } as const;
@@ -69,6 +77,7 @@ export const GATEWAY_DEFAULTS = {
   tokenAudience: DEFAULT_TOKEN_AUDIENCE,
   // The outcome recorder writes every opted-in namespace's Job outcomes (docs/outcomes.md).
   trustedWriters: 'jobmetrics:jobmetrics-recorder',
+  aggregatorCredentials: '',
   logLevel: 'info',
 } as const;
 
@@ -84,8 +93,21 @@ export function parseGatewayConfig(env: Env): ConfigResult {
   const r = envReader(env);
   const overrides = parseOverrides(r.value(GATEWAY_ENV.namespaceLimits) ?? GATEWAY_DEFAULTS.namespaceLimits);
   if (!overrides.ok) r.fail(GATEWAY_ENV.namespaceLimits, overrides.error);
+  const auth = writerAuth(r);
+  const credentials = aggregatorCredentials(r);
+  const kubeconfig = r.value(GATEWAY_ENV.kubeconfig);
+  // As the recorder: in a pod the kubelet gives the API server's address and the token.
+  const inCluster = r.value('KUBERNETES_SERVICE_HOST') !== undefined && r.value('KUBERNETES_SERVICE_PORT') !== undefined;
+  if (kubeconfig === undefined && !inCluster) {
+    if (auth.mode === 'tokenreview') {
+      r.fail(GATEWAY_ENV.writerAuth, `is tokenreview (the default), which needs the API server: set ${GATEWAY_ENV.kubeconfig}, run in a pod, or set ${GATEWAY_ENV.writerAuth}=none where no untrusted pod can reach the gateway`);
+    }
+    if (credentials !== undefined) r.fail(GATEWAY_ENV.aggregatorCredentials, `names a Secret, which needs the API server: set ${GATEWAY_ENV.kubeconfig} or run in a pod`);
+  }
   const config: GatewayConfig = {
-    writerAuth: writerAuth(r),
+    writerAuth: auth,
+    aggregatorCredentials: credentials,
+    kubeconfig,
     listen: r.hostPort(GATEWAY_ENV.listen, GATEWAY_DEFAULTS.listen),
     aggregatorUrl: r.httpUrl(GATEWAY_ENV.aggregatorUrl, undefined),
     aggregationIntervalMs: r.duration(GATEWAY_ENV.aggregationInterval, GATEWAY_DEFAULTS.aggregationInterval, { minMs: 100, maxMs: 3_600_000 }),
@@ -116,12 +138,17 @@ function writerAuth(r: EnvReader): GatewayConfig['writerAuth'] {
   }
   const trusted = parseTrustedWriters(r.value(GATEWAY_ENV.trustedWriters) ?? GATEWAY_DEFAULTS.trustedWriters);
   if (!trusted.ok) r.fail(GATEWAY_ENV.trustedWriters, trusted.error);
-  const kubeconfig = r.value(GATEWAY_ENV.kubeconfig);
-  // As the recorder: in a pod the kubelet gives the API server's address and the token.
-  const inCluster = r.value('KUBERNETES_SERVICE_HOST') !== undefined && r.value('KUBERNETES_SERVICE_PORT') !== undefined;
-  if (kubeconfig === undefined && !inCluster) {
-    r.fail(GATEWAY_ENV.writerAuth, `is tokenreview (the default), which needs the API server: set ${GATEWAY_ENV.kubeconfig}, run in a pod, or set ${GATEWAY_ENV.writerAuth}=none where no untrusted pod can reach the gateway`);
-  }
   const audience = r.value(GATEWAY_ENV.tokenAudience) ?? GATEWAY_DEFAULTS.tokenAudience;
-  return { mode: 'tokenreview', audience, trusted: trusted.ok ? trusted.writers : new Set(), kubeconfig };
+  return { mode: 'tokenreview', audience, trusted: trusted.ok ? trusted.writers : new Set() };
+}
+
+function aggregatorCredentials(r: EnvReader): GatewayConfig['aggregatorCredentials'] {
+  const raw = r.value(GATEWAY_ENV.aggregatorCredentials) ?? GATEWAY_DEFAULTS.aggregatorCredentials;
+  if (raw === '') return undefined;
+  const m = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\/([a-z0-9]([-.a-z0-9]*[a-z0-9])?)$/.exec(raw);
+  if (!m || m[1] === undefined || m[3] === undefined) {
+    r.fail(GATEWAY_ENV.aggregatorCredentials, `"${raw}" must be <namespace>/<secret name>`);
+    return undefined;
+  }
+  return { namespace: m[1], name: m[3] };
 }

@@ -47,6 +47,8 @@ export interface GatewayDeps {
   readonly log: Logger;
   /** How tokens are reviewed; default: TokenReview at the API server (token-review-api.ts). Tests pass their own. */
   readonly review?: ReviewFn;
+  /** The `Authorization` header of every forward to the aggregator (aggregator-credentials.ts); absent: none. */
+  readonly aggregatorAuthorization?: string;
   /** Milliseconds; tests may pass their own clock. */
   readonly now?: () => number;
 }
@@ -55,6 +57,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const { log } = deps;
   const now = deps.now ?? Date.now;
   const aggregator = config.aggregatorUrl.toString();
+  const forwardAuth = deps.aggregatorAuthorization !== undefined ? { authorization: deps.aggregatorAuthorization } : {};
   const ledger = new BirthLedger({
     holdMs: config.aggregationIntervalMs + config.birthMarginMs,
     forgetAfterMs: config.stalenessMs,
@@ -64,7 +67,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
   const auth = config.writerAuth;
   const reviewer =
     auth.mode === 'tokenreview'
-      ? new TokenReviewer({ audience: auth.audience, trusted: auth.trusted, review: deps.review ?? apiTokenReview({ kubeconfig: auth.kubeconfig, timeoutMs: REVIEW_TIMEOUT_MS }), now })
+      ? new TokenReviewer({ audience: auth.audience, trusted: auth.trusted, review: deps.review ?? apiTokenReview({ kubeconfig: config.kubeconfig, timeoutMs: REVIEW_TIMEOUT_MS }), now })
       : undefined;
   const m = gatewayMetrics(ledger, reviewer);
   // One warning per writer namespace (relabelled) and per refusal reason; counters keep the rest.
@@ -122,7 +125,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       if (admitted.heldSamples > 0) scheduleRelease();
       return answer(res, 204);
     }
-    const out = await sendWriteRequest(aggregator, encodeWriteRequest(admitted.now), { timeoutMs: FORWARD_TIMEOUT_MS, userAgent: USER_AGENT });
+    const out = await sendWriteRequest(aggregator, encodeWriteRequest(admitted.now), { timeoutMs: FORWARD_TIMEOUT_MS, userAgent: USER_AGENT, ...forwardAuth });
     if (out.ok) {
       ledger.confirm(admitted.births, now());
       if (admitted.heldSamples > 0) scheduleRelease();
@@ -164,6 +167,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
       deadlineMs: now() + 3 * FORWARD_TIMEOUT_MS,
       timeoutMs: FORWARD_TIMEOUT_MS,
       userAgent: USER_AGENT,
+      ...forwardAuth,
     });
     if (out.ok) {
       m.released.inc(samples);

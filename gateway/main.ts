@@ -5,6 +5,7 @@
  * (docs/gateway.md).
  */
 import { createLogger } from '../shared/log.ts';
+import { basicAuthorization, ensureAggregatorCredentials } from './aggregator-credentials.ts';
 import { parseGatewayConfig } from './config.ts';
 import { startGateway } from './gateway.ts';
 
@@ -14,9 +15,26 @@ if (!parsed.ok) {
   for (const e of parsed.errors) log.error(`invalid setting ${e.setting}: ${e.message}`, { setting: e.setting });
   process.exit(2);
 }
+const config = parsed.config;
+let aggregatorAuthorization: string | undefined;
+if (config.aggregatorCredentials !== undefined) {
+  // Nothing can be forwarded without them: retry until the API server gives them (each failure
+  // logged), as the kubelet would restart a gateway that exited.
+  const where = config.aggregatorCredentials;
+  for (let attempt = 1; aggregatorAuthorization === undefined; attempt++) {
+    try {
+      const c = await ensureAggregatorCredentials({ kubeconfig: config.kubeconfig, ...where });
+      log.info(c.created ? 'aggregator credentials created' : 'aggregator credentials read', { secret: `${where.namespace}/${where.name}` });
+      aggregatorAuthorization = basicAuthorization(c);
+    } catch (error) {
+      log.error('cannot get the aggregator credentials; trying again', { error, attempt, secret: `${where.namespace}/${where.name}` });
+      await new Promise((r) => setTimeout(r, Math.min(30_000, 1_000 * 2 ** Math.min(attempt, 5))));
+    }
+  }
+}
 let gateway;
 try {
-  gateway = await startGateway(parsed.config, { log });
+  gateway = await startGateway(config, { log, ...(aggregatorAuthorization !== undefined && { aggregatorAuthorization }) });
 } catch (error) {
   log.error('cannot start', { error, listen: parsed.config.listen });
   process.exit(1);

@@ -11,6 +11,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import { basicAuthorization, readCredentials } from '../../gateway/aggregator-credentials.ts';
 import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
 import { mountsBelow, setUpHostNetwork, type HostNetwork } from './host.ts';
 import { cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
@@ -51,6 +52,11 @@ export interface Cluster {
   readonly kubeconfigPath: string;
   /** The in-cluster Prometheus, reachable from this machine through its Service address. */
   readonly prometheusUrl: string;
+  /**
+   * What every request to it needs: the aggregator's credentials, which the gateway created
+   * (docs/install.md "What each part trusts"), as an `Authorization` header.
+   */
+  readonly prometheusAuthorization: string;
   stop(): Promise<void>;
 }
 
@@ -111,8 +117,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       await kubectlOk(cp, ['-n', 'jobmetrics', 'rollout', 'status', `deployment/${d}`, '--timeout=180s'], { timeoutMs: 190_000 });
     }
     const ip = (await kubectlOk(cp, ['-n', 'jobmetrics', 'get', 'service', 'jobmetrics-prometheus', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    const secret = JSON.parse(await kubectlOk(cp, ['-n', 'jobmetrics', 'get', 'secret', 'jobmetrics-aggregator-credentials', '-o', 'json'])) as { data?: Record<string, string> };
+    const credentials = readCredentials(secret.data);
+    if ('error' in credentials) throw new Error(`Secret jobmetrics/jobmetrics-aggregator-credentials: ${credentials.error}`);
     step('ready');
-    return { dir, cp, node, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, stop };
+    return { dir, cp, node, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, prometheusAuthorization: basicAuthorization(credentials), stop };
   } catch (err) {
     const report = node?.describe() ?? '';
     await stop();

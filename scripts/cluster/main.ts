@@ -35,7 +35,8 @@ function printReady(dir: string): void {
   if (!ready) die(`no ready.json in ${dir}`);
   console.log(`\nThe cluster is running (supervisor pid ${ready.pid}, state in ${dir}).`);
   console.log(`  export KUBECONFIG=${ready.kubeconfig}`);
-  console.log(`  Prometheus: ${ready.prometheusUrl}   (e.g. ${ready.prometheusUrl}/api/v1/query?query=up)`);
+  console.log(`  Prometheus: ${ready.prometheusUrl}, with the aggregator's credentials (Secret jobmetrics/jobmetrics-aggregator-credentials), e.g.`);
+  console.log(`    curl -H '${`Authorization: ${ready.prometheusAuthorization}`}' '${ready.prometheusUrl}/api/v1/query?query=count(jobmetrics_job_runs_total)'`);
   console.log(`Stop it with: npm run cluster -- down`);
 }
 

@@ -30,6 +30,8 @@ export function supervisorFiles(dir: string): SupervisorFiles {
 export interface ReadyInfo {
   readonly kubeconfig: string;
   readonly prometheusUrl: string;
+  /** The `Authorization` header Prometheus needs (the aggregator's credentials). */
+  readonly prometheusAuthorization: string;
   readonly pid: number;
 }
 

@@ -170,9 +170,13 @@ export interface Sample {
   readonly value: number;
 }
 
+/** A GET of the in-cluster Prometheus (`path` with its query string), with the credentials it needs. */
+export function promFetch(cluster: Cluster, path: string): Promise<Response> {
+  return fetch(`${cluster.prometheusUrl}${path}`, { headers: { authorization: cluster.prometheusAuthorization }, signal: AbortSignal.timeout(10_000) });
+}
+
 export async function promQuery(cluster: Cluster, query: string): Promise<Sample[]> {
-  const url = `${cluster.prometheusUrl}/api/v1/query?query=${encodeURIComponent(query)}`;
-  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) });
+  const res = await promFetch(cluster, `/api/v1/query?query=${encodeURIComponent(query)}`);
   const body = (await res.json()) as { status: string; error?: string; data?: { result: { metric: Record<string, string>; value: [number, string] }[] } };
   if (body.status !== 'success') throw new Error(`query ${query}: ${res.status} ${body.error ?? ''}`);
   return (body.data?.result ?? []).map((r) => ({ labels: r.metric, value: Number(r.value[1]) }));

@@ -9,7 +9,10 @@
  */
 
 import { expect } from 'chai';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import bcrypt from 'bcryptjs';
+import { parse as parseYaml } from 'yaml';
+import { ensureAggregatorCredentials } from '../../gateway/aggregator-credentials.ts';
 import { join } from 'node:path';
 import { createNamespace, kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import { readTopology } from '../../scripts/topology-spec.ts';
@@ -26,11 +29,13 @@ const INSTALL_OBJECTS = [
   'serviceaccount/jobmetrics-gateway',
   'serviceaccount/jobmetrics-recorder',
   'serviceaccount/jobmetrics-webhook',
+  'role.rbac.authorization.k8s.io/jobmetrics-gateway',
   'role.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-recorder',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
+  'rolebinding.rbac.authorization.k8s.io/jobmetrics-gateway',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-recorder',
@@ -76,7 +81,7 @@ function stripHeader(text: string): string {
 
 describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API server', function () {
   this.timeout(120_000);
-  const { plane } = useControlPlane('manifests');
+  const { plane, dir: suiteDir } = useControlPlane('manifests');
 
   describe('install.yaml', () => {
     it('is manifests/base rendered by kustomize, under its header (regenerate as the header says)', async () => {
@@ -112,7 +117,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       expect(errors).to.deep.equal(Array(INSTALL_OBJECTS.length - clusterScoped.length).fill('Error from server (NotFound): namespaces "jobmetrics" not found'));
     });
 
-    it('server-side dry run with the namespace present: the API server accepts all 35 objects', async () => {
+    it('server-side dry run with the namespace present: the API server accepts all 37 objects', async () => {
       await kubectlOk(plane(), ['create', 'namespace', WEBHOOK_NAMESPACE]);
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(0);
@@ -327,16 +332,53 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
     const GATEWAY = 'system:serviceaccount:jobmetrics:jobmetrics-gateway';
     canITable(
       GATEWAY,
-      [['create', 'tokenreviews.authentication.k8s.io']],
+      [
+        ['create', 'tokenreviews.authentication.k8s.io'],
+        // The aggregator's credentials: created when missing, read; no other Secret read.
+        ['create', 'secrets', '-n', 'jobmetrics'],
+        ['get', 'secrets/jobmetrics-aggregator-credentials', '-n', 'jobmetrics'],
+      ],
       [
         ['create', 'subjectaccessreviews.authorization.k8s.io'],
         ['create', 'serviceaccounts/token', '-n', 'tenant'],
-        ['get', 'secrets', '-n', 'jobmetrics'],
+        ['get', 'secrets/jobmetrics-webhook-tls', '-n', 'jobmetrics'],
+        ['list', 'secrets', '-n', 'jobmetrics'],
+        ['update', 'secrets/jobmetrics-aggregator-credentials', '-n', 'jobmetrics'],
+        ['create', 'secrets', '-n', 'tenant'],
         ['list', 'pods', '-n', 'tenant'],
         ['get', 'namespaces'],
         ['*', '*'],
       ],
     );
+  });
+
+  describe("the aggregator's credentials, as the gateway's ServiceAccount gets them from the real API server", () => {
+    it('two gateways starting at once: one creates the Secret, the other reads it; a restart reads the same; Prometheus\' web config holds its hash', async function () {
+      this.timeout(60_000);
+      // A kubeconfig with a token of the gateway's ServiceAccount (install.yaml is applied above).
+      const token = (await kubectlOk(plane(), ['-n', 'jobmetrics', 'create', 'token', 'jobmetrics-gateway'])).trim();
+      const kubeconfig = join(suiteDir(), 'gateway.kubeconfig');
+      await writeFile(
+        kubeconfig,
+        JSON.stringify({
+          apiVersion: 'v1',
+          kind: 'Config',
+          clusters: [{ name: 'c', cluster: { server: plane().serverUrl, 'certificate-authority-data': Buffer.from(plane().caPem).toString('base64') } }],
+          users: [{ name: 'gateway', user: { token } }],
+          contexts: [{ name: 'c', context: { cluster: 'c', user: 'gateway' } }],
+          'current-context': 'c',
+        }),
+      );
+      const where = { kubeconfig, namespace: 'jobmetrics', name: 'jobmetrics-aggregator-credentials' };
+      const [a, b] = await Promise.all([ensureAggregatorCredentials(where), ensureAggregatorCredentials(where)]);
+      expect([a.created, b.created].sort()).to.deep.equal([false, true]);
+      expect(b.password).to.equal(a.password);
+      const again = await ensureAggregatorCredentials(where);
+      expect({ created: again.created, same: again.password === a.password }).to.deep.equal({ created: false, same: true });
+      const secret = JSON.parse(await kubectlOk(plane(), ['-n', 'jobmetrics', 'get', 'secret', 'jobmetrics-aggregator-credentials', '-o', 'json'])) as { data: Record<string, string> };
+      const web = parseYaml(Buffer.from(secret.data['web-config.yml'] ?? '', 'base64').toString('utf8')) as { basic_auth_users: Record<string, string> };
+      expect(await bcrypt.compare(a.password, web.basic_auth_users['jobmetrics'] ?? '')).to.equal(true);
+    });
   });
 
   describe('overlays', () => {
@@ -346,6 +388,42 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       if (!d) throw new Error(`${kind}/${name} not in the overlay`);
       return d;
     };
+
+    // Every vmagent takes writes only with the credentials and sends them on; the store checks
+    // them; each mounts the key it needs from the Secret the gateway creates.
+    for (const overlay of ['../base', 'sharded-aggregator', 'ha-aggregator']) {
+      it(`${overlay === '../base' ? 'base' : overlay}: every vmagent checks the credentials and sends them on; Prometheus checks them`, () => {
+        const docs = build(overlay);
+        const pods = docs.filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet');
+        const checked: string[] = [];
+        for (const d of pods) {
+          const spec = (d['spec'] as { template: { spec: { containers: Array<{ args?: string[]; volumeMounts?: Array<{ name: string; mountPath: string }> }>; volumes?: Array<{ name: string; secret?: { secretName: string; items: Array<{ key: string }> } }> } } }).template.spec;
+          const c = spec.containers[0]!;
+          const args = c.args ?? [];
+          const creds = spec.volumes?.find((v) => v.name === 'credentials');
+          const mounted = c.volumeMounts?.find((m) => m.name === 'credentials')?.mountPath;
+          if (args.some((a) => a.startsWith('-remoteWrite.url'))) {
+            expect(args.filter((a) => /^-(httpAuth|remoteWrite\.basicAuth)\./.test(a)), d.metadata.name).to.deep.equal([
+              '-httpAuth.username=jobmetrics',
+              '-httpAuth.password=file:///etc/jobmetrics/credentials/password',
+              '-remoteWrite.basicAuth.username=jobmetrics',
+              '-remoteWrite.basicAuth.passwordFile=/etc/jobmetrics/credentials/password',
+            ]);
+            expect([creds?.secret?.secretName, creds?.secret?.items.map((i) => i.key), mounted], d.metadata.name).to.deep.equal(['jobmetrics-aggregator-credentials', ['password'], '/etc/jobmetrics/credentials']);
+            checked.push(`vmagent ${d.metadata.name}`);
+          } else if (args.includes('--web.enable-remote-write-receiver')) {
+            expect(args, d.metadata.name).to.include('--web.config.file=/etc/jobmetrics/credentials/web-config.yml');
+            expect([creds?.secret?.secretName, creds?.secret?.items.map((i) => i.key), mounted], d.metadata.name).to.deep.equal(['jobmetrics-aggregator-credentials', ['web-config.yml'], '/etc/jobmetrics/credentials']);
+            checked.push(`prometheus ${d.metadata.name}`);
+          }
+        }
+        const want =
+          overlay === '../base'
+            ? ['vmagent jobmetrics-aggregator', 'prometheus jobmetrics-prometheus']
+            : ['vmagent jobmetrics-aggregator', 'vmagent jobmetrics-aggregator-shard', 'prometheus jobmetrics-prometheus'];
+        expect(checked.sort()).to.deep.equal(want.sort());
+      });
+    }
 
     it('sharded-aggregator: the API server accepts all of it', async () => {
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-k', join(MANIFESTS, 'overlays', 'sharded-aggregator')]);

@@ -17,6 +17,7 @@ import {
   apply,
   jobPods,
   labelledNamespace,
+  promFetch,
   promQuery,
   PYTHON_JOB_IMAGE,
   SAMPLE_JOB_IMAGE,
@@ -154,7 +155,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     // at 0 (the gateway delivered the values an aggregation interval after the explicit zeros).
     const range = await promQuery(cluster, `timestamp(demo_items_processed_total{namespace="${ns}", outcome="ok"})`);
     const at = range[0]?.value ?? 0;
-    const res = await fetch(`${cluster.prometheusUrl}/api/v1/query?query=${encodeURIComponent(`increase(demo_items_processed_total{namespace="${ns}", outcome="ok"}[30m])`)}&time=${at}`);
+    const res = await promFetch(cluster, `/api/v1/query?query=${encodeURIComponent(`increase(demo_items_processed_total{namespace="${ns}", outcome="ok"}[30m])`)}&time=${at}`);
     const inc = ((await res.json()) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
     expect(Number(inc)).to.equal(truth.ok);
   });
@@ -172,7 +173,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     // after the zeros); straight to vmagent this run's output is born at its total and increase()
     // reads 0 (docs/gateway.md).
     const last = await promQuery(cluster, `timestamp(demo_items_processed_total{namespace="${ns}", outcome="ok"})`);
-    const res = await fetch(`${cluster.prometheusUrl}/api/v1/query?query=${encodeURIComponent(`increase(demo_items_processed_total{namespace="${ns}", outcome="ok"}[30m])`)}&time=${last[0]?.value ?? 0}`);
+    const res = await promFetch(cluster, `/api/v1/query?query=${encodeURIComponent(`increase(demo_items_processed_total{namespace="${ns}", outcome="ok"}[30m])`)}&time=${last[0]?.value ?? 0}`);
     const inc = ((await res.json()) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1];
     expect(Number(inc)).to.equal(truth.ok);
   });
@@ -474,7 +475,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(new Set(statuses)).to.deep.equal(new Set(['injected']));
   });
 
-  it("a shared cluster: a container writing another namespace's numbers to the gateway is refused without the sidecar's kind of token and relabelled to its own namespace with one; the victim stays exact and the forger's own sidecar still delivers", async () => {
+  it("a shared cluster: a container writing another namespace's numbers is refused by the gateway without a pod's gateway token and relabelled to its own namespace with one, refused by the aggregator and the store it tried to reach directly; the victim stays exact and the forger's own sidecar still delivers", async () => {
     const victim = 'e2e-victim';
     const forger = 'e2e-forger';
     await labelledNamespace(cluster, victim);
@@ -492,6 +493,11 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
       const tokens = { none: undefined, 'api-token': readFileSync('/var/run/secrets/kubernetes.io/serviceaccount/token', 'utf8'), 'own-gateway-token': readFileSync('/var/run/secrets/forger/token', 'utf8') };
       for (const [name, token] of Object.entries(tokens)) {
         const out = await sendWriteRequest('http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write', body, { timeoutMs: 5000, ...(token && { authorization: 'Bearer ' + token.trim() }) });
+        console.log(JSON.stringify({ forged: 'gateway, ' + name, status: out.status ?? out.error.message }));
+      }
+      // Skipping the gateway: straight to the aggregator, and to the store's remote-write receiver.
+      for (const [name, url] of [['aggregator', 'http://jobmetrics-aggregator.jobmetrics.svc:8429/api/v1/write'], ['store', 'http://jobmetrics-prometheus.jobmetrics.svc:9090/api/v1/write']]) {
+        const out = await sendWriteRequest(url, body, { timeoutMs: 5000 });
         console.log(JSON.stringify({ forged: name, status: out.status ?? out.error.message }));
       }`;
     await apply(cluster, sampleJob({ name: 'billing', ns: victim }));
@@ -521,7 +527,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const [forgerPod] = await jobPods(cluster, forger, 'forger');
     const forgeLog = await kubectlOk(cluster.cp, ['-n', forger, 'logs', forgerPod!.name, '-c', 'forge']);
     const answers = Object.fromEntries(forgeLog.split('\n').filter((l) => l.startsWith('{"forged"')).map((l) => { const r = JSON.parse(l) as { forged: string; status: unknown }; return [r.forged, r.status]; }));
-    expect(answers, forgeLog).to.deep.equal({ none: 401, 'api-token': 401, 'own-gateway-token': 204 });
+    expect(answers, forgeLog).to.deep.equal({ 'gateway, none': 401, 'gateway, api-token': 401, 'gateway, own-gateway-token': 204, aggregator: 401, store: 401 });
 
     // The accepted forgery landed in the forger's own namespace, under the pod that wrote it.
     const relabelled = await settle(cluster, `demo_items_processed_total{namespace="${forger}", job="billing"}`, (s) => s.length === 1 && s[0]!.value === 1_000_000);
@@ -643,7 +649,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
 
     // The workload's first failure is a new output series: increase() counts it (born at 0).
     const failedRuns = await promQuery(cluster, `timestamp(jobmetrics_job_runs_total{namespace="${ns}", result="failed"})`);
-    const firstFailure = await fetch(`${cluster.prometheusUrl}/api/v1/query?query=${encodeURIComponent(`increase(jobmetrics_job_runs_total{namespace="${ns}", result="failed"}[30m])`)}&time=${failedRuns[0]?.value ?? 0}`);
+    const firstFailure = await promFetch(cluster, `/api/v1/query?query=${encodeURIComponent(`increase(jobmetrics_job_runs_total{namespace="${ns}", result="failed"}[30m])`)}&time=${failedRuns[0]?.value ?? 0}`);
     expect(Number(((await firstFailure.json()) as { data: { result: { value: [number, string] }[] } }).data.result[0]?.value[1])).to.equal(1);
 
     // One pod's own numbers, kept by the kubelet as the sidecar's termination message.

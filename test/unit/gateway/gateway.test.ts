@@ -21,6 +21,7 @@ const HOLD_MS = 300;
 interface Received {
   at: number;
   series: RwSeries[];
+  authorization: string | undefined;
 }
 
 async function fakeAggregator(): Promise<{ url: string; received: Received[]; refuse: (status: number | undefined) => void; close: () => Promise<void> }> {
@@ -34,7 +35,7 @@ async function fakeAggregator(): Promise<{ url: string; received: Received[]; re
         res.writeHead(refusing).end('refused on purpose');
         return;
       }
-      received.push({ at: Date.now(), series: decodeWriteRequest(snappy.uncompress(Buffer.concat(chunks))) });
+      received.push({ at: Date.now(), series: decodeWriteRequest(snappy.uncompress(Buffer.concat(chunks))), authorization: req.headers.authorization });
       res.writeHead(204).end();
     });
   });
@@ -252,7 +253,7 @@ describe('gateway: who may write what, at the HTTP edge (a scripted TokenReview)
     agg = await fakeAggregator();
     const parsed = parseGatewayConfig({ JOBMETRICS_LISTEN: '127.0.0.1:0', JOBMETRICS_AGGREGATOR_URL: agg.url, JOBMETRICS_AGGREGATION_INTERVAL: '200ms', JOBMETRICS_BIRTH_MARGIN: '100ms', KUBECONFIG: '/unused' });
     if (!parsed.ok) throw new Error(JSON.stringify(parsed.errors));
-    gw = await startGateway(parsed.config, { log: createLogger({ component: 'gw', sink: () => {} }), review });
+    gw = await startGateway(parsed.config, { log: createLogger({ component: 'gw', sink: () => {} }), review, aggregatorAuthorization: 'Basic am9ibWV0cmljczpzM2NyZXQ=' });
   });
   afterEach(async () => {
     await gw.close();
@@ -285,6 +286,16 @@ describe('gateway: who may write what, at the HTTP edge (a scripted TokenReview)
     expect((await writeAs('sidecar-a', gauge('team-b', 'victim-pod'), gauge('team-a', 'etl-x7k2p'), gauge('team-a', 'etl-x7k2p/gen2'), gauge('team-a', 'other-pod'))).status).to.equal(204);
     expect(forwarded()).to.deep.equal(['team-a/etl-x7k2p', 'team-a/etl-x7k2p', 'team-a/etl-x7k2p/gen2', 'team-a/etl-x7k2p']);
     expect(await metrics()).to.match(/^jobmetrics_gateway_relabelled_series_total\{namespace="team-a"\} 2$/m);
+  });
+
+  it('forwards carry the aggregator credentials, the immediate part and the held one alike', async () => {
+    const birth: RwSeries = { labels: [['__name__', 'items_total'], ['namespace', 'team-a'], ['job', 'etl'], ['pod', 'etl-x7k2p'], ['jobmetrics_kind', 'counter']], samples: [{ value: 0, timestampMs: Date.now() - 1 }, { value: 5, timestampMs: Date.now() }] };
+    expect((await writeAs('sidecar-a', birth)).status).to.equal(204);
+    for (const deadline = Date.now() + 5_000; agg.received.length < 2 && Date.now() < deadline; ) await sleep(50);
+    expect(agg.received.map((r) => [r.series.map((x) => x.samples.map((p) => p.value)).flat(), r.authorization])).to.deep.equal([
+      [[0], 'Basic am9ibWV0cmljczpzM2NyZXQ='],
+      [[5], 'Basic am9ibWV0cmljczpzM2NyZXQ='],
+    ]);
   });
 
   it("the trusted recorder's labels are kept (it writes every namespace's outcomes)", async () => {
