@@ -375,8 +375,10 @@ export async function startTopology(opts: TopologyOptions): Promise<Topology> {
           env['JOBMETRICS_AGGREGATOR_URL'] = forwardTo;
           env['JOBMETRICS_AGGREGATION_INTERVAL'] = interval;
           env['JOBMETRICS_STALENESS'] = staleness;
-          // No API server here to review tokens: the simulated pods write as themselves.
+          // No API server here to review tokens or hold the aggregator's credentials: the simulated
+          // pods write as themselves, and the local aggregators check no credentials (localizeArgs).
           env['JOBMETRICS_WRITER_AUTH'] = 'none';
+          delete env['JOBMETRICS_AGGREGATOR_CREDENTIALS'];
           m.env = env;
           await startMember(m);
           if (m.child === undefined) throw new Error(`${name} did not start`);

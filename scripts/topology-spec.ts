@@ -1,8 +1,10 @@
 /**
  * The scaled-out aggregator tier as the manifests ship it, read from manifests/overlays/<name>:
  * the routers' and the shards' vmagent arguments, their environment, and how many of each. And the
- * one transformation a local run may make to those arguments: addresses, ports and paths are
- * replaced by loopback ones; every other flag is passed on exactly as written (localizeArgs).
+ * two transformations a local run may make to those arguments: addresses, ports and paths are
+ * replaced by loopback ones, and the credential flags are dropped (on loopback no pod can skip the
+ * gateway, and the Secret they read exists only in a cluster); every other flag is passed on
+ * exactly as written (localizeArgs).
  *
  * Where each part is read (the layout both overlays follow, so no kustomize is needed here;
  * test/e2e/manifests.test.ts checks that the kustomize-rendered objects say the same):
@@ -28,6 +30,8 @@ export const MANIFESTS_DIR = join(PROJECT_ROOT, 'manifests');
 
 export const SHARD_SET = 'jobmetrics-aggregator-shard';
 const ARGS_PATH = '/spec/template/spec/containers/0/args';
+/** The flags that make vmagent check and send the aggregator's credentials (manifests/aggregator/vmagent.yaml). */
+const CREDENTIAL_FLAG = /^-(httpAuth|remoteWrite\.basicAuth)\./;
 const ENV_ADD_PATH = '/spec/template/spec/containers/0/env/-';
 /** A router's flag, once per destination: one per shard. */
 const REMOTE_WRITE_URL = '-remoteWrite.url';
@@ -206,7 +210,7 @@ export class LocalizeError extends Error {
  * Kubernetes does; a URL host or a path with no local counterpart is an error, never passed on.
  */
 export function localizeArgs(args: readonly string[], l: Localization): string[] {
-  return args.map((raw) => {
+  return args.filter((a) => !CREDENTIAL_FLAG.test(a)).map((raw) => {
     const arg = raw.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (_, name: string) => {
       const v = l.env.get(name);
       if (v === undefined) throw new LocalizeError(`${raw}: no value for $(${name})`);

@@ -41,7 +41,7 @@ describe('topology-spec: the aggregator tier as the overlays ship it', () => {
     });
   });
 
-  describe('localizeArgs: only addresses, ports and paths change', () => {
+  describe('localizeArgs: only addresses, ports and paths change, and credentials go', () => {
     const l: Localization = {
       env: new Map([['URL', 'http://store.ns.svc:9090/api/v1/write'], ['POD_NAME', 'shard-1']]),
       listen: '127.0.0.1:20001',
@@ -60,6 +60,11 @@ describe('topology-spec: the aggregator tier as the overlays ship it', () => {
       ['-remoteWrite.maxDiskUsagePerURL=256MiB', '-remoteWrite.maxDiskUsagePerURL=256MiB'],
     ];
     for (const [arg, local] of cases) it(`${arg} → ${local}`, () => expect(localizeArgs([arg], l)).to.deep.equal([local]));
+
+    it('drops the credential flags (on loopback nothing can skip the gateway; the Secret exists only in a cluster)', () => {
+      const creds = ['-httpAuth.username=jobmetrics', '-httpAuth.password=file:///etc/jobmetrics/credentials/password', '-remoteWrite.basicAuth.username=jobmetrics', '-remoteWrite.basicAuth.passwordFile=/etc/jobmetrics/credentials/password'];
+      expect(localizeArgs(['-remoteWrite.queues=1', ...creds, '-sortLabels'], l)).to.deep.equal(['-remoteWrite.queues=1', '-sortLabels']);
+    });
 
     const errors: Array<[string, RegExp]> = [
       ['-remoteWrite.url=$(NOPE)', /no value for \$\(NOPE\)/],
