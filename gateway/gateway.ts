@@ -69,7 +69,7 @@ export async function startGateway(config: GatewayConfig, deps: GatewayDeps): Pr
     auth.mode === 'tokenreview'
       ? new TokenReviewer({ audience: auth.audience, trusted: auth.trusted, review: deps.review ?? apiTokenReview({ kubeconfig: config.kubeconfig, timeoutMs: REVIEW_TIMEOUT_MS }), now })
       : undefined;
-  const m = gatewayMetrics(ledger, reviewer);
+  const m = gatewayMetrics(ledger, reviewer, limits);
   // One warning per writer namespace (relabelled) and per refusal reason; counters keep the rest.
   const firstRefusal = new FirstSight(200);
   // One warning per namespace and reason for the process's life; the counters keep the rest.
@@ -278,7 +278,7 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffe
   return Buffer.concat(chunks, size);
 }
 
-function gatewayMetrics(ledger: BirthLedger, reviewer: TokenReviewer | undefined): {
+function gatewayMetrics(ledger: BirthLedger, reviewer: TokenReviewer | undefined, limits: NamespaceLimits): {
   registry: Registry;
   requests: Counter<'code'>;
   births: Counter;
@@ -297,6 +297,16 @@ function gatewayMetrics(ledger: BirthLedger, reviewer: TokenReviewer | undefined
   const c = <L extends string = never>(name: string, help: string, labelNames: L[] = []): Counter<L> => new Counter({ name, help, labelNames, registers: [registry] });
   new Gauge({ name: 'jobmetrics_gateway_tracked_series', help: 'Counter-like series whose birth the gateway tracks.', registers: [registry], collect() { this.set(ledger.size); } });
   new Gauge({ name: 'jobmetrics_gateway_held_samples', help: 'Samples held until one aggregation interval after their series\' 0.', registers: [registry], collect() { this.set(ledger.heldSamples); } });
+  new Gauge({
+    name: 'jobmetrics_gateway_namespace_live_series',
+    help: "Input series per namespace seen within the staleness interval, what JOBMETRICS_MAX_SERIES_PER_NAMESPACE caps (this replica's count).",
+    labelNames: ['namespace'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [namespace, n] of limits.liveSeriesByNamespace()) this.set({ namespace }, n);
+    },
+  });
   if (reviewer !== undefined) {
     const reviews = reviewer.stats.reviews;
     new Counter({

@@ -68,6 +68,11 @@ export class NamespaceLimits {
     return this.#state.get(namespace)?.live.size ?? 0;
   }
 
+  /** Each namespace's live series count (for the gateway's own metrics). */
+  *liveSeriesByNamespace(): IterableIterator<[namespace: string, series: number]> {
+    for (const [ns, st] of this.#state) yield [ns, st.live.size];
+  }
+
   /**
    * `keys[i]` is `seriesKey` of `series[i]` when the caller has it (the gateway computes each key
    * once, for this and for the birth ledger); the accepted series come back with their keys.

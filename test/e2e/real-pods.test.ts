@@ -551,6 +551,61 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     }).to.deep.equal({ noToken: 1, invalidToken: 1, relabelled: 1 });
   });
 
+  it("a shared cluster: a Job flooding series in one namespace is capped at the gateway, its drops counted, while another namespace's Job running beside it stays exact and the aggregator keeps running", async () => {
+    const bomb = 'e2e-bomb';
+    const calm = 'e2e-calm';
+    await labelledNamespace(cluster, bomb);
+    await labelledNamespace(cluster, calm);
+    // A small cap for this namespace alone (the default, 300 000, would take a long Job to reach).
+    const CAP = 1_000;
+    const gatewayEnv = async (change: string): Promise<void> => {
+      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-gateway', change]);
+      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-gateway', '--timeout=180s'], { timeoutMs: 190_000 });
+    };
+    await gatewayEnv(`JOBMETRICS_NAMESPACE_LIMITS=${bomb}=${CAP}/-`);
+    try {
+      // 4 pods × 3 000 distinct counters of value 1: 12 000 input series (the pod label tells them apart).
+      const serve = [
+        "const body = ['# TYPE bomb_total counter'];",
+        'for (let i = 0; i < 3000; i++) body.push(`bomb_total{key="k${i}"} 1`);',
+        "const text = body.join('\\n') + '\\n';",
+        "require('node:http').createServer((req, res) => res.end(text)).listen(9100, '127.0.0.1');",
+        'setTimeout(() => process.exit(0), 20000);',
+      ].join('\n');
+      await apply(cluster, sampleJob({ name: 'flood', ns: bomb, completions: 4, parallelism: 4, main: { command: ['node', '-e', serve] } }));
+      await apply(cluster, sampleJob({ name: 'steady', ns: calm, env: { ITEMS: '200', DURATION_MS: '15000' } }));
+      expect((await waitForJob(cluster, bomb, 'flood')).condition).to.equal('Complete');
+      expect((await waitForJob(cluster, calm, 'steady')).condition).to.equal('Complete');
+
+      // The calm namespace: exactly what its job counted.
+      const calmTruth = await truthFromLog(cluster, calm, (await jobPods(cluster, calm, 'steady'))[0]!.name, 'main');
+      const want = expectedOutcomes(calmTruth);
+      const got = await settle(cluster, `demo_items_processed_total{namespace="${calm}"}`, sameAs(want));
+      expect(byOutcome(got)).to.deep.equal(want);
+
+      // The flood: each gateway replica admitted at most CAP of its series and counted the rest
+      // as dropped; which replica a sidecar's connection reached decides how the pods split, so
+      // what arrived is checked against what the replicas say they admitted, exactly.
+      const ips = (await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-gateway', '-o', 'jsonpath={.items[*].status.podIP}'])).trim().split(/\s+/);
+      const texts = await Promise.all(ips.map(async (ip) => (await fetch(`http://${ip}:8480/metrics`)).text()));
+      const perReplica = (re: RegExp): number[] => texts.map((t) => Number(re.exec(t)?.[1] ?? 0));
+      const live = perReplica(new RegExp(`^jobmetrics_gateway_namespace_live_series\\{namespace="${bomb}"\\} (\\d+)$`, 'm'));
+      const dropped = perReplica(new RegExp(`^jobmetrics_gateway_limit_dropped_samples_total\\{namespace="${bomb}",reason="series-limit"\\} (\\d+)$`, 'm'));
+      expect(live.every((n) => n <= CAP), `live series per replica ${live.join(', ')}`).to.equal(true);
+      expect(Math.max(...live), 'a replica at its cap').to.equal(CAP);
+      expect(dropped.reduce((a, b) => a + b, 0), 'samples dropped by the series cap').to.be.above(0);
+      const admitted = live.reduce((a, b) => a + b, 0);
+      const arrived = await settle(cluster, `sum(bomb_total{namespace="${bomb}"})`, (s) => s[0]?.value === admitted);
+      expect(arrived.map((s) => s.value), 'every admitted series (value 1 each) arrived, and nothing else').to.deep.equal([admitted]);
+      // The aggregator was never OOM-killed or restarted.
+      const vmagent = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-aggregator', '-o', 'json'])) as { items: Array<{ status: { containerStatuses?: Array<{ restartCount: number }> } }> };
+      expect(vmagent.items.map((p) => p.status.containerStatuses?.[0]?.restartCount)).to.deep.equal([0]);
+      console.log(`      flood: 12 000 input series offered, ${admitted} admitted (per replica ${live.join(' + ')}), ${dropped.reduce((a, b) => a + b, 0)} samples dropped`);
+    } finally {
+      await gatewayEnv('JOBMETRICS_NAMESPACE_LIMITS-');
+    }
+  });
+
   it('Job outcomes (the recorder): runs, attempts, durations and unmeasured pods per workload equal what the API objects say and the Job controller counted; a recorder killed mid-stream counts nothing twice', async function () {
     this.timeout(420_000);
     const ns = 'e2e-outcomes';

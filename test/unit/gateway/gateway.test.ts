@@ -186,6 +186,8 @@ describe('gateway: limits per namespace at the HTTP edge', function () {
       const text = await (await fetch(`${gw.url}/metrics`)).text();
       expect(text).to.match(/^jobmetrics_gateway_limit_refused_requests_total\{namespace="noisy"\} 1$/m);
       expect(text).to.match(/^jobmetrics_gateway_limit_dropped_samples_total\{namespace="flood",reason="series-limit"\} 1$/m);
+      expect(text).to.match(/^jobmetrics_gateway_namespace_live_series\{namespace="flood"\} 2$/m);
+      expect(text).to.match(/^jobmetrics_gateway_namespace_live_series\{namespace="calm"\} 1$/m);
       expect(logs.filter((l) => l.includes('samples dropped by a namespace limit'))).to.have.length(1);
     } finally {
       await gw.close();
