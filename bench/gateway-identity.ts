@@ -32,6 +32,7 @@ import { startChild, stopChild, type Child } from '../scripts/child-processes.ts
 import { createNamespace, startControlPlane, type ControlPlane } from '../scripts/cluster/control-plane.ts';
 import { closeIdleConnections, encodeWriteRequest, sendWriteRequest, type RwSeries } from '../shared/remote-write.ts';
 import { ensureBuilt } from '../test/support/build.ts';
+import { wholeFlag } from './cli.ts';
 import { percentile } from './exit-latency.ts';
 import { callOk } from './recorder-burst.ts';
 import { cpuTicks, ticksPerSecond } from './sidecar.ts';
@@ -228,16 +229,7 @@ export async function run(o: GatewayIdentityOptions = {}): Promise<string> {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const args = process.argv.slice(2);
-  const num = (flag: string): number | undefined => {
-    const i = args.indexOf(flag);
-    if (i < 0) return undefined;
-    const v = Number(args[i + 1]);
-    if (!Number.isInteger(v) || v <= 0) {
-      process.stderr.write(`${flag} needs a whole number > 0, got ${args[i + 1] ?? 'nothing'}\n`);
-      process.exit(2);
-    }
-    return v;
-  };
+  const num = (flag: string): number | undefined => wholeFlag(args, flag, 1);
   const pods = num('--pods');
   const seconds = num('--seconds');
   const rounds = num('--rounds');

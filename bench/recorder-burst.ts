@@ -34,6 +34,7 @@ import { startChild, stopChild, type Child } from '../scripts/child-processes.ts
 import { createNamespace, startControlPlane, type ControlPlane } from '../scripts/cluster/control-plane.ts';
 import { decodeCompressedWriteRequest } from '../gateway/write-request.ts';
 import { ensureBuilt } from '../test/support/build.ts';
+import { wholeFlag } from './cli.ts';
 import { cpuTicks, rssKb, ticksPerSecond } from './sidecar.ts';
 
 const ROOT = resolve(fileURLToPath(import.meta.url), '..', '..');
@@ -528,13 +529,7 @@ export async function run(o: RecorderBurstOptions = {}): Promise<string> {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const argv = process.argv.slice(2);
-  const num = (flag: string): number | undefined => {
-    const i = argv.indexOf(flag);
-    if (i < 0) return undefined;
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} needs a whole number`);
-    return n;
-  };
+  const num = (flag: string): number | undefined => wholeFlag(argv, flag, 0);
   const jobs = num('--jobs');
   const pods = num('--pods');
   const settle = num('--settle');

@@ -24,6 +24,7 @@ import { pathToFileURL } from 'node:url';
 import { startBalancer } from '../scripts/tcp-balancer.ts';
 import { createNamespace, makeServingCert, startControlPlane, type ControlPlane } from '../scripts/cluster/control-plane.ts';
 import { applyObjects, e2eLocalInstall, ensureBuilt, eventually, serviceAccountKubeconfig, startWebhook, type WebhookProcess } from '../test/e2e/webhook-harness.ts';
+import { wholeFlag } from './cli.ts';
 import { percentile } from './exit-latency.ts';
 
 export interface BurstOptions {
@@ -174,13 +175,7 @@ export async function run(o: BurstOptions = {}): Promise<string> {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const argv = process.argv.slice(2);
-  const num = (flag: string): number | undefined => {
-    const i = argv.indexOf(flag);
-    if (i < 0) return undefined;
-    const n = Number(argv[i + 1]);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`${flag} needs a positive integer`);
-    return n;
-  };
+  const num = (flag: string): number | undefined => wholeFlag(argv, flag, 1);
   const pods = num('--pods');
   const concurrency = num('--concurrency');
   console.log(await run({ ...(pods !== undefined ? { pods } : {}), ...(concurrency !== undefined ? { concurrency } : {}) }));

@@ -9,7 +9,7 @@
  */
 
 import { expect } from 'chai';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import bcrypt from 'bcryptjs';
 import { parse as parseYaml } from 'yaml';
 import { ensureAggregatorCredentials } from '../../gateway/aggregator-credentials.ts';
@@ -19,7 +19,7 @@ import { readTopology } from '../../scripts/topology-spec.ts';
 import { DEFAULT_PARSE_LIMITS } from '../../shared/exposition/types.ts';
 import { DEFAULT_EXCLUDED_NAMESPACES } from '../../webhook/config.ts';
 import { useControlPlane } from './control-plane-suite.ts';
-import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, type K8sObject } from './webhook-harness.ts';
+import { MANIFESTS, WEBHOOK_NAMESPACE, WEBHOOK_SA_USER, kustomize, manifestsText, parseManifests, serviceAccountKubeconfig, type K8sObject } from './webhook-harness.ts';
 
 const INSTALL = join(MANIFESTS, 'install.yaml');
 
@@ -356,19 +356,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
     it('two gateways starting at once: one creates the Secret, the other reads it; a restart reads the same; Prometheus\' web config holds its hash', async function () {
       this.timeout(60_000);
       // A kubeconfig with a token of the gateway's ServiceAccount (install.yaml is applied above).
-      const token = (await kubectlOk(plane(), ['-n', 'jobmetrics', 'create', 'token', 'jobmetrics-gateway'])).trim();
-      const kubeconfig = join(suiteDir(), 'gateway.kubeconfig');
-      await writeFile(
-        kubeconfig,
-        JSON.stringify({
-          apiVersion: 'v1',
-          kind: 'Config',
-          clusters: [{ name: 'c', cluster: { server: plane().serverUrl, 'certificate-authority-data': Buffer.from(plane().caPem).toString('base64') } }],
-          users: [{ name: 'gateway', user: { token } }],
-          contexts: [{ name: 'c', context: { cluster: 'c', user: 'gateway' } }],
-          'current-context': 'c',
-        }),
-      );
+      const kubeconfig = await serviceAccountKubeconfig(plane(), join(suiteDir(), 'gateway.kubeconfig'), 'jobmetrics', 'jobmetrics-gateway');
       const where = { kubeconfig, namespace: 'jobmetrics', name: 'jobmetrics-aggregator-credentials' };
       const [a, b] = await Promise.all([ensureAggregatorCredentials(where), ensureAggregatorCredentials(where)]);
       expect([a.created, b.created].sort()).to.deep.equal([false, true]);
