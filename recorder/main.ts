@@ -4,9 +4,16 @@
  * starts, and on SIGTERM delivers what is queued before it exits (docs/outcomes.md).
  */
 import { createLogger } from '../shared/log.ts';
-import { parseRecorderConfig } from './config.ts';
+import { envSettings, handleCommandLine } from '../shared/command-line.ts';
+import { parseRecorderConfig, RECORDER_DEFAULTS, RECORDER_ENV } from './config.ts';
 import { startRecorder } from './recorder.ts';
 
+handleCommandLine(process.argv.slice(2), {
+  name: 'jobmetrics-recorder',
+  summary: "counts every Job's runs, attempts and durations, and the Job pods that ran without the sidecar, from the API server, and delivers them through the gateway",
+  settings: envSettings(RECORDER_ENV, RECORDER_DEFAULTS),
+  docs: 'docs/outcomes.md "Settings"',
+});
 const parsed = parseRecorderConfig(process.env);
 const log = createLogger({ component: 'jobmetrics-recorder', level: parsed.ok ? parsed.config.logLevel : 'info' });
 if (!parsed.ok) {
