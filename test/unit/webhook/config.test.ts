@@ -102,8 +102,8 @@ describe('webhook settings', () => {
     ['a missing file', input(['--config', '/nope.yaml']), /\/nope\.yaml: cannot read the settings file: ENOENT/],
     ['--config without a file', input(['--config']), /--config: needs a file name/],
     ['a bad mode from env', input([], { JOBMETRICS_SIDECAR_MODE: 'sidecar' }), /mode \(JOBMETRICS_SIDECAR_MODE\): "sidecar" must be one of auto, native, legacy/],
-    ['a bad interval', input([], { JOBMETRICS_INTERVAL: '10ms' }), /sidecar\.interval \(JOBMETRICS_INTERVAL\): "10ms" is outside 100ms…1m/],
-    ['a bad URL', input([], { JOBMETRICS_REMOTE_WRITE_URL: 'vmagent:8429' }), /sidecar\.remoteWriteUrl \(JOBMETRICS_REMOTE_WRITE_URL\)/],
+    ['a bad interval', input([], { JOBMETRICS_SIDECAR_INTERVAL: '10ms' }), /sidecar\.interval \(JOBMETRICS_SIDECAR_INTERVAL\): "10ms" is outside 100ms…1m/],
+    ['a bad URL', input([], { JOBMETRICS_SIDECAR_REMOTE_WRITE_URL: 'vmagent:8429' }), /sidecar\.remoteWriteUrl \(JOBMETRICS_SIDECAR_REMOTE_WRITE_URL\)/],
     ['a bad listen address', input([], { JOBMETRICS_LISTEN: '8443' }), /listen \(JOBMETRICS_LISTEN\): "8443" must be host:port/],
     ['a bad quantity', input([], { JOBMETRICS_SIDECAR_MEMORY_LIMIT: '128MB' }), /sidecar\.resources\.limits\.memory .*not a Kubernetes quantity/],
     ['a bad boolean', input([], { JOBMETRICS_WORKLOAD_LOOKUP: 'yes' }), /workloadLookup\.enabled .*must be true or false/],
@@ -127,7 +127,7 @@ describe('webhook settings', () => {
   }
 
   it('reports every error at once', () => {
-    const r = loadSettings(input([], { JOBMETRICS_INTERVAL: 'x', JOBMETRICS_SIDECAR_MODE: 'y' }));
+    const r = loadSettings(input([], { JOBMETRICS_SIDECAR_INTERVAL: 'x', JOBMETRICS_SIDECAR_MODE: 'y' }));
     expect(r.ok).to.equal(false);
     if (!r.ok) expect(r.errors).to.have.length(2);
   });
