@@ -92,6 +92,7 @@ function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', worklo
       { name: 'JOBMETRICS_MODE', value: mode },
       { name: 'JOBMETRICS_MAIN_CONTAINER', value: mainContainer },
       ...(mode === 'native' ? [{ name: 'JOBMETRICS_STATE_DIR', value: '/var/run/jobmetrics' }] : []),
+      { name: 'JOBMETRICS_WRITER_TOKEN_FILE', value: '/var/run/secrets/jobmetrics.io/token/token' },
     ],
     resources: { requests: { cpu: '10m', memory: '48Mi' }, limits: { memory: '128Mi' } },
     securityContext: {
@@ -105,8 +106,13 @@ function expectedSidecar(pod: Pod | undefined, mode: 'native' | 'legacy', worklo
     },
     terminationMessagePath: '/dev/termination-log',
     terminationMessagePolicy: 'FallbackToLogsOnError',
-    // A native sidecar's state emptyDir first (the webhook's), then the token (the plugin's).
-    volumeMounts: mode === 'native' ? [{ name: 'jobmetrics-state', mountPath: '/var/run/jobmetrics' }, ...(tokenMount ?? [])] : tokenMount,
+    // The webhook's mounts first (a native sidecar's state emptyDir, the token for the gateway),
+    // then the API token the ServiceAccount plugin adds when it runs again after the webhook.
+    volumeMounts: [
+      ...(mode === 'native' ? [{ name: 'jobmetrics-state', mountPath: '/var/run/jobmetrics' }] : []),
+      { name: 'jobmetrics-token', mountPath: '/var/run/secrets/jobmetrics.io/token', readOnly: true },
+      ...(tokenMount ?? []),
+    ],
   };
 }
 
