@@ -36,7 +36,8 @@ function printReady(dir: string): void {
   console.log(`\nThe cluster is running (supervisor pid ${ready.pid}, state in ${dir}).`);
   console.log(`  export KUBECONFIG=${ready.kubeconfig}`);
   console.log(`  Prometheus: ${ready.prometheusUrl}, with the aggregator's credentials (Secret jobmetrics/jobmetrics-aggregator-credentials), e.g.`);
-  console.log(`    curl -H '${`Authorization: ${ready.prometheusAuthorization}`}' '${ready.prometheusUrl}/api/v1/query?query=count(jobmetrics_job_runs_total)'`);
+  console.log(`    curl -H '${`Authorization: ${ready.prometheusAuthorization}`}' '${ready.prometheusUrl}/api/v1/query?query=up{namespace="jobmetrics"}'`);
+  console.log('    (every part of jobmetrics, scraped by the store; a Job\'s numbers are there too once one ran in a labelled namespace)');
   console.log(`Stop it with: npm run cluster -- down`);
 }
 

@@ -27,15 +27,18 @@ const INSTALL = join(MANIFESTS, 'install.yaml');
 const INSTALL_OBJECTS = [
   'namespace/jobmetrics',
   'serviceaccount/jobmetrics-gateway',
+  'serviceaccount/jobmetrics-prometheus',
   'serviceaccount/jobmetrics-recorder',
   'serviceaccount/jobmetrics-webhook',
   'role.rbac.authorization.k8s.io/jobmetrics-gateway',
+  'role.rbac.authorization.k8s.io/jobmetrics-prometheus',
   'role.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-recorder',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-gateway',
+  'rolebinding.rbac.authorization.k8s.io/jobmetrics-prometheus',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-recorder',
@@ -117,7 +120,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       expect(errors).to.deep.equal(Array(INSTALL_OBJECTS.length - clusterScoped.length).fill('Error from server (NotFound): namespaces "jobmetrics" not found'));
     });
 
-    it('server-side dry run with the namespace present: the API server accepts all 37 objects', async () => {
+    it('server-side dry run with the namespace present: the API server accepts all 40 objects', async () => {
       await kubectlOk(plane(), ['create', 'namespace', WEBHOOK_NAMESPACE]);
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-f', INSTALL]);
       expect(r.code, r.stderr).to.equal(0);
@@ -352,6 +355,23 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
     );
   });
 
+  describe('RBAC: the default store may list the pods of jobmetrics (to scrape its parts), and nothing more', () => {
+    canITable(
+      'system:serviceaccount:jobmetrics:jobmetrics-prometheus',
+      [
+        ['list', 'pods', '-n', 'jobmetrics'],
+        ['watch', 'pods', '-n', 'jobmetrics'],
+      ],
+      [
+        ['list', 'pods', '-n', 'tenant'],
+        ['get', 'secrets', '-n', 'jobmetrics'],
+        ['list', 'services', '-n', 'jobmetrics'],
+        ['create', 'pods', '-n', 'jobmetrics'],
+        ['*', '*'],
+      ],
+    );
+  });
+
   describe("the aggregator's credentials, as the gateway's ServiceAccount gets them from the real API server", () => {
     it('two gateways starting at once: one creates the Secret, the other reads it; a restart reads the same; Prometheus\' web config holds its hash', async function () {
       this.timeout(60_000);
@@ -571,7 +591,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
     };
 
     const BASE = {
-      'jobmetrics-aggregator': { selects: 'Deployment/jobmetrics-aggregator', ingress: ['TCP 8429 from Deployment/jobmetrics-gateway'] },
+      'jobmetrics-aggregator': { selects: 'Deployment/jobmetrics-aggregator', ingress: ['TCP 8429 from Deployment/jobmetrics-gateway + Deployment/jobmetrics-prometheus'] },
       'jobmetrics-gateway': { selects: 'Deployment/jobmetrics-gateway', ingress: ['TCP 8480 from pods of every namespace'] },
       'jobmetrics-prometheus': {
         selects: 'Deployment/jobmetrics-prometheus',
@@ -586,7 +606,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
     const SHARDED = {
       ...BASE,
       // The routers (the Deployment jobmetrics-aggregator) keep the base's policy: only the gateway.
-      'jobmetrics-aggregator-shard': { selects: 'StatefulSet/jobmetrics-aggregator-shard', ingress: ['TCP 8429 from Deployment/jobmetrics-aggregator'] },
+      'jobmetrics-aggregator-shard': { selects: 'StatefulSet/jobmetrics-aggregator-shard', ingress: ['TCP 8429 from Deployment/jobmetrics-aggregator + Deployment/jobmetrics-prometheus'] },
       'jobmetrics-prometheus': { ...BASE['jobmetrics-prometheus'], ingress: ['TCP 9090 from StatefulSet/jobmetrics-aggregator-shard', BASE['jobmetrics-prometheus'].ingress[1]!] },
     };
     const EXPECTED: Record<string, Record<string, { selects: string; ingress: string[] }>> = {

@@ -726,6 +726,17 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   });
 
   // Last: the cluster's own cleanup, as `after` would run it.
+  it('it watches itself: the default store scrapes every part of jobmetrics (webhook, gateway, recorder, vmagent, Prometheus), each replica up', async () => {
+    const want = { 'jobmetrics-aggregator': 1, 'jobmetrics-gateway': 2, 'jobmetrics-prometheus': 1, 'jobmetrics-recorder': 2, 'jobmetrics-webhook': 2 };
+    const query = 'sum by (job) (up{namespace="jobmetrics"} == 1)';
+    const got = await settle(cluster, query, (s) => JSON.stringify(Object.fromEntries(s.map((x) => [x.labels['job'], x.value]).sort())) === JSON.stringify(want), 120_000);
+    expect(Object.fromEntries(got.map((x) => [x.labels['job'] ?? '', x.value]).sort())).to.deep.equal(want);
+    // Each part's own counters are there, e.g. the webhook's injections and the gateway's writes.
+    for (const metric of ['jobmetrics_webhook_injections_total', 'jobmetrics_gateway_write_requests_total', 'vmagent_remotewrite_requests_total']) {
+      expect((await promQuery(cluster, `count(${metric}{namespace="jobmetrics"})`)).map((x) => x.value > 0), metric).to.deep.equal([true]);
+    }
+  });
+
   it('stopping the cluster leaves nothing behind: processes, mounts, network namespaces, bridge, iptables rules, cgroups, the image store', async function () {
     this.timeout(180_000);
     const dir = cluster.dir;
