@@ -421,7 +421,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
             checked.push(`vmagent ${d.metadata.name}`);
           } else if (args.includes('--web.enable-remote-write-receiver')) {
             expect(args, d.metadata.name).to.include('--web.config.file=/etc/jobmetrics/credentials/web-config.yml');
-            expect([creds?.secret?.secretName, creds?.secret?.items.map((i) => i.key), mounted], d.metadata.name).to.deep.equal(['jobmetrics-aggregator-credentials', ['web-config.yml'], '/etc/jobmetrics/credentials']);
+            expect([creds?.secret?.secretName, creds?.secret?.items.map((i) => i.key), mounted], d.metadata.name).to.deep.equal(['jobmetrics-aggregator-credentials', ['web-config.yml', 'password'], '/etc/jobmetrics/credentials']);
             checked.push(`prometheus ${d.metadata.name}`);
           }
         }
