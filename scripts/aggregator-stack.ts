@@ -68,11 +68,12 @@ export interface Stack {
 }
 
 /** The cached binaries (scripts/install-aggregator); throws with what to run when missing. */
-export function aggregatorBinaries(): { vmagent: string; prometheus: string } {
+export function aggregatorBinaries(): { vmagent: string; prometheus: string; promtool: string } {
   const cache = process.env['JOBMETRICS_CACHE'] ?? join(PROJECT_ROOT, '.cache');
   const bins = {
     vmagent: join(cache, 'debian/victoria-metrics/usr/bin/vmagent'),
     prometheus: join(cache, 'debian/prometheus/usr/bin/prometheus'),
+    promtool: join(cache, 'debian/promtool/usr/bin/promtool'),
   };
   for (const [name, path] of Object.entries(bins)) {
     try {

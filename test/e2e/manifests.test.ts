@@ -433,6 +433,30 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       });
     }
 
+    // manifests/monitoring (for prometheus-operator): each PodMonitor selects the pods of one part
+    // (two in the sharded overlays: the aggregator and its shards) by a port those pods name, and
+    // together they cover the parts the bundled Prometheus scrapes.
+    for (const overlay of ['../base', 'sharded-aggregator']) {
+      it(`${overlay === '../base' ? 'base' : overlay}: the PodMonitors of manifests/monitoring select every part by a port it names`, () => {
+        type Sel = { matchLabels?: Record<string, string>; matchExpressions?: Array<{ key: string; operator: string; values: string[] }> };
+        const monitors = parseManifests(kustomize(join(MANIFESTS, 'monitoring'))).filter((d) => d.kind === 'PodMonitor') as Array<K8sObject & { spec: { selector: Sel; podMetricsEndpoints: Array<{ port: string }> } }>;
+        const workloads = build(overlay).filter((d) => d.kind === 'Deployment' || d.kind === 'StatefulSet') as Array<K8sObject & { spec: { template: { metadata: { labels: Record<string, string> }; spec: { containers: Array<{ ports?: Array<{ name?: string }> }> } } } }>;
+        const selects = (sel: Sel, labels: Record<string, string>): boolean =>
+          Object.entries(sel.matchLabels ?? {}).every(([k, v]) => labels[k] === v) && (sel.matchExpressions ?? []).every((e) => e.operator === 'In' && e.values.includes(labels[e.key] ?? ''));
+        const covered: string[] = [];
+        for (const m of monitors) {
+          const mine = workloads.filter((w) => selects(m.spec.selector, w.spec.template.metadata.labels));
+          expect(mine.length, `PodMonitor ${m.metadata.name} selects`).to.be.at.least(1);
+          for (const w of mine) {
+            const ports = w.spec.template.spec.containers.flatMap((c) => (c.ports ?? []).map((p) => p.name));
+            for (const e of m.spec.podMetricsEndpoints) expect(ports, `${m.metadata.name} → ${w.metadata.name} port ${e.port}`).to.include(e.port);
+            covered.push(w.metadata.name);
+          }
+        }
+        expect(covered.sort()).to.deep.equal(workloads.map((w) => w.metadata.name).filter((n) => n !== 'jobmetrics-prometheus').sort());
+      });
+    }
+
     it('sharded-aggregator: the API server accepts all of it', async () => {
       const r = await plane().kubectl(['apply', '--server-side', '--dry-run=server', '-k', join(MANIFESTS, 'overlays', 'sharded-aggregator')]);
       expect(r.code, r.stderr).to.equal(0);

@@ -726,7 +726,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   });
 
   // Last: the cluster's own cleanup, as `after` would run it.
-  it('it watches itself: the default store scrapes every part of jobmetrics (webhook, gateway, recorder, vmagent, Prometheus), each replica up', async () => {
+  it('it watches itself: the default store scrapes every part of jobmetrics (webhook, gateway, recorder, vmagent, Prometheus), each replica up, and its rules raise the run-failed alert for the failed Jobs above', async () => {
     const want = { 'jobmetrics-aggregator': 1, 'jobmetrics-gateway': 2, 'jobmetrics-prometheus': 1, 'jobmetrics-recorder': 2, 'jobmetrics-webhook': 2 };
     const query = 'sum by (job) (up{namespace="jobmetrics"} == 1)';
     const got = await settle(cluster, query, (s) => JSON.stringify(Object.fromEntries(s.map((x) => [x.labels['job'], x.value]).sort())) === JSON.stringify(want), 120_000);
@@ -735,6 +735,13 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     for (const metric of ['jobmetrics_webhook_injections_total', 'jobmetrics_gateway_write_requests_total', 'vmagent_remotewrite_requests_total']) {
       expect((await promQuery(cluster, `count(${metric}{namespace="jobmetrics"})`)).map((x) => x.value > 0), metric).to.deep.equal([true]);
     }
+    // The rules (docs/alerts.md) are loaded and evaluated: the outcome test's failed runs, within
+    // the last 15 minutes, raise JobmetricsRunFailed for exactly those workloads and reasons.
+    const pairs = (samples: Sample[]): string[] => samples.map((x) => `${x.labels['job']}/${x.labels['reason']}`).sort();
+    const failed = pairs(await promQuery(cluster, 'sum by (job, reason) (jobmetrics_job_runs_total{namespace="e2e-outcomes", result="failed"})'));
+    expect(failed.length, 'failed runs in e2e-outcomes').to.be.above(0);
+    const firing = await settle(cluster, 'ALERTS{alertname="JobmetricsRunFailed", alertstate="firing", namespace="e2e-outcomes"}', (x) => JSON.stringify(pairs(x)) === JSON.stringify(failed), 120_000);
+    expect(pairs(firing)).to.deep.equal(failed);
   });
 
   it('stopping the cluster leaves nothing behind: processes, mounts, network namespaces, bridge, iptables rules, cgroups, the image store', async function () {
