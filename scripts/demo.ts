@@ -3,6 +3,10 @@
  * and Prometheus on loopback, the gateway in front of vmagent as in a cluster; 20 sample jobs, 5
  * at a time, each a real process in its own PID namespace beside the real sidecar; then what the
  * jobs really counted next to what Prometheus shows after aggregation.
+ *
+ *   npm run demo               runs, prints the table, stops everything
+ *   npm run demo -- --keep     then leaves vmagent and Prometheus running (until Ctrl-C) and
+ *                              prints Prometheus' address with queries to paste
  */
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync } from 'node:fs';
@@ -84,7 +88,39 @@ async function runJob(plan: JobPlan, gateway: Gateway, dir: string, pidNamespace
   return { plan, truth: readTruth(truthFile), sidecarCode: result.sidecar.code, mainCode: result.main.code };
 }
 
+/** Queries to paste into the kept Prometheus (README "What Prometheus holds"). */
+const QUERIES = [
+  `sum by (job, outcome) (demo_items_processed_total{namespace="${NAMESPACE}"})`,
+  `sum by (job) (increase(demo_items_processed_total{namespace="${NAMESPACE}"}[15m]))`,
+  `histogram_quantile(0.9, sum by (job, le) (increase(demo_item_duration_seconds_bucket{namespace="${NAMESPACE}"}[15m])))`,
+  `count by (__name__) ({namespace="${NAMESPACE}"})`,
+];
+
+function parseArgs(argv: readonly string[]): { keep: boolean } {
+  for (const a of argv) {
+    if (a !== '--keep') {
+      process.stderr.write(`demo: unknown argument ${a}; usage: npm run demo [-- --keep]\n`);
+      process.exit(2);
+    }
+  }
+  return { keep: argv.includes('--keep') };
+}
+
+/** Until SIGINT or SIGTERM. */
+function untilStopped(): Promise<void> {
+  return new Promise((resolve) => {
+    const keepAlive = setInterval(() => {}, 3_600_000);
+    for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+      process.once(sig, () => {
+        clearInterval(keepAlive);
+        resolve();
+      });
+    }
+  });
+}
+
 async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
   ensurePrerequisites();
   const ns = pidNamespaceSupport();
   if (!ns.ok) say(`demo: no PID namespaces here (${ns.why}); falling back to plain child processes, each pod with a proc view of its own`);
@@ -158,7 +194,17 @@ async function main(): Promise<number> {
     say(`${failedJobs} jobs failed on purpose (exit 1); sidecars that exited non-zero: ${badSidecars}.`);
     say(`increase(demo_items_processed_total[${windowSec}s]) summed: ${increased.toFixed(1)} (counted ${C}; the rest is Prometheus' extrapolation).`);
     say(`demo: ${JOBS} jobs, counted ${C}, aggregated ${A}, lost ${C - A}, double ${Math.max(0, A - C)}`);
-    return C === A && badSidecars === 0 ? 0 : 1;
+    const code = C === A && badSidecars === 0 ? 0 : 1;
+    if (args.keep) {
+      say('');
+      say(`demo: --keep: vmagent and Prometheus keep running until Ctrl-C (logs and data in ${dir}).`);
+      say(`  Prometheus: ${stack.prometheusUrl}  (its UI: ${stack.prometheusUrl}/graph; on loopback, no credentials)`);
+      say('  queries to paste:');
+      for (const q of QUERIES) say(`    ${q}`);
+      await untilStopped();
+      say('demo: stopping vmagent and Prometheus');
+    }
+    return code;
   } finally {
     await gateway?.close();
     await stack.stop();
