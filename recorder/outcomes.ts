@@ -46,6 +46,8 @@ export interface RawJob {
 export interface RawTerminated {
   exitCode?: number;
   reason?: string;
+  /** The container's termination message (the sidecar's final report, sidecar/final-report.ts). */
+  message?: string;
   startedAt?: Timestamp;
   finishedAt?: Timestamp;
   [key: string]: unknown;
@@ -66,6 +68,7 @@ export interface RawPodWithStatus extends RawPod {
     reason?: string;
     conditions?: RawCondition[];
     containerStatuses?: RawContainerStatus[];
+    initContainerStatuses?: RawContainerStatus[];
     [key: string]: unknown;
   };
 }
@@ -85,6 +88,8 @@ export const METRIC = {
   attempts: 'jobmetrics_job_attempts_total',
   attemptDuration: 'jobmetrics_job_attempt_duration_seconds',
   unmeasured: 'jobmetrics_pods_unmeasured_total',
+  sidecarFlushes: 'jobmetrics_sidecar_final_flushes_total',
+  sidecarUndelivered: 'jobmetrics_sidecar_undelivered_series_total',
   lastSuccess: 'jobmetrics_cronjob_last_success_timestamp_seconds',
 } as const;
 
@@ -251,6 +256,41 @@ export function podAttempts(pod: RawPodWithStatus, workload: string, deleted = f
   const over = deleted || pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed';
   if (over) add(status.state?.terminated, restarts, true);
   return out;
+}
+
+/**
+ * How the pod's sidecar ended, from its termination message (sidecar/final-report.ts: the first
+ * line is `jobmetrics final values: trigger=… attempt=… delivered=true|false[ undelivered=N]`):
+ * `delivered` (its final flush reached the gateway), `undelivered` (it gave up at its flush
+ * deadline; N series were not delivered), or `no-report` (it left no report: killed, OOM-killed,
+ * or an older sidecar). Per workload, so a sidecar that cannot reach the gateway — which then
+ * counts nothing itself — still shows. Read only once the pod is over and the sidecar has a
+ * terminated state (a deleted pod whose last status shows it running gives no event): the same
+ * object state in every replica gives the same labels. `flush/<pod uid>`, at the sidecar's end.
+ */
+export function sidecarFlush(pod: RawPodWithStatus, workload: string): OutcomeEvent | undefined {
+  const uid = pod.metadata?.uid;
+  const namespace = pod.metadata?.namespace;
+  if (!uid || !namespace || injectedSidecar(pod) === undefined) return undefined;
+  if (pod.status?.phase !== 'Succeeded' && pod.status?.phase !== 'Failed') return undefined;
+  const status = [...(pod.status.initContainerStatuses ?? []), ...(pod.status.containerStatuses ?? [])].find((c) => c.name === SIDECAR_CONTAINER);
+  const t = status?.state?.terminated;
+  const atMs = toMs(t?.finishedAt);
+  if (!t || atMs === undefined) return undefined;
+  const report = /^jobmetrics final values: .*\bdelivered=(true|false)(?: undelivered=(\d+))?/.exec(t.message ?? '');
+  const result = report === null ? 'no-report' : report[1] === 'true' ? 'delivered' : 'undelivered';
+  const undelivered = Number(report?.[2] ?? 0);
+  return {
+    id: `flush/${uid}`,
+    namespace,
+    workload,
+    atMs,
+    counters: [
+      { name: METRIC.sidecarFlushes, labels: { result }, value: 1 },
+      ...(undelivered > 0 ? [{ name: METRIC.sidecarUndelivered, labels: {}, value: undelivered }] : []),
+    ],
+    observations: [],
+  };
 }
 
 /**

@@ -20,7 +20,7 @@ import { deliverWithRetry, encodeWriteRequest, type RwSeries } from '../shared/r
 import { VERSION } from '../shared/version.ts';
 import { jobOf, workloadName } from '../webhook/workload.ts';
 import { deliveryWindowMs, type RecorderConfig } from './config.ts';
-import { eventSeries, jobRun, jobWorkload, lastSuccessSeries, podAttempts, sidecarSetting, unmeasuredPod, type OutcomeEvent, type RawCronJob, type RawJob, type RawPodWithStatus } from './outcomes.ts';
+import { eventSeries, jobRun, jobWorkload, lastSuccessSeries, podAttempts, sidecarFlush, sidecarSetting, unmeasuredPod, type OutcomeEvent, type RawCronJob, type RawJob, type RawPodWithStatus } from './outcomes.ts';
 import { Pending } from './pending.ts';
 
 export const USER_AGENT = `jobmetrics-recorder/${VERSION}`;
@@ -98,6 +98,8 @@ export async function startRecorder(config: RecorderConfig, deps: RecorderDeps):
     offer('attempt', podAttempts(pod, workload, deleted));
     const unmeasured = unmeasuredPod(pod, workload);
     if (unmeasured) offer('unmeasured', [unmeasured]);
+    const flush = sidecarFlush(pod, workload);
+    if (flush) offer('flush', [flush]);
   };
 
   // ---- watches ------------------------------------------------------------------------------

@@ -702,6 +702,15 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const oom = await promQuery(cluster, 'jobmetrics_job_attempts_total{namespace="e2e-oom"}');
     expect(oom.map((s) => [s.labels['reason'], s.labels['exit_code'], s.value])).to.deep.equal([['OOMKilled', '137', 1]]);
 
+    // How each pod's sidecar ended, read from its termination message: the six pods of the first
+    // test, the OOM-killed main container's pod and the pod restarted in place each delivered its
+    // final flush once.
+    for (const [namespace, pods] of [['e2e-native', 6], ['e2e-oom', 1], ['e2e-onfailure', 1]] as const) {
+      const q = `sum by (result) (jobmetrics_sidecar_final_flushes_total{namespace="${namespace}"})`;
+      const flushes = await settle(cluster, q, (x) => x.length === 1 && x[0]?.value === pods);
+      expect(Object.fromEntries(flushes.map((x) => [x.labels['result'], x.value])), namespace).to.deep.equal({ delivered: pods });
+    }
+
     // The workload's first failure is a new output series: increase() counts it (born at 0).
     const failedRuns = await promQuery(cluster, `timestamp(jobmetrics_job_runs_total{namespace="${ns}", result="failed"})`);
     const firstFailure = await promFetch(cluster, `/api/v1/query?query=${encodeURIComponent(`increase(jobmetrics_job_runs_total{namespace="${ns}", result="failed"}[30m])`)}&time=${failedRuns[0]?.value ?? 0}`);

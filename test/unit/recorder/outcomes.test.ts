@@ -15,6 +15,7 @@ import {
   jobRun,
   lastSuccessSeries,
   podAttempts,
+  sidecarFlush,
   unmeasuredPod,
   type OutcomeEvent,
   type RawCronJob,
@@ -35,7 +36,7 @@ function derive(obj: Record<string, unknown> & { kind?: string }): unknown {
   if (obj.kind === 'Job') return { run: jobRun(obj as RawJob) ?? null };
   if (obj.kind === 'Pod') {
     const pod = obj as unknown as RawPodWithStatus;
-    return { attempts: podAttempts(pod, 'workload'), unmeasured: unmeasuredPod(pod, 'workload') ?? null };
+    return { attempts: podAttempts(pod, 'workload'), unmeasured: unmeasuredPod(pod, 'workload') ?? null, flush: sidecarFlush(pod, 'workload') ?? null };
   }
   if (obj.kind === 'CronJob') return { lastSuccess: lastSuccessSeries(obj as RawCronJob, 1_800_000_000_000) ?? null };
   throw new Error(`unexpected kind ${String(obj.kind)}`);
@@ -114,6 +115,41 @@ describe('outcomes: the rules, case by case', () => {
     const unseen = { ...pod, metadata: { ...pod.metadata, annotations } } as RawPodWithStatus;
     expect(unmeasuredPod(unseen, 'w')?.counters[0]?.labels).to.deep.equal({ reason: 'webhook-unreachable' });
   });
+});
+
+describe("outcomes: how a pod's sidecar ended, from its termination message", () => {
+  // The completed pod's sidecar, its message and phase changed per row.
+  const base = load('pod-completed') as unknown as RawPodWithStatus;
+  const withSidecar = (message: string | undefined, phase = 'Succeeded', terminated = true): RawPodWithStatus => {
+    const pod = structuredClone(base);
+    pod.status = { ...pod.status, phase };
+    for (const st of pod.status.initContainerStatuses ?? []) {
+      if (st.name !== 'jobmetrics-sidecar') continue;
+      if (!terminated) st.state = { running: { startedAt: '2026-12-05T22:05:00Z' } };
+      else if (st.state?.terminated) {
+        const { message: _old, ...rest } = st.state.terminated;
+        st.state.terminated = message === undefined ? rest : { ...rest, message };
+      }
+    }
+    return pod;
+  };
+  const rows: Array<[what: string, pod: RawPodWithStatus, want: string]> = [
+    ['delivered', withSidecar('jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=10\nx 1'), 'delivered'],
+    ['given up at the deadline', withSidecar('jobmetrics final values: trigger=signal attempt=2 delivered=false undelivered=37 series=40\n'), 'undelivered +37 series'],
+    ['no message (killed, OOM-killed)', withSidecar(undefined), 'no-report'],
+    ['a message that is not a report', withSidecar('panic: something else'), 'no-report'],
+    ['the pod still running', withSidecar('jobmetrics final values: trigger=main-exited attempt=1 delivered=true', 'Running'), 'none'],
+    ['over, but the sidecar not terminated in this status', withSidecar(undefined, 'Failed', false), 'none'],
+    ['a pod without the sidecar', load('pod-skipped') as unknown as RawPodWithStatus, 'none'],
+  ];
+  for (const [what, pod, want] of rows) {
+    it(`${what} → ${want}`, () => {
+      const e = sidecarFlush(pod, 'w');
+      const got = e === undefined ? 'none' : `${e.counters[0]?.labels['result']}${e.counters[1] ? ` +${e.counters[1].value} series` : ''}`;
+      expect(got).to.equal(want);
+      if (e) expect(e.id).to.equal(`flush/${pod.metadata?.uid}`);
+    });
+  }
 });
 
 describe('outcomes: series of an event', () => {
