@@ -28,7 +28,7 @@ import { startCluster, type Cluster } from '../scripts/cluster/cluster.ts';
 import { controlPlaneBinaries, createNamespace, kubectlOk } from '../scripts/cluster/control-plane.ts';
 import { clusterImages, ensureImages } from '../scripts/cluster/images.ts';
 import { clusterDir, runningSupervisor } from '../scripts/cluster/state.ts';
-import { ANNOTATION, SIDECAR_CONTAINER, SIDECAR_ENV, STATUS_INJECTED } from '../shared/names.ts';
+import { ANNOTATION, RESERVED_VOLUMES, SIDECAR_CONTAINER, SIDECAR_ENV, STATUS_INJECTED } from '../shared/names.ts';
 import { apply, labelledNamespace, runningPod, sampleJob, sampleMain, setWebhookEnv, sleep, waitForJob, workingSets } from '../test/e2e/cluster-harness.ts';
 import { defaultSettings } from '../webhook/config.ts';
 import { percentile } from './exit-latency.ts';
@@ -138,6 +138,8 @@ const JOB_ENV = { ITEMS: '20', DURATION_MS: '1000', SETTLE_MS: '1200', ANNOUNCE_
 
 interface CapturedSidecar {
   readonly container: Record<string, unknown>;
+  /** The volumes the webhook added for it (the token for the gateway). */
+  readonly volumes: readonly Record<string, unknown>[];
   readonly status: string;
 }
 
@@ -163,7 +165,7 @@ async function captureLegacySidecar(cluster: Cluster, ns: string): Promise<Captu
     };
     const out = JSON.parse(await kubectlOk(cluster.cp, ['create', '--dry-run=server', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) })) as {
       metadata: { annotations?: Record<string, string> };
-      spec: { containers: ({ name: string; env?: { name: string; value?: string }[]; volumeMounts?: { mountPath: string }[] } & Record<string, unknown>)[] };
+      spec: { containers: ({ name: string; env?: { name: string; value?: string }[]; volumeMounts?: { mountPath: string }[] } & Record<string, unknown>)[]; volumes?: ({ name: string } & Record<string, unknown>)[] };
     };
     const sidecar = out.spec.containers.find((c) => c.name === SIDECAR_CONTAINER);
     const status = out.metadata.annotations?.[ANNOTATION.status];
@@ -174,7 +176,8 @@ async function captureLegacySidecar(cluster: Cluster, ns: string): Promise<Captu
     // pod alone; each Job pod gets its own the same way.
     const mounts = (sidecar.volumeMounts ?? []).filter((m) => m.mountPath !== SERVICE_ACCOUNT_MOUNT);
     const { volumeMounts: _dropped, ...rest } = sidecar;
-    return { container: mounts.length > 0 ? { ...rest, volumeMounts: mounts } : rest, status };
+    const volumes = (out.spec.volumes ?? []).filter((v) => (RESERVED_VOLUMES as readonly string[]).includes(v.name));
+    return { container: mounts.length > 0 ? { ...rest, volumeMounts: mounts } : rest, volumes, status };
   } finally {
     await setWebhookEnv(cluster, 'JOBMETRICS_SIDECAR_MODE-');
   }
@@ -197,7 +200,7 @@ function jobManifest(v: Variant, name: string, legacy: CapturedSidecar): Record<
     ns: v.ns,
     env: JOB_ENV,
     annotations: { [ANNOTATION.status]: legacy.status },
-    podSpec: { shareProcessNamespace: true, containers: [sampleMain(JOB_ENV), { ...legacy.container, env }] },
+    podSpec: { shareProcessNamespace: true, containers: [sampleMain(JOB_ENV), { ...legacy.container, env }], volumes: legacy.volumes },
   });
 }
 
