@@ -13,6 +13,7 @@
  * the API server and remembers the answers.
  */
 import { createHash } from 'node:crypto';
+import { AnswerCache } from '../shared/answer-cache.ts';
 import type { RwSeries } from '../shared/remote-write.ts';
 
 /** The subset of authentication.k8s.io/v1 TokenReviewStatus the gateway reads. */
@@ -146,12 +147,12 @@ export interface ReviewStats {
  */
 export class TokenReviewer {
   readonly #opts: Required<Omit<ReviewerOptions, 'review' | 'trusted' | 'audience'>> & Pick<ReviewerOptions, 'review' | 'trusted' | 'audience'>;
-  readonly #answers = new Map<string, { verdict: Verdict; untilMs: number }>();
-  readonly #inFlight = new Map<string, Promise<Check>>();
+  readonly #answers: AnswerCache<Verdict, Check>;
   readonly stats: ReviewStats = { reviews: { authenticated: 0, refused: 0, failed: 0 }, cacheHits: 0 };
 
   constructor(opts: ReviewerOptions) {
     this.#opts = { acceptTtlMs: 300_000, refuseTtlMs: 30_000, maxEntries: 50_000, now: Date.now, ...opts };
+    this.#answers = new AnswerCache({ maxEntries: this.#opts.maxEntries, now: this.#opts.now });
   }
 
   get size(): number {
@@ -166,16 +167,11 @@ export class TokenReviewer {
     }
     const key = createHash('sha256').update(token).digest('base64url');
     const known = this.#answers.get(key);
-    if (known !== undefined && known.untilMs > this.#opts.now()) {
+    if (known !== undefined) {
       this.stats.cacheHits++;
-      return Promise.resolve(known.verdict);
+      return Promise.resolve(known);
     }
-    if (known !== undefined) this.#answers.delete(key);
-    const pending = this.#inFlight.get(key);
-    if (pending !== undefined) return pending;
-    const p = this.#review(token, key).finally(() => this.#inFlight.delete(key));
-    this.#inFlight.set(key, p);
-    return p;
+    return this.#answers.shared(key, () => this.#review(token, key));
   }
 
   async #review(token: string, key: string): Promise<Check> {
@@ -194,29 +190,15 @@ export class TokenReviewer {
     else this.stats.reviews.refused++;
     const now = this.#opts.now();
     const ttl = verdict.ok ? Math.min(this.#opts.acceptTtlMs, Math.max(0, (jwtExpiry(token) ?? Infinity) - now)) : this.#opts.refuseTtlMs;
-    if (ttl > 0) {
-      while (this.#answers.size >= this.#opts.maxEntries) {
-        const oldest = this.#answers.keys().next();
-        if (oldest.done === true) break;
-        this.#answers.delete(oldest.value);
-      }
-      this.#answers.set(key, { verdict, untilMs: now + ttl });
-    }
+    this.#answers.remember(key, verdict, ttl);
     return verdict;
   }
 
   /** Forgets answers past their time (called now and then; a lookup also drops its own). */
   expire(): number {
-    const now = this.#opts.now();
-    let n = 0;
-    for (const [k, v] of this.#answers) {
-      if (v.untilMs <= now) {
-        this.#answers.delete(k);
-        n++;
-      }
-    }
-    return n;
+    return this.#answers.expire();
   }
+
 }
 
 function bearerToken(authorization: string | undefined): string | undefined {

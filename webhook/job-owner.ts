@@ -6,6 +6,7 @@
  * CronJob name pattern decides (webhook/workload.ts). Failures are remembered briefly so an API
  * outage costs one timeout per Job, not one per pod.
  */
+import { AnswerCache } from '../shared/answer-cache.ts';
 import type { JobOwnerLookup, JobRef } from './workload.ts';
 
 export interface JobOwnerReference {
@@ -36,42 +37,31 @@ export interface JobOwnerCacheOptions {
   readonly onResult?: (result: LookupResult, namespace: string, job: string, error?: unknown) => void;
 }
 
-interface Entry {
-  readonly answer: JobOwnerLookup;
-  readonly expires: number;
-}
-
 export class JobOwnerCache {
   readonly #opts: JobOwnerCacheOptions;
-  readonly #entries = new Map<string, Entry>();
-  readonly #inFlight = new Map<string, Promise<JobOwnerLookup>>();
-  readonly #now: () => number;
+  readonly #answers: AnswerCache<JobOwnerLookup>;
 
   constructor(opts: JobOwnerCacheOptions) {
     this.#opts = opts;
-    this.#now = opts.now ?? Date.now;
+    this.#answers = new AnswerCache({ maxEntries: opts.maxEntries ?? 10_000, now: opts.now ?? Date.now });
   }
 
   get size(): number {
-    return this.#entries.size;
+    return this.#answers.size;
   }
 
   lookup(namespace: string, job: JobRef): Promise<JobOwnerLookup> {
     const key = `${namespace}/${job.name}/${job.uid ?? ''}`;
-    const entry = this.#entries.get(key);
-    if (entry && entry.expires > this.#now()) {
+    const known = this.#answers.get(key);
+    if (known !== undefined) {
       this.#opts.onResult?.('hit', namespace, job.name);
-      return Promise.resolve(entry.answer);
+      return Promise.resolve(known);
     }
-    const pending = this.#inFlight.get(key);
-    if (pending) return pending;
-    const p = this.#fetch(namespace, job).then(({ answer, ok }) => {
-      this.#inFlight.delete(key);
-      this.#remember(key, answer, ok ? this.#opts.ttlMs : (this.#opts.failureTtlMs ?? 5_000));
+    return this.#answers.shared(key, async () => {
+      const { answer, ok } = await this.#fetch(namespace, job);
+      this.#answers.remember(key, answer, ok ? this.#opts.ttlMs : (this.#opts.failureTtlMs ?? 5_000));
       return answer;
     });
-    this.#inFlight.set(key, p);
-    return p;
   }
 
   async #fetch(namespace: string, job: JobRef): Promise<{ answer: JobOwnerLookup; ok: boolean }> {
@@ -110,16 +100,4 @@ export class JobOwnerCache {
     }
   }
 
-  #remember(key: string, answer: JobOwnerLookup, ttlMs: number): void {
-    if (ttlMs <= 0) return;
-    const max = this.#opts.maxEntries ?? 10_000;
-    // Map iteration order is insertion order: dropping the first entries drops the oldest.
-    while (this.#entries.size >= max) {
-      const oldest = this.#entries.keys().next();
-      if (oldest.done) break;
-      this.#entries.delete(oldest.value);
-    }
-    this.#entries.delete(key);
-    this.#entries.set(key, { answer, expires: this.#now() + ttlMs });
-  }
 }
