@@ -223,7 +223,8 @@ export type LoadResult =
   | { readonly ok: false; readonly errors: readonly ConfigError[] };
 
 export interface LoadInput {
-  readonly argv: readonly string[];
+  /** The settings file `--config` names (shared/command-line.ts reads the command line); else JOBMETRICS_CONFIG's. */
+  readonly configPath?: string;
   readonly env: Readonly<Record<string, string | undefined>>;
   /** Injected so tests need no files; main passes fs.readFileSync. */
   readonly readFile: (path: string) => string;
@@ -236,9 +237,7 @@ export function formatConfigErrors(errors: readonly ConfigError[]): string {
 /** Reads the file (if any), applies env overrides, validates everything, reports every error. */
 export function loadSettings(input: LoadInput): LoadResult {
   const errors: ConfigError[] = [];
-  const argPath = configPathFromArgv(input.argv);
-  if (argPath !== undefined && 'error' in argPath) return { ok: false, errors: [{ setting: '--config', message: argPath.error }] };
-  const path = argPath?.path ?? nonBlank(input.env[CONFIG_ENV]);
+  const path = input.configPath ?? nonBlank(input.env[CONFIG_ENV]);
 
   let fileValues = new Map<string, string>();
   if (path !== undefined) {
@@ -342,25 +341,9 @@ export function loadSettings(input: LoadInput): LoadResult {
 
 /** The settings with every default, as a test or a tool needs them. */
 export function defaultSettings(): WebhookSettings {
-  const r = loadSettings({ argv: [], env: {}, readFile: () => '' });
+  const r = loadSettings({ env: {}, readFile: () => '' });
   if (!r.ok) throw new Error(`built-in defaults are invalid: ${formatConfigErrors(r.errors)}`);
   return r.settings;
-}
-
-function configPathFromArgv(argv: readonly string[]): { path: string } | { error: string } | undefined {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i] ?? '';
-    if (a === '--config') {
-      const next = argv[i + 1];
-      if (next === undefined || next === '') return { error: 'needs a file name' };
-      return { path: next };
-    }
-    if (a.startsWith('--config=')) {
-      const v = a.slice('--config='.length);
-      return v === '' ? { error: 'needs a file name' } : { path: v };
-    }
-  }
-  return undefined;
 }
 
 /**

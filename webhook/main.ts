@@ -24,14 +24,15 @@ const RETRY_MAX_MS = 60_000;
 const BOOTSTRAP_RESYNC_MS = 3_600_000;
 
 async function main(): Promise<void> {
-  handleCommandLine(process.argv.slice(2), {
+  const options = handleCommandLine(process.argv.slice(2), {
     name: 'jobmetrics-webhook',
     summary: 'the mutating admission webhook that adds the jobmetrics sidecar to Job pods',
     options: [{ flag: '--config', value: 'file', doc: 'the settings file (YAML, manifests/base/webhook-settings.yaml); the environment overrides it' }],
     settings: SETTINGS.map((s) => ({ env: s.env, default: s.default, doc: `(${s.key}) ${s.doc}` })),
     docs: 'docs/webhook.md "Settings"',
   });
-  const loaded = loadSettings({ argv: process.argv.slice(2), env: process.env, readFile: (p) => readFileSync(p, 'utf8') });
+  const configPath = options.get('--config');
+  const loaded = loadSettings({ ...(configPath !== undefined && { configPath }), env: process.env, readFile: (p) => readFileSync(p, 'utf8') });
   if (!loaded.ok) {
     createLogger({ component: 'webhook' }).error('invalid settings; not starting', {
       errors: loaded.errors,

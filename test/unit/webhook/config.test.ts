@@ -4,8 +4,9 @@ import { expect } from 'chai';
 import { CONFIG_ENV, defaultSettings, loadSettings, SETTINGS, type LoadInput } from '../../../webhook/config.ts';
 
 const files: Record<string, string> = {};
-const input = (argv: string[], env: Record<string, string> = {}): LoadInput => ({
-  argv,
+/** The settings file `--config` names (the command line is shared/command-line.ts's, tested there), and the environment. */
+const input = (configPath: string | undefined, env: Record<string, string> = {}): LoadInput => ({
+  ...(configPath !== undefined && { configPath }),
   env,
   readFile: (p) => {
     const f = files[p];
@@ -39,16 +40,16 @@ describe('webhook settings', () => {
 
   it('reads excludedNamespaces as a comma-separated list; an empty one excludes none', () => {
     files['/excluded.yaml'] = 'excludedNamespaces: " kube-system, kube-public ,batch-legacy,"\n';
-    const fromFile = loadSettings(input(['--config', '/excluded.yaml']));
+    const fromFile = loadSettings(input('/excluded.yaml'));
     expect(fromFile.ok && fromFile.settings.excludedNamespaces).to.deep.equal(['kube-system', 'kube-public', 'batch-legacy']);
-    const none = loadSettings(input([], { JOBMETRICS_EXCLUDED_NAMESPACES: '' }));
+    const none = loadSettings(input(undefined, { JOBMETRICS_EXCLUDED_NAMESPACES: '' }));
     expect(none.ok && none.settings.excludedNamespaces).to.deep.equal([]);
   });
 
   it('the shipped settings file (manifests/base/webhook-settings.yaml) excludes what the built-in default does', () => {
     const shipped = readFileSync(new URL('../../../manifests/base/webhook-settings.yaml', import.meta.url), 'utf8');
     files['/shipped.yaml'] = shipped;
-    const r = loadSettings(input(['--config', '/shipped.yaml']));
+    const r = loadSettings(input('/shipped.yaml'));
     expect(r.ok && r.settings.excludedNamespaces).to.deep.equal(defaultSettings().excludedNamespaces);
   });
 
@@ -68,7 +69,7 @@ describe('webhook settings', () => {
       'workloadLookup:',
       '  enabled: false',
     ].join('\n');
-    const r = loadSettings(input(['--config', '/etc/jm/config.yaml'], { JOBMETRICS_SIDECAR_IMAGE: 'registry.local/sidecar:override', KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' }));
+    const r = loadSettings(input('/etc/jm/config.yaml', { JOBMETRICS_SIDECAR_IMAGE: 'registry.local/sidecar:override', KUBERNETES_SERVICE_HOST: '10.0.0.1', KUBERNETES_SERVICE_PORT: '443' }));
     expect(r.ok, JSON.stringify(!r.ok && r.errors)).to.equal(true);
     if (!r.ok) return;
     expect(r.source).to.equal('/etc/jm/config.yaml');
@@ -83,40 +84,39 @@ describe('webhook settings', () => {
     expect(r.settings.kube.inCluster).to.equal(true);
   });
 
-  it('takes the file from JOBMETRICS_CONFIG and --config=FILE', () => {
+  it('takes the file from JOBMETRICS_CONFIG and from --config', () => {
     files['/a.yaml'] = 'mode: legacy\n';
-    const a = loadSettings(input([], { [CONFIG_ENV]: '/a.yaml' }));
+    const a = loadSettings(input(undefined, { [CONFIG_ENV]: '/a.yaml' }));
     expect(a.ok && a.settings.mode).to.equal('legacy');
-    const b = loadSettings(input(['--config=/a.yaml']));
+    const b = loadSettings(input('/a.yaml'));
     expect(b.ok && b.settings.mode).to.equal('legacy');
   });
 
   it('parses IPv6 listen addresses', () => {
-    const r = loadSettings(input([], { JOBMETRICS_LISTEN: '[::]:8443' }));
+    const r = loadSettings(input(undefined, { JOBMETRICS_LISTEN: '[::]:8443' }));
     expect(r.ok && r.settings.listen).to.deep.equal({ host: '::', port: 8443 });
   });
 
   const bad: [string, LoadInput, RegExp][] = [
-    ['an unknown key (a typo)', (files['/typo.yaml'] = 'sidecar:\n  imgae: x\n', input(['--config', '/typo.yaml'])), /sidecar\.imgae \(\/typo\.yaml\): is not a known setting/],
-    ['bad YAML', (files['/bad.yaml'] = 'mode: [\n', input(['--config', '/bad.yaml'])), /\/bad\.yaml: not valid YAML/],
-    ['a missing file', input(['--config', '/nope.yaml']), /\/nope\.yaml: cannot read the settings file: ENOENT/],
-    ['--config without a file', input(['--config']), /--config: needs a file name/],
-    ['a bad mode from env', input([], { JOBMETRICS_SIDECAR_MODE: 'sidecar' }), /mode \(JOBMETRICS_SIDECAR_MODE\): "sidecar" must be one of auto, native, legacy/],
-    ['a bad interval', input([], { JOBMETRICS_SIDECAR_INTERVAL: '10ms' }), /sidecar\.interval \(JOBMETRICS_SIDECAR_INTERVAL\): "10ms" is outside 100ms…1m/],
-    ['a bad URL', input([], { JOBMETRICS_SIDECAR_REMOTE_WRITE_URL: 'vmagent:8429' }), /sidecar\.remoteWriteUrl \(JOBMETRICS_SIDECAR_REMOTE_WRITE_URL\)/],
-    ['a bad listen address', input([], { JOBMETRICS_LISTEN: '8443' }), /listen \(JOBMETRICS_LISTEN\): "8443" must be host:port/],
-    ['a bad quantity', input([], { JOBMETRICS_SIDECAR_MEMORY_LIMIT: '128MB' }), /sidecar\.resources\.limits\.memory .*not a Kubernetes quantity/],
-    ['a bad boolean', input([], { JOBMETRICS_WORKLOAD_LOOKUP: 'yes' }), /workloadLookup\.enabled .*must be true or false/],
-    ['a namespace name that is no DNS-1123 label', input([], { JOBMETRICS_EXCLUDED_NAMESPACES: 'kube-system,Kube_Public' }), /excludedNamespaces \(JOBMETRICS_EXCLUDED_NAMESPACES\): "Kube_Public" is not a namespace name \(DNS-1123 label\)/],
-    ['a byte count with a unit it does not know', input([], { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '32MB' }), /maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): "32MB" must be a byte count like 3145728 or 3Mi/],
-    ['a budget below twice the largest body', input([], { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '5Mi' }), /^maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): 5242880 bytes must be at least twice maxRequestBytes \(3145728\)/],
-    ['a budget below twice the largest body, from the file', (files['/budget.yaml'] = 'maxRequestBytes: 20Mi\n', input(['--config', '/budget.yaml'])), /^maxInFlightBytes \(default\): 33554432 bytes must be at least twice maxRequestBytes \(20971520\)/],
-    ['zero connections', input([], { JOBMETRICS_MAX_CONNECTIONS: '0' }), /maxConnections \(JOBMETRICS_MAX_CONNECTIONS\): "0" is outside 1…65535/],
-    ['a fractional connection count', input([], { JOBMETRICS_MAX_CONNECTIONS: '1.5' }), /maxConnections \(JOBMETRICS_MAX_CONNECTIONS\): "1\.5" must be a whole number/],
+    ['an unknown key (a typo)', (files['/typo.yaml'] = 'sidecar:\n  imgae: x\n', input('/typo.yaml')), /sidecar\.imgae \(\/typo\.yaml\): is not a known setting/],
+    ['bad YAML', (files['/bad.yaml'] = 'mode: [\n', input('/bad.yaml')), /\/bad\.yaml: not valid YAML/],
+    ['a missing file', input('/nope.yaml'), /\/nope\.yaml: cannot read the settings file: ENOENT/],
+    ['a bad mode from env', input(undefined, { JOBMETRICS_SIDECAR_MODE: 'sidecar' }), /mode \(JOBMETRICS_SIDECAR_MODE\): "sidecar" must be one of auto, native, legacy/],
+    ['a bad interval', input(undefined, { JOBMETRICS_SIDECAR_INTERVAL: '10ms' }), /sidecar\.interval \(JOBMETRICS_SIDECAR_INTERVAL\): "10ms" is outside 100ms…1m/],
+    ['a bad URL', input(undefined, { JOBMETRICS_SIDECAR_REMOTE_WRITE_URL: 'vmagent:8429' }), /sidecar\.remoteWriteUrl \(JOBMETRICS_SIDECAR_REMOTE_WRITE_URL\)/],
+    ['a bad listen address', input(undefined, { JOBMETRICS_LISTEN: '8443' }), /listen \(JOBMETRICS_LISTEN\): "8443" must be host:port/],
+    ['a bad quantity', input(undefined, { JOBMETRICS_SIDECAR_MEMORY_LIMIT: '128MB' }), /sidecar\.resources\.limits\.memory .*not a Kubernetes quantity/],
+    ['a bad boolean', input(undefined, { JOBMETRICS_WORKLOAD_LOOKUP: 'yes' }), /workloadLookup\.enabled .*must be true or false/],
+    ['a namespace name that is no DNS-1123 label', input(undefined, { JOBMETRICS_EXCLUDED_NAMESPACES: 'kube-system,Kube_Public' }), /excludedNamespaces \(JOBMETRICS_EXCLUDED_NAMESPACES\): "Kube_Public" is not a namespace name \(DNS-1123 label\)/],
+    ['a byte count with a unit it does not know', input(undefined, { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '32MB' }), /maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): "32MB" must be a byte count like 3145728 or 3Mi/],
+    ['a budget below twice the largest body', input(undefined, { JOBMETRICS_MAX_IN_FLIGHT_BYTES: '5Mi' }), /^maxInFlightBytes \(JOBMETRICS_MAX_IN_FLIGHT_BYTES\): 5242880 bytes must be at least twice maxRequestBytes \(3145728\)/],
+    ['a budget below twice the largest body, from the file', (files['/budget.yaml'] = 'maxRequestBytes: 20Mi\n', input('/budget.yaml')), /^maxInFlightBytes \(default\): 33554432 bytes must be at least twice maxRequestBytes \(20971520\)/],
+    ['zero connections', input(undefined, { JOBMETRICS_MAX_CONNECTIONS: '0' }), /maxConnections \(JOBMETRICS_MAX_CONNECTIONS\): "0" is outside 1…65535/],
+    ['a fractional connection count', input(undefined, { JOBMETRICS_MAX_CONNECTIONS: '1.5' }), /maxConnections \(JOBMETRICS_MAX_CONNECTIONS\): "1\.5" must be a whole number/],
     // node:http would swap the two, and a slow body would get the longer one.
-    ['a requestTimeout shorter than headersTimeout', input([], { JOBMETRICS_HEADERS_TIMEOUT: '30s', JOBMETRICS_REQUEST_TIMEOUT: '10s' }), /^requestTimeout \(JOBMETRICS_REQUEST_TIMEOUT\): 10000 ms must be at least headersTimeout \(30000 ms\)$/],
-    ['a headersTimeout under a second', input([], { JOBMETRICS_HEADERS_TIMEOUT: '500ms' }), /headersTimeout \(JOBMETRICS_HEADERS_TIMEOUT\): "500ms" is outside 1s…1m/],
-    ['a nested value where a single one belongs', (files['/nested.yaml'] = 'mode:\n  a: 1\n', input(['--config', '/nested.yaml'])), /mode \(\/nested\.yaml\): must be a single value/],
+    ['a requestTimeout shorter than headersTimeout', input(undefined, { JOBMETRICS_HEADERS_TIMEOUT: '30s', JOBMETRICS_REQUEST_TIMEOUT: '10s' }), /^requestTimeout \(JOBMETRICS_REQUEST_TIMEOUT\): 10000 ms must be at least headersTimeout \(30000 ms\)$/],
+    ['a headersTimeout under a second', input(undefined, { JOBMETRICS_HEADERS_TIMEOUT: '500ms' }), /headersTimeout \(JOBMETRICS_HEADERS_TIMEOUT\): "500ms" is outside 1s…1m/],
+    ['a nested value where a single one belongs', (files['/nested.yaml'] = 'mode:\n  a: 1\n', input('/nested.yaml')), /mode \(\/nested\.yaml\): must be a single value/],
   ];
   for (const [title, inp, message] of bad) {
     it(`rejects ${title}, naming the setting`, () => {
@@ -127,7 +127,7 @@ describe('webhook settings', () => {
   }
 
   it('reports every error at once', () => {
-    const r = loadSettings(input([], { JOBMETRICS_SIDECAR_INTERVAL: 'x', JOBMETRICS_SIDECAR_MODE: 'y' }));
+    const r = loadSettings(input(undefined, { JOBMETRICS_SIDECAR_INTERVAL: 'x', JOBMETRICS_SIDECAR_MODE: 'y' }));
     expect(r.ok).to.equal(false);
     if (!r.ok) expect(r.errors).to.have.length(2);
   });
