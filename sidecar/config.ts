@@ -152,12 +152,13 @@ export function parseSidecarConfig(env: Env): ConfigResult {
     terminationMessagePath: value(EXTRA_ENV.terminationMessagePath) ?? SIDECAR_DEFAULTS.terminationMessagePath,
     logLevel: logLevel ?? 'info',
   };
-  const stateDir = config.stateDir;
-  if (stateDir !== undefined && !stateDir.startsWith('/')) fail(SIDECAR_ENV.stateDir, `"${stateDir}" must be an absolute path`);
-  const tokenFile = config.writerTokenFile;
-  if (tokenFile !== undefined && !tokenFile.startsWith('/')) fail(SIDECAR_ENV.writerTokenFile, `"${tokenFile}" must be an absolute path`);
   // A relative path would depend on the working directory of the image.
-  if (!config.terminationMessagePath.startsWith('/')) fail(EXTRA_ENV.terminationMessagePath, `"${config.terminationMessagePath}" must be an absolute path`);
+  const absolute = (name: string, path: string | undefined): void => {
+    if (path !== undefined && !path.startsWith('/')) fail(name, `"${path}" must be an absolute path`);
+  };
+  absolute(SIDECAR_ENV.stateDir, config.stateDir);
+  absolute(SIDECAR_ENV.writerTokenFile, config.writerTokenFile);
+  absolute(EXTRA_ENV.terminationMessagePath, config.terminationMessagePath);
   if (errors.length > 0) return { ok: false, errors, mode: mode ?? 'legacy', logLevel: logLevel ?? 'info' };
   return { ok: true, config };
 }
