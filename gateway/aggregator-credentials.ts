@@ -16,8 +16,7 @@
  * is the shell.
  */
 import { randomBytes } from 'node:crypto';
-import { CoreV1Api } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../shared/kube-config.ts';
+import { CoreV1Api, KubeConfig } from '@kubernetes/client-node';
 
 export const USERNAME = 'jobmetrics';
 export const KEYS = { username: 'username', password: 'password', webConfig: 'web-config.yml' } as const;
@@ -68,7 +67,9 @@ export class CredentialsError extends Error {
  * exists but holds no usable credentials (an admin's, to be fixed by the admin).
  */
 export async function ensureAggregatorCredentials(opts: { readonly kubeconfig: string | undefined; readonly namespace: string; readonly name: string }): Promise<Credentials & { readonly created: boolean }> {
-  const kc = loadKubeConfig(opts.kubeconfig);
+  const kc = new KubeConfig();
+  if (opts.kubeconfig !== undefined) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromCluster();
   const core = kc.makeApiClient(CoreV1Api);
   const where = `Secret ${opts.namespace}/${opts.name}`;
   const read = async (): Promise<Credentials | undefined> => {

@@ -96,7 +96,9 @@ export function parseGatewayConfig(env: Env): ConfigResult {
   const auth = writerAuth(r);
   const credentials = aggregatorCredentials(r);
   const kubeconfig = r.value(GATEWAY_ENV.kubeconfig);
-  if (kubeconfig === undefined && !r.inCluster()) {
+  // As the recorder: in a pod the kubelet gives the API server's address and the token.
+  const inCluster = r.value('KUBERNETES_SERVICE_HOST') !== undefined && r.value('KUBERNETES_SERVICE_PORT') !== undefined;
+  if (kubeconfig === undefined && !inCluster) {
     if (auth.mode === 'tokenreview') {
       r.fail(GATEWAY_ENV.writerAuth, `is tokenreview (the default), which needs the API server: set ${GATEWAY_ENV.kubeconfig}, run in a pod, or set ${GATEWAY_ENV.writerAuth}=none where no untrusted pod can reach the gateway`);
     }

@@ -3,12 +3,13 @@
  * it: with the gateway's own service account (RBAC: create tokenreviews), from the pod's
  * in-cluster credentials or a kubeconfig file. Failures are values, never throws.
  */
-import { AuthenticationV1Api } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../shared/kube-config.ts';
+import { AuthenticationV1Api, KubeConfig } from '@kubernetes/client-node';
 import type { ReviewFn } from './writer-identity.ts';
 
 export function apiTokenReview(opts: { readonly kubeconfig: string | undefined; readonly timeoutMs: number }): ReviewFn {
-  const kc = loadKubeConfig(opts.kubeconfig);
+  const kc = new KubeConfig();
+  if (opts.kubeconfig !== undefined) kc.loadFromFile(opts.kubeconfig);
+  else kc.loadFromCluster();
   const api = kc.makeApiClient(AuthenticationV1Api);
   return async (token, audience) => {
     let timer: NodeJS.Timeout | undefined;

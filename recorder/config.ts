@@ -58,8 +58,10 @@ export type ConfigResult = { readonly ok: true; readonly config: RecorderConfig 
 export function parseRecorderConfig(env: Env): ConfigResult {
   const r = envReader(env);
   const kubeconfig = r.value(RECORDER_ENV.kubeconfig);
-  // Anywhere but in a pod a kubeconfig must be named.
-  if (kubeconfig === undefined && !r.inCluster()) r.fail(RECORDER_ENV.kubeconfig, 'is not set, and this is not a pod of a cluster (KUBERNETES_SERVICE_HOST unset): the recorder needs the API server');
+  // In a pod the service account's token and the API server's address come from the kubelet
+  // (KUBERNETES_SERVICE_HOST/PORT); anywhere else a kubeconfig must be named.
+  const inCluster = r.value('KUBERNETES_SERVICE_HOST') !== undefined && r.value('KUBERNETES_SERVICE_PORT') !== undefined;
+  if (kubeconfig === undefined && !inCluster) r.fail(RECORDER_ENV.kubeconfig, 'is not set, and this is not a pod of a cluster (KUBERNETES_SERVICE_HOST unset): the recorder needs the API server');
   const config: RecorderConfig = {
     remoteWriteUrl: r.httpUrl(RECORDER_ENV.remoteWriteUrl, RECORDER_DEFAULTS.remoteWriteUrl),
     listen: r.hostPort(RECORDER_ENV.listen, RECORDER_DEFAULTS.listen),

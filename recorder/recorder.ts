@@ -11,8 +11,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BatchV1Api, CoreV1Api, makeInformer, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
-import { loadKubeConfig } from '../shared/kube-config.ts';
+import { BatchV1Api, CoreV1Api, KubeConfig, makeInformer, type Informer, type KubernetesObject, type ObjectCache } from '@kubernetes/client-node';
 import client from 'prom-client';
 import type { Logger } from '../shared/log.ts';
 import { INJECT_ENABLED, INJECT_LABEL, SIDECAR_ENV } from '../shared/names.ts';
@@ -54,17 +53,18 @@ interface NamespaceWatch {
 export async function startRecorder(config: RecorderConfig, deps: RecorderDeps): Promise<Recorder> {
   const { log } = deps;
   const now = deps.now ?? Date.now;
-  const kc = loadKubeConfig(config.kubeconfig);
+  const kc = new KubeConfig();
+  if (config.kubeconfig !== undefined) kc.loadFromFile(config.kubeconfig);
+  else kc.loadFromCluster();
   const core = kc.makeApiClient(CoreV1Api);
   const batch = kc.makeApiClient(BatchV1Api);
   const pending = new Pending(deliveryWindowMs(config));
   const m = recorderMetrics(pending);
   const namespaces = new Map<string, NamespaceWatch>();
   const target = config.remoteWriteUrl.toString();
-  const token =
-    config.writerTokenFile === undefined
-      ? undefined
-      : new WriterToken(config.writerTokenFile, { onReadError: (error, haveOlderToken) => log.warn('cannot read the token for the gateway', { error, haveOlderToken }) });
+  const token = config.writerTokenFile === undefined ? undefined : new WriterToken(config.writerTokenFile, {
+          onReadError: (error, haveOlderToken) => log.warn('cannot read the token for the gateway', { error, haveOlderToken }),
+        });
 
   // ---- events from objects ------------------------------------------------------------------
 

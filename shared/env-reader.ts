@@ -29,11 +29,6 @@ export interface EnvReader {
   httpUrl(name: string, fallback: string | undefined): URL;
   /** `info` or `debug`. */
   logLevel(name: string, fallback: 'info' | 'debug'): 'info' | 'debug';
-  /**
-   * Whether this runs in a pod, where the kubelet gives the API server's address
-   * (KUBERNETES_SERVICE_HOST/PORT) and the service account's token: no kubeconfig needed.
-   */
-  inCluster(): boolean;
 }
 
 export function envReader(env: Env): EnvReader {
@@ -80,9 +75,6 @@ export function envReader(env: Env): EnvReader {
         fail(name, `"${raw}" is not a URL`);
         return new URL('http://invalid.invalid/');
       }
-    },
-    inCluster() {
-      return value('KUBERNETES_SERVICE_HOST') !== undefined && value('KUBERNETES_SERVICE_PORT') !== undefined;
     },
     logLevel(name, fallback) {
       const raw = value(name) ?? fallback;
