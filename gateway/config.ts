@@ -3,6 +3,7 @@
  * gateway reads process.env; every default lives here. A setting the sidecar has too
  * (`JOBMETRICS_STALENESS`, `JOBMETRICS_LOG_LEVEL`) has the same name and meaning.
  */
+import { envSettings, type CommandLineSpec } from '../shared/command-line.ts';
 import { envReader, type ConfigError, type Env, type EnvReader } from '../shared/env-reader.ts';
 import { DEFAULT_TOKEN_AUDIENCE } from '../shared/names.ts';
 import { parseOverrides } from './namespace-limits.ts';
@@ -60,6 +61,28 @@ export const GATEWAY_ENV = {
   logLevel: 'JOBMETRICS_LOG_LEVEL',
 } as const;
 
+/** What each setting means: `--help` and docs/settings.md (rendered from this) say it. */
+export const GATEWAY_SETTING_DOCS: Readonly<Record<keyof typeof GATEWAY_ENV, string>> = {
+  listen: 'host:port for remote write, `/metrics`, `/healthz`, `/readyz`',
+  aggregatorUrl: "where it forwards: vmagent's (or the routers') `/api/v1/write`",
+  aggregationInterval: "the aggregator's `interval` (manifests/aggregator/stream-aggr.yaml)",
+  birthMargin: "added to it: the path to the aggregator (a router tier's queue) and slack",
+  staleness: "the aggregator's `staleness_interval`; a series unwritten that long is forgotten",
+  maxTrackedSeries:
+    'the most counter-like series tracked at once (only series born here: a series first seen with a value, its 0 having gone through another replica, is passed on and not tracked); past it, new series go unheld (counted)',
+  maxSeriesPerNamespace: 'live input series per namespace (seen within the staleness interval), per replica; `0`: no limit (docs/gateway.md "Limits per namespace")',
+  maxSamplesPerSecondPerNamespace: 'samples per second per namespace, per replica, a bucket of 10 s of it; `0`: no limit',
+  namespaceLimits: 'overrides: `<namespace>=<series>/<samples per second>`, comma separated, `-` for the default (e.g. `batch=1000000/100000,sandbox=5000/-`)',
+  writerAuth:
+    '`tokenreview`: each write\'s namespace and pod come from its bearer token (docs/gateway.md "Who may write what"); `none`: the labels are trusted (only for a gateway no untrusted pod can reach, as in `npm run demo`)',
+  tokenAudience: "the audience a writer's token must have; the webhook's `sidecar.tokenAudience`, same name and meaning",
+  trustedWriters: 'service accounts (`namespace:name`, comma separated) whose writes keep their labels: they may write any namespace',
+  aggregatorCredentials:
+    '`<namespace>/<name>` of the Secret with the credentials the gateway sends to the aggregator (basic auth), created with a random password when missing (docs/install.md "What each part trusts"); empty: none sent (the Deployment sets `jobmetrics/jobmetrics-aggregator-credentials`)',
+  kubeconfig: "the API server for TokenReview and the credentials Secret; unset: the pod's own service account (in-cluster). `tokenreview` without either refuses to start",
+  logLevel: '`info` or `debug` (JSON lines on stderr)',
+};
+
 export const GATEWAY_DEFAULTS = {
   listen: '0.0.0.0:8480',
   aggregationInterval: '10s',
@@ -80,6 +103,14 @@ export const GATEWAY_DEFAULTS = {
   aggregatorCredentials: '',
   logLevel: 'info',
 } as const;
+
+/** The binary's command line: `--help` lists these settings, docs/settings.md is rendered from it. */
+export const GATEWAY_COMMAND_LINE: CommandLineSpec = {
+  name: 'jobmetrics-gateway',
+  summary: "the remote-write endpoint every sidecar writes to: checks who writes, limits each namespace, holds each counter's first values one aggregation interval, forwards to the aggregator",
+  settings: envSettings(GATEWAY_ENV, GATEWAY_DEFAULTS, GATEWAY_SETTING_DOCS, ['aggregatorUrl']),
+  docs: 'docs/settings.md "jobmetrics-gateway"',
+};
 
 /** Bodies: vmagent's own default limit for one remote-write request is 32 MiB uncompressed. */
 const MAX_BODY_BYTES = 8 * 1024 * 1024;

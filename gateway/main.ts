@@ -6,16 +6,11 @@
  */
 import { createLogger } from '../shared/log.ts';
 import { basicAuthorization, ensureAggregatorCredentials } from './aggregator-credentials.ts';
-import { envSettings, handleCommandLine } from '../shared/command-line.ts';
-import { GATEWAY_DEFAULTS, GATEWAY_ENV, parseGatewayConfig } from './config.ts';
+import { handleCommandLine } from '../shared/command-line.ts';
+import { GATEWAY_COMMAND_LINE, parseGatewayConfig } from './config.ts';
 import { startGateway } from './gateway.ts';
 
-handleCommandLine(process.argv.slice(2), {
-  name: 'jobmetrics-gateway',
-  summary: "the remote-write endpoint every sidecar writes to: checks who writes, limits each namespace, holds each counter's first values one aggregation interval, forwards to the aggregator",
-  settings: envSettings(GATEWAY_ENV, GATEWAY_DEFAULTS, ['aggregatorUrl']),
-  docs: 'docs/gateway.md "Settings"',
-});
+handleCommandLine(process.argv.slice(2), GATEWAY_COMMAND_LINE);
 const parsed = parseGatewayConfig(process.env);
 const log = createLogger({ component: 'jobmetrics-gateway', level: parsed.ok ? parsed.config.logLevel : 'info' });
 if (!parsed.ok) {

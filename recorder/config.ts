@@ -4,6 +4,7 @@
  * sidecar has too (`JOBMETRICS_STALENESS`, `JOBMETRICS_LOG_LEVEL`, `KUBECONFIG`) has the same name
  * and meaning.
  */
+import { envSettings, type CommandLineSpec } from '../shared/command-line.ts';
 import { envReader, type ConfigError, type Env } from '../shared/env-reader.ts';
 
 export interface RecorderConfig {
@@ -43,6 +44,25 @@ export const RECORDER_DEFAULTS = {
   flush: '1s',
   logLevel: 'info',
 } as const;
+
+/** What each setting means: `--help` and docs/settings.md (rendered from this) say it. */
+export const RECORDER_SETTING_DOCS: Readonly<Record<keyof typeof RECORDER_ENV, string>> = {
+  remoteWriteUrl: "where outcomes go: the gateway (the manifests set the gateway's Service)",
+  listen: "the recorder's `/metrics` and `/healthz`",
+  staleness: "the aggregator's `staleness_interval`; events are delivered for two thirds of it",
+  flush: 'how often queued events are delivered',
+  kubeconfig: 'a kubeconfig file for the watches of Jobs, pods and CronJobs; unset: the in-cluster service account',
+  writerTokenFile: 'a file holding the token sent to the gateway as `Authorization: Bearer` (the Deployment mounts its own projected token for the gateway\'s audience), read again once a minute; unset: no token',
+  logLevel: '`info` or `debug` (JSON lines on stderr)',
+};
+
+/** The binary's command line: `--help` lists these settings, docs/settings.md is rendered from it. */
+export const RECORDER_COMMAND_LINE: CommandLineSpec = {
+  name: 'jobmetrics-recorder',
+  summary: "counts every Job's runs, attempts and durations, and the Job pods that ran without the sidecar, from the API server, and delivers them through the gateway",
+  settings: envSettings(RECORDER_ENV, RECORDER_DEFAULTS, RECORDER_SETTING_DOCS),
+  docs: 'docs/settings.md "jobmetrics-recorder"',
+};
 
 /**
  * How long after an event it is still delivered: two thirds of the staleness interval, so that

@@ -4,16 +4,11 @@
  * starts, and on SIGTERM delivers what is queued before it exits (docs/outcomes.md).
  */
 import { createLogger } from '../shared/log.ts';
-import { envSettings, handleCommandLine } from '../shared/command-line.ts';
-import { parseRecorderConfig, RECORDER_DEFAULTS, RECORDER_ENV } from './config.ts';
+import { handleCommandLine } from '../shared/command-line.ts';
+import { parseRecorderConfig, RECORDER_COMMAND_LINE } from './config.ts';
 import { startRecorder } from './recorder.ts';
 
-handleCommandLine(process.argv.slice(2), {
-  name: 'jobmetrics-recorder',
-  summary: "counts every Job's runs, attempts and durations, and the Job pods that ran without the sidecar, from the API server, and delivers them through the gateway",
-  settings: envSettings(RECORDER_ENV, RECORDER_DEFAULTS),
-  docs: 'docs/outcomes.md "Settings"',
-});
+handleCommandLine(process.argv.slice(2), RECORDER_COMMAND_LINE);
 const parsed = parseRecorderConfig(process.env);
 const log = createLogger({ component: 'jobmetrics-recorder', level: parsed.ok ? parsed.config.logLevel : 'info' });
 if (!parsed.ok) {

@@ -345,7 +345,7 @@ export function sampleJob(o: SampleJobOptions): LocalPodOptions['main'] {
   return { command: process.execPath, args: [PROGRAMS.sampleJob], env };
 }
 
-/** The sidecar's environment for a local pod (README "Configuration of the sidecar"). */
+/** The sidecar's environment for a local pod (docs/settings.md "jobmetrics-sidecar"). */
 export function sidecarEnv(o: {
   port: number;
   remoteWriteUrl: string;

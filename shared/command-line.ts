@@ -69,12 +69,18 @@ export function handleCommandLine(argv: readonly string[], spec: CommandLineSpec
 
 /**
  * The settings list of a binary whose settings are environment variables named in one map
- * (`{ listen: 'JOBMETRICS_LISTEN', … }`) with defaults under the same keys; a key without a
- * default is `(required)` when listed in `required`, else `(unset)`.
+ * (`{ listen: 'JOBMETRICS_LISTEN', … }`) with defaults under the same keys and a meaning for every
+ * key (the type makes a setting without one a compile error); a key without a default is
+ * `(required)` when listed in `required`, else `(unset)`.
  */
-export function envSettings(names: Readonly<Record<string, string>>, defaults: Readonly<Record<string, unknown>>, required: readonly string[] = []): CommandLineSpec['settings'] {
-  return Object.entries(names).map(([key, env]) => {
+export function envSettings<K extends string>(
+  names: Readonly<Record<K, string>>,
+  defaults: Readonly<Partial<Record<NoInfer<K>, unknown>>>,
+  docs: Readonly<Record<NoInfer<K>, string>>,
+  required: ReadonlyArray<NoInfer<K>> = [],
+): CommandLineSpec['settings'] {
+  return (Object.entries(names) as Array<[K, string]>).map(([key, env]) => {
     const d = defaults[key];
-    return { env, default: d !== undefined ? String(d) : required.includes(key) ? '(required)' : '' };
+    return { env, default: d !== undefined ? String(d) : required.includes(key) ? '(required)' : '', doc: docs[key] };
   });
 }

@@ -1,5 +1,5 @@
 /**
- * The user-facing contract (README.md "Annotations and labels", "Configuration of the sidecar"):
+ * The user-facing contract (README.md "Annotations and labels", docs/settings.md "jobmetrics-sidecar"):
  * every label, annotation and container name lives here and nowhere else.
  */
 
@@ -44,7 +44,7 @@ export const INTERVAL = { defaultMs: 1_000, minMs: 100, maxMs: 60_000 } as const
 export const TARGET_LABELS = ['namespace', 'job', 'pod'] as const;
 export const EXPORTED_PREFIX = 'exported_';
 
-/** Sidecar environment (README "Configuration of the sidecar"). */
+/** Sidecar environment (docs/settings.md "jobmetrics-sidecar"). */
 export const SIDECAR_ENV = {
   scrapeUrl: 'JOBMETRICS_SCRAPE_URL',
   remoteWriteUrl: 'JOBMETRICS_REMOTE_WRITE_URL',

@@ -1,7 +1,8 @@
 /**
- * The sidecar's settings, parsed once from its environment (README "Configuration of the sidecar").
+ * The sidecar's settings, parsed once from its environment (docs/settings.md "jobmetrics-sidecar").
  * Nothing else in the sidecar reads process.env; every default lives here.
  */
+import { envSettings, type CommandLineSpec } from '../shared/command-line.ts';
 import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
 import { INTERVAL, SIDECAR_ENV, SIDECAR_MODES, type SidecarMode } from '../shared/names.ts';
 
@@ -76,6 +77,42 @@ export const SIDECAR_DEFAULTS = {
   terminationMessagePath: '/dev/termination-log',
   logLevel: 'info',
 } as const;
+
+/** What each setting means: `--help` and docs/settings.md (rendered from this) say it. */
+export const SIDECAR_SETTING_DOCS: Readonly<Record<keyof typeof SIDECAR_ENV | keyof typeof EXTRA_ENV, string>> = {
+  scrapeUrl: "the main container's metrics URL (an `https://` one is read without verifying its certificate: it is made for a Service name, never for the pod's loopback)",
+  remoteWriteUrl: "the remote-write endpoint: the gateway (the webhook's `JOBMETRICS_SIDECAR_REMOTE_WRITE_URL`); an `https://` one is verified against the image's CAs and `NODE_EXTRA_CA_CERTS`",
+  interval: 'the longest wait between two scrapes (100ms … 60s)',
+  fastInterval:
+    'the shortest: the sidecar scrapes this often while the scrapes take at most 1 % of a core (their CPU time is measured), slower as the exposition grows, never slower than `JOBMETRICS_INTERVAL`; set it to the interval to scrape at the interval only',
+  pushInterval: 'delivery interval while the job runs',
+  flushTimeout: 'the most time the final delivery may take after exit; the webhook cuts it to fit the pod\'s grace period (README "Flush budget")',
+  namespace: 'the `namespace` label',
+  job: 'the `job` label (the workload)',
+  pod: 'the `pod` label (the aggregator drops it)',
+  mode: '`native` (an init container with `restartPolicy: Always`) or `legacy` (exits by itself)',
+  mainContainer:
+    'the main container\'s name (`jobmetrics.io/container`, else the container with the metrics port): in a kubelet pod only its processes\' exit counts (README "Which container is main"); unset: every process but PID 1 and the sidecar\'s own',
+  stateDir:
+    'a folder that survives a restart of the sidecar container; what was acknowledged is kept there (the webhook mounts the emptyDir `jobmetrics-state` at `/var/run/jobmetrics` in native mode); unset: nothing kept',
+  writerTokenFile:
+    'a file holding the token sent to the gateway as `Authorization: Bearer`, read again once a minute (the webhook mounts the pod\'s projected token for the gateway\'s audience at `/var/run/secrets/jobmetrics.io/token/token`, into the sidecar alone); unset: no token',
+  staleness: "the aggregator's `staleness_interval`; a delivery gap of half of it starts a new series generation",
+  exitPoll:
+    'how often the known main-container PIDs are checked when no keep-alive scrape connection is open (targets that close after every answer, such as HTTP/1.0 servers); while one is open, its closing triggers a check at once and the poll is only a 1 s backstop',
+  procRoot: 'where the shared PID namespace is mounted',
+  terminationMessagePath:
+    "where each final flush writes the pod's final values as the container's termination message (README \"One pod's numbers\"); must match the container's `terminationMessagePath`, which the webhook leaves at Kubernetes' default. A failed write is logged once at warn and fails nothing",
+  logLevel: '`info` or `debug` (JSON lines on stderr)',
+};
+
+/** The binary's command line: `--help` lists these settings, docs/settings.md is rendered from it. */
+export const SIDECAR_COMMAND_LINE: CommandLineSpec = {
+  name: 'jobmetrics-sidecar',
+  summary: "scrapes the main container's /metrics, notices its exit through the shared process namespace, and delivers the final counters",
+  settings: envSettings({ ...SIDECAR_ENV, ...EXTRA_ENV }, SIDECAR_DEFAULTS, SIDECAR_SETTING_DOCS, ['scrapeUrl', 'remoteWriteUrl', 'namespace', 'job', 'pod']),
+  docs: 'docs/settings.md "jobmetrics-sidecar"',
+};
 
 export interface ConfigError {
   /** The environment variable at fault. */

@@ -5,17 +5,11 @@
  * "What is guaranteed, and what can be lost").
  */
 import { createLogger } from '../shared/log.ts';
-import { envSettings, handleCommandLine } from '../shared/command-line.ts';
-import { SIDECAR_ENV } from '../shared/names.ts';
-import { EXTRA_ENV, parseSidecarConfig, SIDECAR_DEFAULTS } from './config.ts';
+import { handleCommandLine } from '../shared/command-line.ts';
+import { parseSidecarConfig, SIDECAR_COMMAND_LINE } from './config.ts';
 import { runSidecar } from './sidecar.ts';
 
-handleCommandLine(process.argv.slice(2), {
-  name: 'jobmetrics-sidecar',
-  summary: "scrapes the main container's /metrics, notices its exit through the shared process namespace, and delivers the final counters",
-  settings: envSettings({ ...SIDECAR_ENV, ...EXTRA_ENV }, SIDECAR_DEFAULTS, ['scrapeUrl', 'remoteWriteUrl', 'namespace', 'job', 'pod']),
-  docs: 'README.md "Configuration of the sidecar"',
-});
+handleCommandLine(process.argv.slice(2), SIDECAR_COMMAND_LINE);
 const parsed = parseSidecarConfig(process.env);
 const log = createLogger({ component: 'jobmetrics-sidecar', level: parsed.ok ? parsed.config.logLevel : parsed.logLevel });
 const terminate = new AbortController();

@@ -6,6 +6,7 @@
  * The defaults are the values the shipped manifests use, so the webhook starts with no file at all.
  */
 import { parse as parseYaml } from 'yaml';
+import type { CommandLineSpec } from '../shared/command-line.ts';
 import { formatDuration, parseBoundedDuration } from '../shared/duration.ts';
 import type { Level } from '../shared/log.ts';
 import { DEFAULT_TOKEN_AUDIENCE, INTERVAL } from '../shared/names.ts';
@@ -171,8 +172,8 @@ const quantity: SettingSpec['parse'] = (raw) =>
     : bad(`"${raw}" is not a Kubernetes quantity like 10m, 0.5, 64Mi`);
 
 /**
- * Every setting, its default and its env variable. docs/webhook.md's settings table follows this
- * list (a unit test checks they agree).
+ * Every setting, its default and its env variable: `--help` lists them, and docs/settings.md is
+ * rendered from this list (`npm run render-settings`; a unit test checks it is up to date).
  */
 export const SETTINGS: readonly SettingSpec[] = [
   { key: 'listen', env: 'JOBMETRICS_LISTEN', default: '0.0.0.0:8443', doc: 'HTTPS listen address, host:port', parse: listen },
@@ -195,7 +196,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'workloadLookup.enabled', env: 'JOBMETRICS_WORKLOAD_LOOKUP', default: 'true', doc: "GET the pod's Job to find the CronJob that owns it (needs get on jobs)", parse: bool },
   { key: 'workloadLookup.timeout', env: 'JOBMETRICS_WORKLOAD_LOOKUP_TIMEOUT', default: '1s', doc: 'timeout of that GET; on timeout the CronJob name pattern decides', parse: duration(50, 10_000, 'ms') },
   { key: 'workloadLookup.cacheTtl', env: 'JOBMETRICS_WORKLOAD_LOOKUP_CACHE_TTL', default: '10m', doc: 'how long a Job\'s owner is remembered', parse: duration(0, 24 * 3_600_000, 'ms') },
-  { key: 'excludedNamespaces', env: 'JOBMETRICS_EXCLUDED_NAMESPACES', default: DEFAULT_EXCLUDED_NAMESPACES.join(','), doc: "comma-separated namespaces whose pods are never injected, not even when opted in (skip reason namespace-excluded); keep it in step with the MutatingWebhookConfiguration's namespaceSelector", parse: namespaceList },
+  { key: 'excludedNamespaces', env: 'JOBMETRICS_EXCLUDED_NAMESPACES', default: DEFAULT_EXCLUDED_NAMESPACES.join(','), doc: "comma-separated namespaces whose pods are never injected, not even when opted in (skip reason namespace-excluded); empty: none. Keep it in step with the MutatingWebhookConfiguration's namespaceSelector", parse: namespaceList },
   { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: `ghcr.io/jobmetrics/jobmetrics-sidecar:${VERSION}`, doc: 'sidecar image (the tag follows package.json)', parse: nonEmpty },
   { key: 'sidecar.imagePullPolicy', env: 'JOBMETRICS_SIDECAR_IMAGE_PULL_POLICY', default: 'IfNotPresent', doc: 'Always, IfNotPresent or Never', parse: oneOf(['Always', 'IfNotPresent', 'Never']) },
   { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_SIDECAR_REMOTE_WRITE_URL', default: 'http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write', doc: "the remote-write URL given to every sidecar: the gateway in front of the aggregator", parse: httpUrl },
@@ -206,8 +207,17 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'sidecar.resources.requests.cpu', env: 'JOBMETRICS_SIDECAR_CPU_REQUEST', default: '10m', doc: 'sidecar CPU request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.requests.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_REQUEST', default: '48Mi', doc: 'sidecar memory request (empty: none)', parse: quantity },
   { key: 'sidecar.resources.limits.cpu', env: 'JOBMETRICS_SIDECAR_CPU_LIMIT', default: '', doc: 'sidecar CPU limit (empty: none, so the final flush is never throttled)', parse: quantity },
-  { key: 'sidecar.resources.limits.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_LIMIT', default: SIDECAR_MEMORY.limit, doc: 'sidecar memory limit (empty: none); the sidecar derives its input limits from the default (shared/sidecar-memory.ts)', parse: quantity },
+  { key: 'sidecar.resources.limits.memory', env: 'JOBMETRICS_SIDECAR_MEMORY_LIMIT', default: SIDECAR_MEMORY.limit, doc: "sidecar memory limit (empty: none); the sidecar derives its body and series limits and its heap cap from the default (shared/sidecar-memory.ts, docs/semantics.md \"The sidecar's memory\"): do not set less", parse: quantity },
 ];
+
+/** The binary's command line: `--help` lists every setting with its key, docs/settings.md is rendered from it. */
+export const WEBHOOK_COMMAND_LINE: CommandLineSpec = {
+  name: 'jobmetrics-webhook',
+  summary: 'the mutating admission webhook that adds the jobmetrics sidecar to Job pods',
+  options: [{ flag: '--config', value: 'file', doc: 'the settings file (YAML, manifests/base/webhook-settings.yaml); the environment overrides it' }],
+  settings: SETTINGS.map((s) => ({ env: s.env, default: s.default, doc: `(${s.key}) ${s.doc}` })),
+  docs: 'docs/settings.md "jobmetrics-webhook"',
+};
 
 /** The file's own location; not a setting inside the file. */
 export const CONFIG_ENV = 'JOBMETRICS_CONFIG';

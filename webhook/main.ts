@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { createLogger, type Logger } from '../shared/log.ts';
 import type { SidecarMode } from '../shared/names.ts';
 import { handleCommandLine } from '../shared/command-line.ts';
-import { formatConfigErrors, loadSettings, SETTINGS, type WebhookSettings } from './config.ts';
+import { formatConfigErrors, loadSettings, WEBHOOK_COMMAND_LINE, type WebhookSettings } from './config.ts';
 import { JobOwnerCache } from './job-owner.ts';
 import type { KubeApi } from './kube-api.ts';
 import { createMetrics, type WebhookMetrics } from './metrics.ts';
@@ -24,13 +24,7 @@ const RETRY_MAX_MS = 60_000;
 const BOOTSTRAP_RESYNC_MS = 3_600_000;
 
 async function main(): Promise<void> {
-  const options = handleCommandLine(process.argv.slice(2), {
-    name: 'jobmetrics-webhook',
-    summary: 'the mutating admission webhook that adds the jobmetrics sidecar to Job pods',
-    options: [{ flag: '--config', value: 'file', doc: 'the settings file (YAML, manifests/base/webhook-settings.yaml); the environment overrides it' }],
-    settings: SETTINGS.map((s) => ({ env: s.env, default: s.default, doc: `(${s.key}) ${s.doc}` })),
-    docs: 'docs/webhook.md "Settings"',
-  });
+  const options = handleCommandLine(process.argv.slice(2), WEBHOOK_COMMAND_LINE);
   const configPath = options.get('--config');
   const loaded = loadSettings({ ...(configPath !== undefined && { configPath }), env: process.env, readFile: (p) => readFileSync(p, 'utf8') });
   if (!loaded.ok) {

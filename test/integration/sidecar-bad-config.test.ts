@@ -1,5 +1,5 @@
 /**
- * A bad setting never fails or holds up the Job (README, "Configuration of the sidecar"): the real
+ * A bad setting never fails or holds up the Job (docs/settings.md, "jobmetrics-sidecar"): the real
  * sidecar process names the variable, then exits 0 at once in legacy mode, or idles until SIGTERM
  * in native mode (an exit there would only make the kubelet restart it).
  */

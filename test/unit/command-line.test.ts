@@ -9,7 +9,12 @@ const spec: CommandLineSpec = {
   name: 'jobmetrics-demo',
   summary: 'a binary for this test',
   options: [{ flag: '--config', value: 'file', doc: 'the settings file' }],
-  settings: envSettings({ listen: 'JOBMETRICS_LISTEN', url: 'JOBMETRICS_URL', extra: 'JOBMETRICS_EXTRA' }, { listen: '0.0.0.0:1' }, ['url']),
+  settings: envSettings(
+    { listen: 'JOBMETRICS_LISTEN', url: 'JOBMETRICS_URL', extra: 'JOBMETRICS_EXTRA' },
+    { listen: '0.0.0.0:1' },
+    { listen: 'where it listens', url: 'where it sends', extra: 'something more' },
+    ['url'],
+  ),
   docs: 'docs/demo.md',
 };
 
@@ -47,9 +52,9 @@ describe('shared command-line: --help, --version, and nothing else unknown', () 
         '  --version          the version',
         '',
         'Settings (environment variables; docs/demo.md):',
-        '  JOBMETRICS_LISTEN  0.0.0.0:1',
-        '  JOBMETRICS_URL     (required)',
-        '  JOBMETRICS_EXTRA   (unset)',
+        '  JOBMETRICS_LISTEN  0.0.0.0:1  where it listens',
+        '  JOBMETRICS_URL     (required)  where it sends',
+        '  JOBMETRICS_EXTRA   (unset)  something more',
         '',
       ]);
     }

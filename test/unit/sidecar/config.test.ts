@@ -9,7 +9,7 @@ const base = {
   JOBMETRICS_POD: 'nightly-x1',
 };
 
-describe('parseSidecarConfig (README "Configuration of the sidecar")', () => {
+describe('parseSidecarConfig (docs/settings.md "jobmetrics-sidecar")', () => {
   it('applies every default', () => {
     const r = parseSidecarConfig(base);
     if (!r.ok) throw new Error(JSON.stringify(r.errors));
