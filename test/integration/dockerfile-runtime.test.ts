@@ -8,7 +8,9 @@
  * - the runtime stage's COPYs into `<tmp>/<image>/rootfs`: package.json from the checkout,
  *   node_modules from that deps directory, dist/ from the checkout's build (ensureBuilt runs the
  *   same `tsc -p tsconfig.build.json` as the build stage's `npm run build`);
- * - its ENTRYPOINT, with this machine's Node 20 standing in for the distroless one.
+ * - its ENTRYPOINT, with the Node release the Dockerfiles name (node:<version>-bookworm-slim; the
+ *   official binary from scripts/fetch-node, the one the stand-in distroless base carries) in
+ *   place of the distroless one, whatever Node runs the tests.
  *
  * So it shows that the production-only dependency sets are enough: every module of the image
  * loads (also the ones the webhook loads lazily), snappy's native addon works, the sidecar reports a
@@ -99,13 +101,28 @@ function assemble(program: 'webhook' | 'sidecar', tmp: string): Image {
   return { app: join(rootfs, workdir(final)), rootfs, entrypoint: entry, env: pairs(final, 'ENV'), installMs };
 }
 
-/** The ENTRYPOINT with this Node for the distroless one and the image's paths under rootfs. */
-/** Runs the image's ENTRYPOINT, or `command` in its place (as a Deployment's `command` does). */
+/** The Node release of the Dockerfiles' `node:<version>-bookworm-slim` stages. */
+function dockerfileNodeVersion(): string {
+  const df = parseDockerfile(readFileSync(join(PROJECT_ROOT, 'Dockerfile.sidecar'), 'utf8'));
+  const version = /^node:(\d+\.\d+\.\d+)-bookworm-slim/.exec(df.stages[0]!.base)?.[1];
+  if (version === undefined) throw new Error(`Dockerfile.sidecar: build stage base ${df.stages[0]!.base} is not node:<version>-bookworm-slim`);
+  return version;
+}
+
+/** That release's official binary (scripts/fetch-node: cached, integrity checked), as the runtime stage's node. */
+function imageNode(): string {
+  const r = spawnSync('bash', [join(PROJECT_ROOT, 'scripts', 'fetch-node'), dockerfileNodeVersion()], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`scripts/fetch-node ${dockerfileNodeVersion()} failed (exit ${r.status}): ${r.stderr}`);
+  return join(r.stdout.trim(), 'bin', 'node');
+}
+let IMAGE_NODE = '';
+
+/** Runs the image's ENTRYPOINT (its node: {@link IMAGE_NODE}), or `command` in its place (as a Deployment's `command` does). */
 function startEntrypoint(img: Image, env: Record<string, string>, command: readonly string[] = img.entrypoint): { proc: ChildProcess; lines: string[]; exited: Promise<number | null> } {
   const [node, ...rest] = command;
   expect(node).to.equal('/nodejs/bin/node');
   const argv = rest.map((a) => (a.startsWith('/') ? join(img.rootfs, a) : a));
-  const proc = spawn(process.execPath, argv, { cwd: img.app, env: { PATH: '/usr/bin:/bin', ...img.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(IMAGE_NODE, argv, { cwd: img.app, env: { PATH: '/usr/bin:/bin', ...img.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: string[] = [];
   let buf = '';
   const onData = (chunk: Buffer): void => {
@@ -149,7 +166,7 @@ function loadEveryModule(img: Image, extra: string): { status: number | null; ou
     .map((e) => './' + relative(img.app, join(e.parentPath, e.name)));
   const probe = join(img.app, 'probe.mjs');
   writeFileSync(probe, `for (const m of ${JSON.stringify(modules)}) await import(m);\n${extra}\n`);
-  const r = spawnSync(process.execPath, [probe], { cwd: img.app, env: { PATH: '/usr/bin:/bin', ...img.env }, encoding: 'utf8', timeout: 30_000 });
+  const r = spawnSync(IMAGE_NODE, [probe], { cwd: img.app, env: { PATH: '/usr/bin:/bin', ...img.env }, encoding: 'utf8', timeout: 30_000 });
   rmSync(probe);
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
@@ -166,6 +183,7 @@ describe('image runtime stages on disk (no container engine): production depende
   let tmp: string;
   before(() => {
     ensureBuilt();
+    IMAGE_NODE = imageNode();
     tmp = mkdtempSync(join(tmpdir(), 'jobmetrics-image-'));
     // Node looks for packages in every parent's node_modules: there must be none above rootfs, or
     // a package missing from the image could be found there.
@@ -176,6 +194,12 @@ describe('image runtime stages on disk (no container engine): production depende
   });
   after(() => {
     if (tmp) rmSync(tmp, { recursive: true, force: true });
+  });
+
+  it('runs the images\' Node: the release of the node:<version> stages, an LTS line (24)', () => {
+    const r = spawnSync(IMAGE_NODE, ['-p', 'JSON.stringify({ version: process.version, lts: process.release.lts })'], { encoding: 'utf8' });
+    expect(JSON.parse(r.stdout) as unknown).to.deep.equal({ version: `v${dockerfileNodeVersion()}`, lts: 'Krypton' });
+    expect(dockerfileNodeVersion()).to.match(/^24\./);
   });
 
   describe('Dockerfile.sidecar', () => {

@@ -41,9 +41,12 @@ const pkg = JSON.parse(read('package.json')) as {
   devDependencies: Record<string, string>;
 };
 
-/** Node 20 on Debian 12 in every stage: the native addon npm picks in `deps` must load in the runtime. */
-const NODE_IMAGE = 'node:20.20.2-bookworm-slim';
-const RUNTIME_IMAGE = 'gcr.io/distroless/nodejs20-debian12:nonroot';
+/**
+ * Node 24 (LTS) on Debian 12 in every stage: the native addon npm picks in `deps` must load in the
+ * runtime. The same release scripts/fetch-node fetches, which the stand-in bases and the tests run.
+ */
+const NODE_IMAGE = 'node:24.22.3-bookworm-slim';
+const RUNTIME_IMAGE = 'gcr.io/distroless/nodejs24-debian12:nonroot';
 const DIGEST = /@sha256:[0-9a-f]{64}$/;
 /** What the build stage copies from the context; tsconfig.build.json compiles these two for local pods only. */
 const CONTEXT = ['gateway/', 'package-lock.json', 'package.json', 'recorder/', 'shared/', 'sidecar/', 'tsconfig.build.json', 'tsconfig.json', 'webhook/'];
@@ -146,7 +149,7 @@ describe('Dockerfiles', function () {
         ]);
       });
 
-      it('pins every base: an explicit tag, never latest; Node by full version, >= engines.node; Node 20 on Debian 12 throughout', () => {
+      it('pins every base: an explicit tag, never latest; Node by full version, >= engines.node, the release scripts/fetch-node fetches; Node 24 on Debian 12 throughout', () => {
         for (const s of df.stages) {
           const tag = /^[^@]+:([^:/@]+)$/.exec(s.base.replace(DIGEST, ''))?.[1];
           expect(tag, s.base).to.be.a('string');
@@ -156,6 +159,7 @@ describe('Dockerfiles', function () {
         const min = /^>=(\d+)\.(\d+)\.(\d+)$/.exec(pkg.engines.node)!;
         const version = (m: RegExpExecArray): number => Number(m[1]) * 1e6 + Number(m[2]) * 1e3 + Number(m[3]);
         expect(version(node)).to.be.at.least(version(min));
+        expect(/^NODE_VERSION=(\S+)$/m.exec(read('scripts/fetch-node'))?.[1]).to.equal(`${node[1]}.${node[2]}.${node[3]}`);
         // bookworm is Debian 12; distroless names the Node major and the Debian release.
         expect(/^gcr\.io\/distroless\/nodejs(\d+)-debian(\d+):nonroot$/.exec(RUNTIME_IMAGE)!.slice(1)).to.deep.equal([node[1], '12']);
       });
