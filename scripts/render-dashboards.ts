@@ -1,0 +1,54 @@
+/**
+ * `npm run render-dashboards`: the Grafana dashboards (docs/dashboards.md), built as typed code in
+ * dashboards/src/ (one module per dashboard, the Grafana Foundation SDK), written as Grafana's JSON
+ * to dashboards/<uid>.json (imported by hand, or as ConfigMaps by the kustomization there) and to
+ * charts/jobmetrics/dashboards/<uid>.json (the chart's ConfigMaps). `--check` only says whether
+ * the written files are up to date (exit 1 when not); test/unit/dashboards/render.test.ts checks
+ * the same.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { jobmetricsDashboard } from '../dashboards/src/jobmetrics.ts';
+import { overviewDashboard } from '../dashboards/src/overview.ts';
+import { workloadDashboard } from '../dashboards/src/workload.ts';
+import { ROOT } from './cluster/paths.ts';
+
+/** Where the rendered JSON goes: every file in each folder. */
+export const DASHBOARD_DIRS = [join(ROOT, 'dashboards'), join(ROOT, 'charts', 'jobmetrics', 'dashboards')] as const;
+
+/** Each dashboard's file name and JSON text, in a fixed order. */
+export function renderDashboards(): { file: string; text: string }[] {
+  return [overviewDashboard(), workloadDashboard(), jobmetricsDashboard()].map((d) => {
+    if (d.uid === undefined) throw new Error(`dashboard ${d.title ?? '?'}: no uid`);
+    return { file: `${d.uid}.json`, text: `${JSON.stringify(d, null, 2)}\n` };
+  });
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  const rendered = renderDashboards();
+  if (process.argv.includes('--check')) {
+    const stale = DASHBOARD_DIRS.flatMap((dir) =>
+      rendered.flatMap(({ file, text }) => {
+        let have = '';
+        try {
+          have = readFileSync(join(dir, file), 'utf8');
+        } catch {
+          // Missing counts as out of date.
+        }
+        return have === text ? [] : [join(dir, file)];
+      }),
+    );
+    if (stale.length > 0) {
+      console.error(`out of date: ${stale.join(', ')}: run npm run render-dashboards`);
+      process.exit(1);
+    }
+    console.log('the dashboards are up to date');
+  } else {
+    for (const dir of DASHBOARD_DIRS) {
+      mkdirSync(dir, { recursive: true });
+      for (const { file, text } of rendered) writeFileSync(join(dir, file), text);
+    }
+    console.log(`wrote ${rendered.map((r) => r.file).join(', ')} to ${DASHBOARD_DIRS.join(' and ')}`);
+  }
+}
