@@ -12,6 +12,7 @@
  * Nothing here reads a clock or does I/O; timestamps are parsed from the objects.
  */
 import { parseTargetAnnotations } from '../shared/annotations.ts';
+import { DROP_REASONS, parseReportHead } from '../shared/final-report-head.ts';
 import type { RwSeries } from '../shared/remote-write.ts';
 import { INJECT_DISABLED, INJECT_LABEL, SIDECAR_CONTAINER, SIDECAR_ENV, STATUS_SKIPPED_PREFIX, ANNOTATION } from '../shared/names.ts';
 import { allContainers, type RawContainer, type RawPod } from '../webhook/pod.ts';
@@ -90,6 +91,10 @@ export const METRIC = {
   unmeasured: 'jobmetrics_pods_unmeasured_total',
   sidecarFlushes: 'jobmetrics_sidecar_final_flushes_total',
   sidecarUndelivered: 'jobmetrics_sidecar_undelivered_series_total',
+  sidecarDeliveries: 'jobmetrics_sidecar_deliveries_total',
+  sidecarRetries: 'jobmetrics_sidecar_delivery_retries_total',
+  sidecarDropped: 'jobmetrics_sidecar_dropped_samples_total',
+  sidecarCountsUnknown: 'jobmetrics_sidecar_delivery_counts_unknown_total',
   lastSuccess: 'jobmetrics_cronjob_last_success_timestamp_seconds',
 } as const;
 
@@ -259,14 +264,21 @@ export function podAttempts(pod: RawPodWithStatus, workload: string, deleted = f
 }
 
 /**
- * How the pod's sidecar ended, from its termination message (sidecar/final-report.ts: the first
- * line is `jobmetrics final values: trigger=… attempt=… delivered=true|false[ undelivered=N]`):
- * `delivered` (its final flush reached the gateway), `undelivered` (it gave up at its flush
- * deadline; N series were not delivered), or `no-report` (it left no report: killed, OOM-killed,
- * or an older sidecar). Per workload, so a sidecar that cannot reach the gateway — which then
- * counts nothing itself — still shows. Read only once the pod is over and the sidecar has a
- * terminated state (a deleted pod whose last status shows it running gives no event): the same
- * object state in every replica gives the same labels. `flush/<pod uid>`, at the sidecar's end.
+ * How the pod's sidecar ended and what it did, from the first line of its termination message
+ * (shared/final-report-head.ts):
+ * - the final flush: `delivered` (it reached the gateway), `undelivered` (it gave up at its flush
+ *   deadline; its series not delivered are counted too), or `no-report` (no report: killed,
+ *   OOM-killed before it could write one);
+ * - its deliveries (`ok`, `failed` after their retries, zeros included: known zeros), its
+ *   retries, and the samples it dropped by reason (only the reasons it had);
+ * - or, when it cannot say all of that, why those counts are not (all) there: `old-sidecar` (a
+ *   report without them), `sidecar-restarted` (the kubelet restarted the sidecar in the pod: the
+ *   counts are its last run's, the earlier runs' are lost).
+ *
+ * Per workload, so a sidecar that cannot reach the gateway — which then counts nothing itself —
+ * still shows. Read only once the pod is over and the sidecar has a terminated state (a deleted
+ * pod whose last status shows it running gives no event): the same object state in every replica
+ * gives the same labels. `flush/<pod uid>`, at the sidecar's end.
  */
 export function sidecarFlush(pod: RawPodWithStatus, workload: string): OutcomeEvent | undefined {
   const uid = pod.metadata?.uid;
@@ -277,20 +289,24 @@ export function sidecarFlush(pod: RawPodWithStatus, workload: string): OutcomeEv
   const t = status?.state?.terminated;
   const atMs = toMs(t?.finishedAt);
   if (!t || atMs === undefined) return undefined;
-  const report = /^jobmetrics final values: .*\bdelivered=(true|false)(?: undelivered=(\d+))?/.exec(t.message ?? '');
-  const result = report === null ? 'no-report' : report[1] === 'true' ? 'delivered' : 'undelivered';
-  const undelivered = Number(report?.[2] ?? 0);
-  return {
-    id: `flush/${uid}`,
-    namespace,
-    workload,
-    atMs,
-    counters: [
-      { name: METRIC.sidecarFlushes, labels: { result }, value: 1 },
-      ...(undelivered > 0 ? [{ name: METRIC.sidecarUndelivered, labels: {}, value: undelivered }] : []),
-    ],
-    observations: [],
-  };
+  const report = parseReportHead(t.message);
+  const counters: Counted[] = [{ name: METRIC.sidecarFlushes, labels: { result: report === undefined ? 'no-report' : report.delivered ? 'delivered' : 'undelivered' }, value: 1 }];
+  if (report !== undefined && report.undelivered > 0) counters.push({ name: METRIC.sidecarUndelivered, labels: {}, value: report.undelivered });
+  const counts = report?.counts;
+  if (counts !== undefined) {
+    counters.push(
+      { name: METRIC.sidecarDeliveries, labels: { result: 'ok' }, value: counts.ok },
+      { name: METRIC.sidecarDeliveries, labels: { result: 'failed' }, value: counts.failed },
+      { name: METRIC.sidecarRetries, labels: {}, value: counts.retries },
+    );
+    for (const reason of DROP_REASONS) {
+      const n = counts.dropped[reason] ?? 0;
+      if (n > 0) counters.push({ name: METRIC.sidecarDropped, labels: { reason }, value: n });
+    }
+  }
+  const unknown = report === undefined ? undefined : counts === undefined ? 'old-sidecar' : (status?.restartCount ?? 0) > 0 ? 'sidecar-restarted' : undefined;
+  if (unknown !== undefined) counters.push({ name: METRIC.sidecarCountsUnknown, labels: { reason: unknown }, value: 1 });
+  return { id: `flush/${uid}`, namespace, workload, atMs, counters, observations: [] };
 }
 
 /**

@@ -314,6 +314,8 @@ function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSig
         ...(authorization !== undefined && { Authorization: authorization }),
       },
     });
+    // Before anything can destroy the request (an abort, the timer): its error then has a listener.
+    req.on('error', (err) => finish({ err }));
     const onAbort = (): void => {
       const err = new Error('aborted', { cause: signal?.reason });
       err.name = 'AbortError';
@@ -333,7 +335,6 @@ function postOnce(target: URL, body: Buffer, timeoutMs: number, signal: AbortSig
     req.on('socket', () => {
       reused = req.reusedSocket;
     });
-    req.on('error', (err) => finish({ err }));
     req.on('response', (res) => {
       const chunks: Buffer[] = [];
       let kept = 0;

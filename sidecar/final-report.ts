@@ -21,6 +21,7 @@
  * room for it.
  */
 import { printValue } from '../shared/exposition/print.ts';
+import { formatReportHead, type DropReason } from '../shared/final-report-head.ts';
 import { KIND_LABEL, type FinalValue } from './series-store.ts';
 
 /** The log line's `msg`: fixed, so a log pipeline can select the line by it. */
@@ -55,13 +56,17 @@ export const TERMINATION_MESSAGE_MAX_BYTES = 4096;
  */
 export const MESSAGE_SERIES_MAX_BYTES = 512;
 
-/** What the report says about the flush it ends (a SidecarSummary has these fields). */
+/** What the report says about the flush it ends and the sidecar's life (a SidecarSummary has these fields). */
 export interface ReportSummary {
   readonly trigger: string;
   readonly attempt: number;
   readonly finalDelivered: boolean;
   readonly finalUndelivered: number;
-  readonly droppedSeries: number;
+  /** Deliveries acknowledged, and failed after their retries. */
+  readonly deliveriesOk: number;
+  readonly deliveryFailures: number;
+  readonly retries: number;
+  readonly droppedByReason: Readonly<Record<DropReason, number>>;
 }
 
 /** The pod the values belong to (the log line names it: a pipeline may not add these labels). */
@@ -140,15 +145,20 @@ export function finalValuesFields(ranked: readonly FinalValue[], summary: Report
 
 /**
  * The termination message: a first line with the flush's trigger, attempt, delivery and series
- * count, then one `name{labels} value` line per series in the order of `ranked` while they fit,
- * then `… N more series` for the rest; at most `maxBytes` bytes of UTF-8, lines whole.
+ * count and the sidecar's delivery counts (shared/final-report-head.ts, which the recorder reads),
+ * then one `name{labels} value` line per series in the order of `ranked` while they fit, then
+ * `… N more series` for the rest; at most `maxBytes` bytes of UTF-8, lines whole.
  */
 export function terminationMessage(ranked: readonly FinalValue[], summary: ReportSummary, maxBytes = TERMINATION_MESSAGE_MAX_BYTES): string {
   const total = ranked.length;
-  let head = `jobmetrics final values: trigger=${summary.trigger} attempt=${summary.attempt} delivered=${summary.finalDelivered}`;
-  if (!summary.finalDelivered) head += ` undelivered=${summary.finalUndelivered}`;
-  head += ` series=${total}`;
-  if (summary.droppedSeries > 0) head += ` dropped=${summary.droppedSeries}`;
+  const head = formatReportHead({
+    trigger: summary.trigger,
+    attempt: summary.attempt,
+    delivered: summary.finalDelivered,
+    undelivered: summary.finalUndelivered,
+    series: total,
+    counts: { ok: summary.deliveriesOk, failed: summary.deliveryFailures, retries: summary.retries, dropped: summary.droppedByReason },
+  });
   const lines = [cutUtf8(head, maxBytes)];
   let bytes = utf8Bytes(lines[0]!);
   // Room is kept for the line that counts what does not fit, so stopping never needs it back.

@@ -32,6 +32,7 @@
  *   was counted since the last acknowledged value follows (an offset), so nothing counts twice.
  */
 import type { MetricFamily, Sample } from '../shared/exposition/types.ts';
+import type { DropReason } from '../shared/final-report-head.ts';
 import { EXPORTED_PREFIX } from '../shared/names.ts';
 import { sampleKind, type SeriesKind } from './series-kind.ts';
 
@@ -92,7 +93,8 @@ export interface UpdateStats {
 }
 
 /**
- * Why a scraped sample is not stored (docs/semantics.md, "What the sidecar drops"):
+ * Why a scraped sample is not stored (docs/semantics.md, "What the sidecar drops"; the list is
+ * shared/final-report-head.ts's, as the recorder counts them by reason):
  * - `invalid-value`: a counter that is NaN, ±Inf or negative (it cannot be summed), or a NaN
  *   gauge (NaN is Prometheus' staleness marker, never a value to aggregate);
  * - `duplicate`: the same series (same name and labels in any order) again in one scrape;
@@ -100,7 +102,7 @@ export interface UpdateStats {
  * - `invalid-labels`: labels no remote-write receiver accepts (a scraped `__name__` label);
  * - `over-limit`: a new series beyond `maxSeries`.
  */
-export type DropReason = 'invalid-value' | 'duplicate' | 'invalid-labels' | 'over-limit';
+export type { DropReason };
 
 export interface SeriesProblem {
   readonly reason: DropReason;

@@ -51,10 +51,13 @@ export interface SidecarSummary {
   readonly series: number;
   readonly scrapes: number;
   readonly scrapeFailures: number;
+  /** Deliveries started: acknowledged, failed, or superseded (stopped by the final flush). */
   readonly pushes: number;
   readonly samplesDelivered: number;
-  readonly retries: number;
+  /** Deliveries acknowledged, and failed after their retries (a superseded one is neither). */
+  readonly deliveriesOk: number;
   readonly deliveryFailures: number;
+  readonly retries: number;
   readonly generation: number;
   readonly droppedSeries: number;
   readonly droppedByReason: Readonly<Record<DropReason, number>>;
@@ -103,7 +106,7 @@ export interface SidecarRun {
   readonly cfg: SidecarConfig;
   readonly env: SidecarEnvironment;
   readonly store: SeriesStore;
-  readonly stats: { scrapes: number; scrapeFailures: number; pushes: number; samplesDelivered: number; retries: number; deliveryFailures: number };
+  readonly stats: { scrapes: number; scrapeFailures: number; pushes: number; samplesDelivered: number; deliveriesOk: number; deliveryFailures: number; retries: number };
   /** Resolves on SIGTERM/SIGINT. */
   readonly terminated: Promise<'signal'>;
   /** The early exit signs of the current attempt (the scrape connection closing). */
@@ -209,7 +212,7 @@ export function start(cfg: SidecarConfig, env: SidecarEnvironment): SidecarRun {
     cfg,
     env,
     store,
-    stats: { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, retries: 0, deliveryFailures: 0 },
+    stats: { scrapes: 0, scrapeFailures: 0, pushes: 0, samplesDelivered: 0, deliveriesOk: 0, deliveryFailures: 0, retries: 0 },
     terminated,
     hints: new ExitHints(),
     attempt: 1,
@@ -396,8 +399,9 @@ export async function finalFlush(run: SidecarRun, exit: Exit, loops: Loops): Pro
     scrapeFailures: stats.scrapeFailures,
     pushes: stats.pushes,
     samplesDelivered: stats.samplesDelivered,
-    retries: stats.retries,
+    deliveriesOk: stats.deliveriesOk,
     deliveryFailures: stats.deliveryFailures,
+    retries: stats.retries,
     generation: store.generation,
     droppedSeries: store.droppedSeries,
     droppedByReason: store.droppedByReason,
@@ -528,15 +532,23 @@ export async function deliver(
   );
   if (outcome.ok) {
     store.acknowledge(plan, Date.now());
+    stats.deliveriesOk++;
     stats.samplesDelivered += plan.samples;
     keepState(run);
   } else {
-    stats.deliveryFailures++;
     // Unknown whether it was counted: a later generation must start above it, never below.
     if (maybeArrived || mayHaveArrived(outcome)) {
       store.mayHaveArrived(plan);
       keepState(run);
     }
+    // A periodic delivery stopped because the final flush takes over (its values go with the
+    // flush, values being cumulative) did not fail: the recorder's count of failed deliveries
+    // must mean trouble (docs/outcomes.md).
+    if (signal?.aborted === true) {
+      log.debug('delivery superseded by the final flush', { attempts: outcome.attempts });
+      return { plan, outcome };
+    }
+    stats.deliveryFailures++;
     log.warn('delivery failed', {
       target: cfg.remoteWriteUrl.href,
       attempts: outcome.attempts,

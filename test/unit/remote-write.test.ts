@@ -400,6 +400,14 @@ describe('remote-write: delivery against a real server', function () {
     }
   });
 
+  it('a signal aborted before the attempt: an outcome, never an uncaught error', async () => {
+    const s = await start((_n, res) => res.writeHead(204).end());
+    const ac = new AbortController();
+    ac.abort();
+    const out = await deliverWithRetry(s.url, BODY, { deadlineMs: Date.now() + 5000, timeoutMs: 5000, signal: ac.signal });
+    expect([out.ok, out.attempts, out.ok ? '' : out.error.message]).to.deep.equal([false, 1, `remote write POST ${s.url} aborted: aborted`]);
+  });
+
   it('returns without an attempt when the deadline already passed', async () => {
     const out = await deliverWithRetry('http://127.0.0.1:9/', BODY, { deadlineMs: Date.now() - 1, timeoutMs: 100 });
     expect(out.attempts).to.equal(0);

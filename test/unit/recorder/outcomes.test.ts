@@ -117,14 +117,15 @@ describe('outcomes: the rules, case by case', () => {
   });
 });
 
-describe("outcomes: how a pod's sidecar ended, from its termination message", () => {
-  // The completed pod's sidecar, its message and phase changed per row.
+describe("outcomes: how a pod's sidecar ended and what it did, from its termination message", () => {
+  // The completed pod's sidecar, its message, phase and restarts changed per row.
   const base = load('pod-completed') as unknown as RawPodWithStatus;
-  const withSidecar = (message: string | undefined, phase = 'Succeeded', terminated = true): RawPodWithStatus => {
+  const withSidecar = (message: string | undefined, phase = 'Succeeded', terminated = true, restarts = 0): RawPodWithStatus => {
     const pod = structuredClone(base);
     pod.status = { ...pod.status, phase };
     for (const st of pod.status.initContainerStatuses ?? []) {
       if (st.name !== 'jobmetrics-sidecar') continue;
+      st.restartCount = restarts;
       if (!terminated) st.state = { running: { startedAt: '2026-12-05T22:05:00Z' } };
       else if (st.state?.terminated) {
         const { message: _old, ...rest } = st.state.terminated;
@@ -133,21 +134,60 @@ describe("outcomes: how a pod's sidecar ended, from its termination message", ()
     }
     return pod;
   };
-  const rows: Array<[what: string, pod: RawPodWithStatus, want: string]> = [
-    ['delivered', withSidecar('jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=10\nx 1'), 'delivered'],
-    ['given up at the deadline', withSidecar('jobmetrics final values: trigger=signal attempt=2 delivered=false undelivered=37 series=40\n'), 'undelivered +37 series'],
-    ['no message (killed, OOM-killed)', withSidecar(undefined), 'no-report'],
-    ['a message that is not a report', withSidecar('panic: something else'), 'no-report'],
-    ['the pod still running', withSidecar('jobmetrics final values: trigger=main-exited attempt=1 delivered=true', 'Running'), 'none'],
+  const HEAD = 'jobmetrics final values: trigger=main-exited attempt=1';
+  /** The event's counters as `name{labels}` → value, without the `jobmetrics_sidecar_` prefix and `_total`. */
+  const counted = (e: OutcomeEvent): Record<string, number> =>
+    Object.fromEntries(
+      e.counters.map((c) => {
+        const labels = Object.entries(c.labels).map(([k, v]) => `${k}=${v}`).join(',');
+        return [`${c.name.replace(/^jobmetrics_sidecar_/, '').replace(/_total$/, '')}${labels ? `{${labels}}` : ''}`, c.value];
+      }),
+    );
+  const rows: Array<[what: string, pod: RawPodWithStatus, want: Record<string, number> | 'none']> = [
+    [
+      'delivered; deliveries and retries counted, zeros too (known zeros); no drops',
+      withSidecar(`${HEAD} delivered=true series=10 deliveries_ok=12 deliveries_failed=0 retries=0\nx 1`),
+      { 'final_flushes{result=delivered}': 1, 'deliveries{result=ok}': 12, 'deliveries{result=failed}': 0, delivery_retries: 0 },
+    ],
+    [
+      'given up at the deadline: the series not delivered, failures, retries, drops by reason',
+      withSidecar(`${HEAD} delivered=false undelivered=37 series=40 dropped=9 deliveries_ok=3 deliveries_failed=2 retries=14 dropped_by=duplicate:3,over-limit:6\n`),
+      {
+        'final_flushes{result=undelivered}': 1,
+        undelivered_series: 37,
+        'deliveries{result=ok}': 3,
+        'deliveries{result=failed}': 2,
+        delivery_retries: 14,
+        'dropped_samples{reason=duplicate}': 3,
+        'dropped_samples{reason=over-limit}': 6,
+      },
+    ],
+    [
+      'an older sidecar’s report: the flush counted, its counts unknown (not zero)',
+      withSidecar(`${HEAD} delivered=true series=10 dropped=4\nx 1`),
+      { 'final_flushes{result=delivered}': 1, 'delivery_counts_unknown{reason=old-sidecar}': 1 },
+    ],
+    [
+      'an older sidecar that gave up',
+      withSidecar(`${HEAD} delivered=false undelivered=37 series=40\n`),
+      { 'final_flushes{result=undelivered}': 1, undelivered_series: 37, 'delivery_counts_unknown{reason=old-sidecar}': 1 },
+    ],
+    [
+      'a sidecar the kubelet restarted in the pod: its last run’s counts, and a note that earlier runs’ are lost',
+      withSidecar(`${HEAD} delivered=true series=10 deliveries_ok=5 deliveries_failed=0 retries=1`, 'Succeeded', true, 1),
+      { 'final_flushes{result=delivered}': 1, 'deliveries{result=ok}': 5, 'deliveries{result=failed}': 0, delivery_retries: 1, 'delivery_counts_unknown{reason=sidecar-restarted}': 1 },
+    ],
+    ['no message (killed, OOM-killed)', withSidecar(undefined), { 'final_flushes{result=no-report}': 1 }],
+    ['a message that is not a report', withSidecar('panic: something else'), { 'final_flushes{result=no-report}': 1 }],
+    ['the pod still running', withSidecar(`${HEAD} delivered=true series=1 deliveries_ok=1 deliveries_failed=0 retries=0`, 'Running'), 'none'],
     ['over, but the sidecar not terminated in this status', withSidecar(undefined, 'Failed', false), 'none'],
     ['a pod without the sidecar', load('pod-skipped') as unknown as RawPodWithStatus, 'none'],
   ];
   for (const [what, pod, want] of rows) {
-    it(`${what} → ${want}`, () => {
+    it(what, () => {
       const e = sidecarFlush(pod, 'w');
-      const got = e === undefined ? 'none' : `${e.counters[0]?.labels['result']}${e.counters[1] ? ` +${e.counters[1].value} series` : ''}`;
-      expect(got).to.equal(want);
-      if (e) expect(e.id).to.equal(`flush/${pod.metadata?.uid}`);
+      expect(e === undefined ? 'none' : counted(e)).to.deep.equal(want);
+      if (e) expect([e.id, e.namespace, e.workload]).to.deep.equal([`flush/${pod.metadata?.uid}`, pod.metadata?.namespace, 'w']);
     });
   }
 });

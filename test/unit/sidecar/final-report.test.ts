@@ -12,8 +12,10 @@ import {
 import { KIND_LABEL, SeriesStore, type FinalValue } from '../../../sidecar/series-store.ts';
 
 const IDENTITY = { namespace: 'batch', job: 'nightly', pod: 'nightly-x1' };
-const SUMMARY: ReportSummary = { trigger: 'main-exited', attempt: 1, finalDelivered: true, finalUndelivered: 0, droppedSeries: 0 };
-const HEAD = 'jobmetrics final values: trigger=main-exited attempt=1 delivered=true';
+const NO_DROPS = { 'invalid-value': 0, duplicate: 0, 'invalid-labels': 0, 'over-limit': 0 } as const;
+const SUMMARY: ReportSummary = { trigger: 'main-exited', attempt: 1, finalDelivered: true, finalUndelivered: 0, deliveriesOk: 3, deliveryFailures: 0, retries: 0, droppedByReason: NO_DROPS };
+/** The first line of SUMMARY's message with `series` series. */
+const head = (series: number): string => `jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=${series} deliveries_ok=3 deliveries_failed=0 retries=0`;
 
 /** A series as the store holds it: its own labels with `namespace`, `job` and the kind, sorted. */
 function series(kind: FinalValue['kind'], name: string, value: number, labels: Record<string, string> = {}): FinalValue {
@@ -45,7 +47,7 @@ describe('final report (final-report.ts): one pod’s numbers as a log line and 
     {
       name: 'an empty store: the first line alone, no values, no truncation note',
       values: [],
-      message: `${HEAD} series=0`,
+      message: head(0),
       values_: [],
       fields: (f) => expect(f).to.not.have.property('truncated'),
     },
@@ -64,7 +66,7 @@ describe('final report (final-report.ts): one pod’s numbers as a log line and 
         counter('req_duration_seconds_bucket', 1, { le: '1e-3' }),
       ],
       message: [
-        `${HEAD} series=10`,
+        head(10),
         'items_total{queue="a"} 1200',
         'items_total{queue="b"} 1200',
         'errors_total 3',
@@ -92,7 +94,7 @@ describe('final report (final-report.ts): one pod’s numbers as a log line and 
     {
       name: 'values as the exposition format writes them: integers without .0, NaN, ±Inf (text in the JSON, which has no such numbers)',
       values: [counter('big_total', 12_345_678_901), counter('frac_total', 0.25), gauge('a_up', Infinity), gauge('b_down', -Infinity), gauge('c_nan', NaN), gauge('d_zero', 0)],
-      message: [`${HEAD} series=6`, 'big_total 12345678901', 'frac_total 0.25', 'a_up +Inf', 'b_down -Inf', 'c_nan NaN', 'd_zero 0'].join('\n'),
+      message: [head(6), 'big_total 12345678901', 'frac_total 0.25', 'a_up +Inf', 'b_down -Inf', 'c_nan NaN', 'd_zero 0'].join('\n'),
       values_: [
         ['big_total', 12_345_678_901],
         ['frac_total', 0.25],
@@ -105,8 +107,8 @@ describe('final report (final-report.ts): one pod’s numbers as a log line and 
     {
       name: 'the sidecar’s own labels left out; label values quoted and escaped; a flush that failed says so in the first line',
       values: [counter('x_total', 5, { path: 'a"b\\c\nd', exported_pod: 'p2' })],
-      summary: { trigger: 'signal', attempt: 3, finalDelivered: false, finalUndelivered: 1, droppedSeries: 4 },
-      message: ['jobmetrics final values: trigger=signal attempt=3 delivered=false undelivered=1 series=1 dropped=4', 'x_total{exported_pod="p2",path="a\\"b\\\\c\\nd"} 5'].join('\n'),
+      summary: { trigger: 'signal', attempt: 3, finalDelivered: false, finalUndelivered: 1, deliveriesOk: 2, deliveryFailures: 5, retries: 17, droppedByReason: { ...NO_DROPS, 'invalid-value': 1, 'over-limit': 3 } },
+      message: ['jobmetrics final values: trigger=signal attempt=3 delivered=false undelivered=1 series=1 dropped=4 deliveries_ok=2 deliveries_failed=5 retries=17 dropped_by=invalid-value:1,over-limit:3', 'x_total{exported_pod="p2",path="a\\"b\\\\c\\nd"} 5'].join('\n'),
       values_: [['x_total{exported_pod="p2",path="a\\"b\\\\c\\nd"}', 5]],
       fields: (f) => expect([f['trigger'], f['attempt'], f['delivered'], f['series']]).to.deep.equal(['signal', 3, false, 1]),
     },
@@ -115,7 +117,7 @@ describe('final report (final-report.ts): one pod’s numbers as a log line and 
       // {"a_total":3,"b_total":2} is 25 bytes; ,"c_total":1 would make it 37.
       values: [counter('c_total', 1), counter('a_total', 3), counter('b_total', 2)],
       limits: { maxLogValuesBytes: 36 },
-      message: [`${HEAD} series=3`, 'a_total 3', 'b_total 2', 'c_total 1'].join('\n'),
+      message: [head(3), 'a_total 3', 'b_total 2', 'c_total 1'].join('\n'),
       values_: [
         ['a_total', 3],
         ['b_total', 2],
@@ -138,16 +140,16 @@ describe('final report (final-report.ts): one pod’s numbers as a log line and 
     {
       name: 'the termination message cut: whole lines, then how many more',
       values: Array.from({ length: 10 }, (_, i) => counter(`m${i}_total`, 100 - i)),
-      // The first line (79 bytes), 3 lines of 13 + 12 + 12 bytes with their line feeds, and
-      // "\n… 7 more series" (18 bytes) make 134: a byte less, and m2_total would not fit.
-      limits: { maxMessageBytes: 134 },
-      message: [`${HEAD} series=10`, 'm0_total 100', 'm1_total 99', 'm2_total 98', '… 7 more series'].join('\n'),
+      // The first line (125 bytes), 3 lines of 13 + 12 + 12 bytes with their line feeds, and
+      // "\n… 7 more series" (18 bytes) make 180: a byte less, and m2_total would not fit.
+      limits: { maxMessageBytes: 180 },
+      message: [head(10), 'm0_total 100', 'm1_total 99', 'm2_total 98', '… 7 more series'].join('\n'),
     },
     {
       name: 'the termination message a byte short of that: one line fewer',
       values: Array.from({ length: 10 }, (_, i) => counter(`m${i}_total`, 100 - i)),
-      limits: { maxMessageBytes: 133 },
-      message: [`${HEAD} series=10`, 'm0_total 100', 'm1_total 99', '… 8 more series'].join('\n'),
+      limits: { maxMessageBytes: 179 },
+      message: [head(10), 'm0_total 100', 'm1_total 99', '… 8 more series'].join('\n'),
     },
   ];
 
@@ -167,9 +169,9 @@ describe('final report (final-report.ts): one pod’s numbers as a log line and 
     // 40 series `s00_total{v="ééé…"} 1`, then one whose label pads the message to 4 096 bytes.
     const values: FinalValue[] = [];
     for (let i = 0; i < 40; i++) values.push(counter(`s${String(i).padStart(2, '0')}_total`, 1, { v: 'é'.repeat(40) }));
-    const head = `${HEAD} series=41`;
+    const first = head(41);
     const line = (i: number) => `s${String(i).padStart(2, '0')}_total{v="${'é'.repeat(40)}"} 1`;
-    let used = bytes(head);
+    let used = bytes(first);
     for (let i = 0; i < 40; i++) used += 1 + bytes(line(i));
     const lastFixed = bytes('\ns40_total{v=""} 1');
     const pad = TERMINATION_MESSAGE_MAX_BYTES - used - lastFixed; // bytes of the last label value

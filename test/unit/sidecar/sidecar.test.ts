@@ -108,6 +108,19 @@ describe('the sidecar’s steps (sidecar.ts), against a real local receiver and 
     ]);
   });
 
+  it('deliver counts what the termination message reports: acknowledged, failed after its retries (and those retries), superseded by the final flush (neither)', async () => {
+    const run = start(config({ stateDir: undefined }), env());
+    run.store.update(items(7), 1_000);
+    status = 503;
+    expect((await deliver(run, Date.now() + 5_000, undefined, false, { maxAttempts: 3, random: () => 0 })).outcome.ok).to.equal(false);
+    status = 204;
+    expect((await deliver(run, Date.now() + 1_000)).outcome.ok).to.equal(true);
+    const finalFlushTookOver = new AbortController();
+    finalFlushTookOver.abort();
+    expect((await deliver(run, Date.now() + 1_000, finalFlushTookOver.signal)).outcome.ok).to.equal(false);
+    expect(run.stats).to.include({ pushes: 3, deliveriesOk: 1, deliveryFailures: 1, retries: 2 });
+  });
+
   it('awaitRestart: undefined on SIGTERM; else the new main container’s watch, its counters folded in', async () => {
     proc(1, 0);
     proc(3, 1); // us
@@ -173,7 +186,8 @@ describe('the sidecar’s steps (sidecar.ts), against a real local receiver and 
       expect(lastItems?.samples.at(-1)?.value).to.equal(served);
 
       expect(readFileSync(messagePath, 'utf8')).to.equal(
-        [`jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=3`, `items_total{queue="é"} ${served}`, 'temp 21.5', 'up +Inf'].join('\n'),
+        // Every request the aggregator took was a delivery: the zeros of the new counter, the final flush.
+        [`jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=3 deliveries_ok=${received.length} deliveries_failed=0 retries=0`, `items_total{queue="é"} ${served}`, 'temp 21.5', 'up +Inf'].join('\n'),
       );
     } finally {
       target.close();
@@ -230,7 +244,8 @@ describe('the sidecar’s steps (sidecar.ts), against a real local receiver and 
     const final = lines.filter((l) => l['msg'] === 'final values');
     expect(final.map((l) => l['attempt'])).to.deep.equal([1, 2]);
     expect(final[1]?.['values'], 'the counters of both attempts').to.deep.equal({ items_total: counted });
-    expect(readFileSync(messagePath, 'utf8')).to.equal(`jobmetrics final values: trigger=main-exited attempt=2 delivered=true series=1\nitems_total ${counted}`);
+    // The counts of the sidecar's whole life, both attempts: every request the aggregator took.
+    expect(readFileSync(messagePath, 'utf8')).to.equal(`jobmetrics final values: trigger=main-exited attempt=2 delivered=true series=1 deliveries_ok=${received.length} deliveries_failed=0 retries=0\nitems_total ${counted}`);
   });
 
   it('a termination message that cannot be written is logged once at warn, and fails nothing', async () => {
