@@ -3,8 +3,15 @@
  * several servers in one process.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { SidecarMode } from '../shared/names.ts';
 import type { LookupResult } from './job-owner.ts';
+import { SKIP_REASONS } from './mutate.ts';
 import type { Outcome } from './review.ts';
+import type { WorkloadSource } from './workload.ts';
+
+/** Every label value of the injections counter, so that each series exists from the start. */
+const MODES = { native: true, legacy: true } satisfies Record<SidecarMode, true>;
+const WORKLOAD_SOURCES = { annotation: true, cronjob: true, 'cronjob-name-pattern': true, job: true, pod: true } satisfies Record<WorkloadSource, true>;
 
 export interface WebhookMetrics {
   readonly registry: Registry;
@@ -41,6 +48,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}): WebhookM
     labelNames: ['reason'] as const,
     registers: [registry],
   });
+  // Every series at 0 from the start: increase() and rate() never count a series' first sample, so
+  // a replica's first skip or injection of a kind would otherwise be missed (and a rare skip never
+  // seen at all) by the dashboards and alerts reading these (docs/dashboards.md).
+  for (const mode of Object.keys(MODES)) for (const source of Object.keys(WORKLOAD_SOURCES)) injections.inc({ mode, workload_source: source }, 0);
+  for (const reason of SKIP_REASONS) skips.inc({ reason }, 0);
   const duration = new Histogram({
     name: 'jobmetrics_webhook_request_duration_seconds',
     help: 'Time from the arrival of a review to its answer being written, by outcome.',
