@@ -708,13 +708,41 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const oom = await promQuery(cluster, 'jobmetrics_job_attempts_total{namespace="e2e-oom"}');
     expect(oom.map((s) => [s.labels['reason'], s.labels['exit_code'], s.value])).to.deep.equal([['OOMKilled', '137', 1]]);
 
-    // How each pod's sidecar ended, read from its termination message: the six pods of the first
-    // test, the OOM-killed main container's pod and the pod restarted in place each delivered its
-    // final flush once.
-    for (const [namespace, pods] of [['e2e-native', 6], ['e2e-oom', 1], ['e2e-onfailure', 1]] as const) {
-      const q = `sum by (result) (jobmetrics_sidecar_final_flushes_total{namespace="${namespace}"})`;
-      const flushes = await settle(cluster, q, (x) => x.length === 1 && x[0]?.value === pods);
-      expect(Object.fromEntries(flushes.map((x) => [x.labels['result'], x.value])), namespace).to.deep.equal({ delivered: pods });
+    // How each pod's sidecar ended and what it did, read from its termination message: per
+    // workload, exactly what the sidecars' own summary lines add up to. The six pods of the first
+    // test, the OOM-killed main container's pod and the pod restarted in place delivered their
+    // final flush, every delivery acknowledged, none retried; the sidecar at its input limits
+    // dropped the samples over its limit; the sidecar killed and restarted in its pod counts its
+    // last run only, and says so.
+    const sidecarCounts = (samples: readonly Sample[]): Record<string, number> =>
+      Object.fromEntries(samples.map((x) => [`${(x.labels['__name__'] ?? '').replace('jobmetrics_sidecar_', '')}{${x.labels['result'] ?? x.labels['reason'] ?? ''}}`, x.value]).sort());
+    for (const [namespace, pods, healthy, extra] of [
+      ['e2e-native', 6, true, {}],
+      ['e2e-oom', 1, true, {}],
+      ['e2e-onfailure', 1, true, {}],
+      ['e2e-sidecar-limits', 1, false, {}],
+      ['e2e-sidecar-killed', 1, false, { 'delivery_counts_unknown_total{sidecar-restarted}': 1 }],
+    ] as const) {
+      const names = (await kubectlOk(cluster.cp, ['-n', namespace, 'get', 'pods', '-o', 'jsonpath={.items[*].metadata.name}'])).trim().split(/\s+/);
+      expect(names, namespace).to.have.length(pods);
+      const summaries = await Promise.all(names.map((p) => sidecarSummary(cluster, namespace, p)));
+      const total = (f: (s: Record<string, unknown>) => unknown): number => summaries.reduce((n, s) => n + Number(f(s) ?? 0), 0);
+      const drops: Record<string, number> = {};
+      for (const s of summaries) for (const [reason, n] of Object.entries(s['droppedByReason'] as Record<string, number>)) if (n > 0) drops[`dropped_samples_total{${reason}}`] = (drops[`dropped_samples_total{${reason}}`] ?? 0) + n;
+      const want = Object.fromEntries(Object.entries({
+        'final_flushes_total{delivered}': summaries.filter((s) => s['finalDelivered'] === true).length,
+        'deliveries_total{ok}': total((s) => s['deliveriesOk']),
+        'deliveries_total{failed}': total((s) => s['deliveryFailures']),
+        'delivery_retries_total{}': total((s) => s['retries']),
+        ...drops,
+        ...extra,
+      }).sort());
+      const q = `sum by (__name__, result, reason) ({__name__=~"jobmetrics_sidecar_.+", namespace="${namespace}"})`;
+      const got = await settle(cluster, q, (x) => JSON.stringify(sidecarCounts(x)) === JSON.stringify(want));
+      expect(sidecarCounts(got), namespace).to.deep.equal(want);
+      expect(want['final_flushes_total{delivered}'], `${namespace}: final flushes delivered`).to.equal(pods);
+      expect(want['deliveries_total{ok}'], `${namespace}: deliveries acknowledged`).to.be.at.least(pods);
+      if (healthy) expect([want['deliveries_total{failed}'], want['delivery_retries_total{}']], `${namespace}: failed deliveries, retries`).to.deep.equal([0, 0]);
     }
 
     // The workload's first failure is a new output series: increase() counts it (born at 0).
@@ -726,7 +754,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const [retry] = await jobPods(cluster, ns, 'flaky-run-2');
     const message = await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pod', retry?.name ?? '', '-o', `jsonpath={.status.initContainerStatuses[?(@.name=="${SIDECAR}")].state.terminated.message}`]);
     const retryTruth = await truthFromLog(cluster, ns, retry?.name ?? '', 'main');
-    expect(message.split('\n')[0]).to.match(/^jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=\d+/);
+    expect(message.split('\n')[0]).to.match(/^jobmetrics final values: trigger=main-exited attempt=1 delivered=true series=\d+ deliveries_ok=[1-9]\d* deliveries_failed=0 retries=0$/);
     expect(message.split('\n')).to.include(`demo_items_processed_total{outcome="ok"} ${retryTruth.ok}`);
 
     // A CronJob's last success, from its own status, as a gauge.
