@@ -3,7 +3,8 @@
  * (CHANGELOG.md "Releasing"). This is the one command that moves it:
  *
  *   npm run set-version -- 0.2.0      package.json, the image tags the manifests, the docs and the
- *                                     Dockerfiles name, app.kubernetes.io/version, install.yaml
+ *                                     Dockerfiles name, app.kubernetes.io/version, install.yaml,
+ *                                     the chart's version and appVersion
  *   npm run set-version -- --check    lists every place that names another version (exit 1)
  *
  * The binaries' --version and User-Agent read package.json at run time (shared/version.ts), and
@@ -24,6 +25,7 @@ export const VERSIONED_FILES = [
   'Dockerfile.webhook',
   'README.md',
   'bench/job-completion.ts',
+  'charts/jobmetrics/Chart.yaml',
   'docs/install.md',
   'docs/webhook.md',
   'manifests/aggregator/gateway.yaml',
@@ -39,7 +41,9 @@ const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
 
 /**
  * Each way the version is written: our images' tags, the Dockerfiles' build argument, the
- * kustomization's label and image tag, and the version tests expect from package.json.
+ * kustomization's label and image tag, the chart's version and appVersion (Chart.yaml; the chart
+ * takes its images' tag and version label from appVersion), and the version tests expect from
+ * package.json.
  */
 const PATTERNS: ReadonlyArray<RegExp> = [
   /(ghcr\.io\/jobmetrics\/jobmetrics-(?:webhook|sidecar):)([0-9][0-9A-Za-z.-]*)/g,
@@ -48,6 +52,8 @@ const PATTERNS: ReadonlyArray<RegExp> = [
   /(app\.kubernetes\.io\/version: )(\S+)/g,
   /(^\s+newTag: )(\S+)/gm,
   /(roundTrip: true, version: ')([^']+)/g,
+  /(^version: )([0-9][0-9A-Za-z.-]*)/gm,
+  /(^appVersion: "?)([0-9][0-9A-Za-z.-]*)/gm,
 ];
 
 /** `text` with every written version replaced by `version`. Pure. */
