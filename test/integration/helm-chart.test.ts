@@ -8,7 +8,7 @@
  */
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -182,6 +182,27 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
     } finally {
       rmSync(chart, { recursive: true, force: true });
     }
+  });
+
+  it('README.md lists every value of values.yaml in its table, and no other', () => {
+    const readme = readFileSync(join(CHART_DIR, 'README.md'), 'utf8');
+    const listed = new Set([...readme.matchAll(/^\| `([A-Za-z.]+)` \|/gm)].map((m) => m[1] ?? ''));
+    const values = parse(readFileSync(join(CHART_DIR, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+    // A value is listed whole (webhook.resources) or by each of its leaves (image.tag).
+    const unlisted = (v: unknown, path: string): string[] => {
+      if (listed.has(path)) return [];
+      if (typeof v === 'object' && v !== null && !Array.isArray(v)) return Object.entries(v).flatMap(([k, x]) => unlisted(x, path ? `${path}.${k}` : k));
+      return [path];
+    };
+    const has = (path: string): boolean => {
+      let v: unknown = values;
+      for (const k of path.split('.')) {
+        if (typeof v !== 'object' || v === null || !(k in v)) return false;
+        v = (v as Record<string, unknown>)[k];
+      }
+      return true;
+    };
+    expect({ unlisted: unlisted(values, ''), unknown: [...listed].filter((p) => !has(p)) }).to.deep.equal({ unlisted: [], unknown: [] });
   });
 
   it('an unknown layout or TLS source is refused, naming the value', () => {
