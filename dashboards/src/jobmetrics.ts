@@ -76,6 +76,20 @@ export function jobmetricsDashboard(): Dashboard {
       ], { decimals: 0 }).span(12).height(8),
     )
     .withPanel(
+      table('Sidecars\' deliveries by workload', 'Summed from each pod\'s sidecar report once the pod is over (docs/outcomes.md), in the selected range: deliveries the gateway acknowledged, deliveries that failed after their retries, retries, and samples dropped at the scrape.', [
+        { expr: 'sum by (namespace, job) (increase(jobmetrics_sidecar_deliveries_total{result="ok"}[$__range]))', legend: 'delivered' },
+        { expr: 'sum by (namespace, job) (increase(jobmetrics_sidecar_deliveries_total{result="failed"}[$__range]))', legend: 'failed' },
+        { expr: 'sum by (namespace, job) (increase(jobmetrics_sidecar_delivery_retries_total[$__range]))', legend: 'retries' },
+        { expr: 'sum by (namespace, job) (increase(jobmetrics_sidecar_dropped_samples_total[$__range]))', legend: 'samples dropped' },
+      ], { decimals: 0 }).span(12).height(8),
+    )
+    .withPanel(
+      table('Samples the sidecars dropped, by reason', 'Per workload and reason (duplicate, invalid-value, invalid-labels, over-limit; docs/semantics.md "What the sidecar drops"); and pods whose sidecar left no delivery counts (restarted, or an older sidecar).', [
+        { expr: 'sum by (namespace, job, reason) (increase(jobmetrics_sidecar_dropped_samples_total[$__range])) > 0', legend: 'samples dropped' },
+        { expr: 'sum by (namespace, job, reason) (increase(jobmetrics_sidecar_delivery_counts_unknown_total[$__range])) > 0', legend: 'pods without counts' },
+      ], { decimals: 0 }).span(12).height(8),
+    )
+    .withPanel(
       timeseries('Gateway: writes by status', 'Remote-write requests from the sidecars and the recorder, per second, by the HTTP status the gateway answered.', [
         { expr: rate('jobmetrics_gateway_write_requests_total', 'code'), legend: '{{code}}' },
       ], { min: 0, unit: 'reqps' }).span(8).height(8),

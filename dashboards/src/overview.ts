@@ -11,6 +11,12 @@ const RUNS = 'jobmetrics_job_runs_total';
 /** Finished runs per workload over the range, of one result or (undefined) all. */
 const runs = (result?: string): string =>
   `sum by (namespace, job) (increase(${RUNS}{${NS}${result === undefined ? '' : `, result="${result}"`}}[$__range]))`;
+/**
+ * The failed share of each workload's runs over a window (the SLI recording rule), 0 for a
+ * workload that ran without failing: the rule has no series for it (no failed runs to divide).
+ */
+const failureRatio = (window: string): string =>
+  `(workload:jobmetrics_job_run_failure_ratio:rate${window}{${NS}} or sum by (namespace, job) (workload_result:jobmetrics_job_runs:rate${window}{${NS}}) * 0)`;
 const succeededDuration = (part: string): string => `jobmetrics_job_run_duration_seconds_${part}{${NS}, result="succeeded"}`;
 
 export function overviewDashboard(): Dashboard {
@@ -48,8 +54,8 @@ export function overviewDashboard(): Dashboard {
       ], { unit: 'percentunit', decimals: 1 }).span(12).height(9),
     )
     .withPanel(
-      timeseries('Completion rate over the preceding hour', 'The share of each workload\'s runs that succeeded over the hour before each point (the SLI recording rule workload:jobmetrics_job_run_failure_ratio:rate1h).', [
-        { expr: `1 - workload:jobmetrics_job_run_failure_ratio:rate1h{${NS}}`, legend: '{{namespace}}/{{job}}' },
+      timeseries('Completion rate over the preceding hour', 'The share of each workload\'s runs that succeeded over the hour before each point (the SLI recording rules), 100 % for a workload that ran without failing.', [
+        { expr: `1 - ${failureRatio('1h')}`, legend: '{{namespace}}/{{job}}' },
       ], { unit: 'percentunit', min: 0 }).span(12).height(9),
     )
 
@@ -87,8 +93,8 @@ export function overviewDashboard(): Dashboard {
     .withRow(row('Completion SLO: 95 % of runs succeed'))
     .withPanel(
       timeseries('Error-budget burn rate', 'The failed share of runs divided by the 5 % budget, over 1 h and 6 h windows. The fast-burn alert fires above 14.4 (1 h, confirmed over 5 m), the slow-burn alert above 6 (6 h, confirmed over 30 m).', [
-        { expr: `workload:jobmetrics_job_run_failure_ratio:rate1h{${NS}} / 0.05`, legend: '{{namespace}}/{{job}} 1h' },
-        { expr: `workload:jobmetrics_job_run_failure_ratio:rate6h{${NS}} / 0.05`, legend: '{{namespace}}/{{job}} 6h' },
+        { expr: `${failureRatio('1h')} / 0.05`, legend: '{{namespace}}/{{job}} 1h' },
+        { expr: `${failureRatio('6h')} / 0.05`, legend: '{{namespace}}/{{job}} 6h' },
       ], { min: 0, redAbove: 6 }).span(16).height(9),
     )
     .withPanel(

@@ -44,6 +44,13 @@ export function workloadDashboard(): Dashboard {
       ], { decimals: 0 }).span(8).height(8),
     )
     .withPanel(
+      stat('Sidecars\' deliveries', 'Summed from each pod\'s sidecar report: deliveries acknowledged and failed (after their retries), retries, and samples dropped at the scrape by reason.', [
+        { expr: `sum by (result) (increase(jobmetrics_sidecar_deliveries_total{${W}}[$__range]))`, legend: '{{result}}' },
+        { expr: `sum(increase(jobmetrics_sidecar_delivery_retries_total{${W}}[$__range]))`, legend: 'retries' },
+        { expr: `sum by (reason) (increase(jobmetrics_sidecar_dropped_samples_total{${W}}[$__range]))`, legend: 'dropped: {{reason}}' },
+      ], { decimals: 0 }).span(24).height(5),
+    )
+    .withPanel(
       stat('Mean run time by result', 'From the Job\'s start to its final condition, over the runs of the selected range.', [
         { expr: `sum by (result) (increase(jobmetrics_job_run_duration_seconds_sum{${W}}[$__range])) / sum by (result) (increase(jobmetrics_job_run_duration_seconds_count{${W}}[$__range]))`, legend: '{{result}}' },
       ], { unit: 's', decimals: 1 }).span(8).height(6),

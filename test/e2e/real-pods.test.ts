@@ -13,6 +13,9 @@ import { join } from 'node:path';
 import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { pidsWithArg, runCommand } from '../../scripts/cluster/host.ts';
 import { get, kubectlOk } from '../../scripts/cluster/control-plane.ts';
+import { ROOT } from '../../scripts/cluster/paths.ts';
+import { panelQueries, substitute } from '../../dashboards/src/panel-queries.ts';
+import { DURATION_BUCKETS } from '../../recorder/outcomes.ts';
 import {
   apply,
   jobPods,
@@ -785,6 +788,209 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(failed.length, 'failed runs in e2e-outcomes').to.be.above(0);
     const firing = await settle(cluster, 'ALERTS{alertname="JobmetricsRunFailed", alertstate="firing", namespace="e2e-outcomes"}', (x) => JSON.stringify(pairs(x)) === JSON.stringify(failed), 120_000);
     expect(pairs(firing)).to.deep.equal(failed);
+  });
+
+  // ---- The dashboards (docs/dashboards.md): every panel's query as Grafana sends it, the variables
+  // set to this suite's workloads, run against this Prometheus; the answers are what the Jobs above
+  // imply. Instant queries are read at T, the newest flush of e2e-outcomes/flaky's runs (alive, so
+  // increase() over a window holding its birth at 0 has nothing to extrapolate).
+  interface PanelAnswer { readonly expr: string; readonly error?: string; readonly samples: Sample[] }
+  const dashboardJson = (file: string): Parameters<typeof panelQueries>[0] & { templating: { list: { name: string; definition?: string; regex?: string }[] } } =>
+    JSON.parse(readFileSync(join(ROOT, 'dashboards', file), 'utf8')) as Parameters<typeof panelQueries>[0] & { templating: { list: { name: string; definition?: string; regex?: string }[] } };
+  async function runPanels(file: string, values: Record<string, string>, at: number): Promise<Map<string, PanelAnswer>> {
+    const out = new Map<string, PanelAnswer>();
+    for (const q of panelQueries(dashboardJson(file), { __rate_interval: '1m', __interval: '30s', __range: '3600s', ...values })) {
+      const e = encodeURIComponent(q.expr);
+      const res = await promFetch(cluster, q.instant ? `/api/v1/query?query=${e}&time=${at}` : `/api/v1/query_range?query=${e}&start=${at - 1800}&end=${at}&step=30`);
+      const body = (await res.json()) as { status: string; error?: string; data?: { result: { metric: Record<string, string>; value?: [number, string]; values?: [number, string][] }[] } };
+      const samples = (body.data?.result ?? []).map((r) => ({ labels: r.metric, value: Number((r.value ?? r.values?.at(-1))?.[1]) }));
+      const key = `${q.panel} ${q.refId}`;
+      if (out.has(key)) throw new Error(`${file}: two queries ${key}`);
+      out.set(key, { expr: q.expr, samples, ...(body.status === 'success' ? {} : { error: `${res.status} ${body.error ?? ''}` }) });
+    }
+    return out;
+  }
+  /** A panel's answer as { "label/label…": value }; fails on a panel that does not exist. */
+  const answer = (panels: Map<string, PanelAnswer>, key: string, ...labels: string[]): Record<string, number> => {
+    const a = panels.get(key);
+    if (!a) throw new Error(`no panel query "${key}" among ${[...panels.keys()].join('; ')}`);
+    return Object.fromEntries(a.samples.map((s) => [labels.map((l) => s.labels[l] ?? '').join('/'), s.value]).sort());
+  };
+  const rounded = (r: Record<string, number>): Record<string, number> => Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Math.round(v)]));
+  const dashboardValues = {
+    overview: { namespace: '.+' },
+    workload: { namespace: 'e2e-outcomes', job: 'flaky', counter: 'demo_items_processed_total', histogram: 'demo_item_duration_seconds' },
+    self: { jobmetrics_namespace: 'jobmetrics' },
+  };
+  const flushTime = async (): Promise<number> => {
+    const [t] = await promQuery(cluster, 'max(timestamp(jobmetrics_job_runs_total{namespace="e2e-outcomes", job="flaky"}))');
+    const alive = await promQuery(cluster, `count(timestamp(jobmetrics_job_runs_total{namespace="e2e-outcomes", job="flaky"}) == ${t?.value ?? 0})`);
+    expect(alive.map((s) => s.value), 'both of flaky\'s runs series flushed at T').to.deep.equal([2]);
+    return t?.value ?? 0;
+  };
+  /** Finished Jobs per workload, from the API objects (the outcome test's reading). */
+  async function finishedJobs(): Promise<{ key: string; result: string; reason: string; seconds: number }[]> {
+    const jobs = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'jobs', '-A', '-o', 'json'])) as { items: { metadata: { namespace: string; name: string; ownerReferences?: { kind: string; name: string; controller?: boolean }[] }; status: { startTime?: string; completionTime?: string; conditions?: { type: string; status: string; reason?: string; lastTransitionTime?: string }[] } }[] }).items;
+    return jobs.flatMap((j) => {
+      const done = j.status.conditions?.find((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
+      if (!done) return [];
+      const workload = j.metadata.ownerReferences?.find((o) => o.kind === 'CronJob' && o.controller)?.name ?? j.metadata.name;
+      const end = Date.parse((done.type === 'Complete' ? j.status.completionTime : undefined) ?? done.lastTransitionTime ?? '');
+      return [{ key: `${j.metadata.namespace}/${workload}`, result: done.type === 'Complete' ? 'succeeded' : 'failed', reason: done.reason ?? '', seconds: (end - Date.parse(j.status.startTime ?? '')) / 1000 }];
+    });
+  }
+
+  it('dashboards: every panel query runs without error, returns data wherever the workloads above imply it, and reads only series Prometheus holds; the variables list this suite\'s workloads', async () => {
+    const at = await flushTime();
+    const empty: string[] = [];
+    const names = new Set<string>();
+    for (const [name, file] of [['overview', 'jobmetrics-overview.json'], ['workload', 'jobmetrics-workload.json'], ['self', 'jobmetrics-self.json']] as const) {
+      const panels = await runPanels(file, dashboardValues[name], at);
+      expect([...panels].filter(([, a]) => a.error !== undefined).map(([k, a]) => `${k}: ${a.expr}: ${a.error}`), `${file}: queries that failed`).to.deep.equal([]);
+      for (const [key, a] of panels) {
+        if (a.samples.length === 0) empty.push(`${name}: ${key}`);
+        for (const m of a.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)) names.add(m[1] ?? '');
+      }
+    }
+    // No data implied: the sample job exposes no gauge, flaky's sidecars dropped nothing, every
+    // final flush was delivered, and no forward to the aggregator failed.
+    expect(empty.sort()).to.deep.equal([
+      'self: Gateway: forwards failed, writes refused, samples dropped A',
+      'self: Series not delivered by final flushes A',
+      'workload: Gauges: highest value across pods (:max) A',
+      "workload: Sidecars' deliveries C",
+    ]);
+    const held = (((await (await promFetch(cluster, '/api/v1/label/__name__/values')).json()) as { data: string[] }).data);
+    const absent = [...names].filter((n) => !held.includes(n)).sort();
+    // Counters with labels appear at their first increment: no forward failed, no flush undelivered.
+    expect(absent, 'series no query finds').to.deep.equal(['jobmetrics_gateway_forward_failures_total', 'jobmetrics_sidecar_undelivered_series_total']);
+    // The variables' own queries (label_values), as Grafana runs them over the range.
+    const variable = async (file: string, name: string, values: Record<string, string>): Promise<string[]> => {
+      const v = dashboardJson(file).templating.list.find((x) => x.name === name);
+      const m = /^label_values\((.+), (\w+)\)$/.exec(v?.definition ?? '');
+      if (!m?.[1] || !m[2]) throw new Error(`${file}: variable ${name} is not label_values: ${v?.definition}`);
+      const res = await promFetch(cluster, `/api/v1/label/${m[2]}/values?match[]=${encodeURIComponent(substitute(m[1], values))}&start=${at - 3600}&end=${at}`);
+      const found = ((await res.json()) as { data: string[] }).data;
+      const regex = v?.regex ? new RegExp(v.regex.slice(1, -1)) : undefined;
+      return found.map((x) => (regex ? regex.exec(x)?.[1] ?? '' : x)).filter(Boolean).sort();
+    };
+    expect(await variable('jobmetrics-overview.json', 'namespace', {})).to.include.members(['e2e-cron', 'e2e-deadline', 'e2e-native', 'e2e-outcomes']);
+    expect(await variable('jobmetrics-workload.json', 'job', dashboardValues.workload)).to.deep.equal(['flaky', 'no-port', 'opted-out']);
+    expect(await variable('jobmetrics-workload.json', 'counter', dashboardValues.workload)).to.deep.equal(['demo_items_processed_total']);
+    expect(await variable('jobmetrics-workload.json', 'histogram', dashboardValues.workload)).to.deep.equal(['demo_item_duration_seconds']);
+    expect(await variable('jobmetrics-self.json', 'jobmetrics_namespace', {})).to.deep.equal(['jobmetrics']);
+  });
+
+  it('dashboards, overview: completion rate per workload, runs, failures and their causes, run time, CronJobs\' last success and SLO burn equal what the Job objects say', async () => {
+    const at = await flushTime();
+    const panels = await runPanels('jobmetrics-overview.json', dashboardValues.overview, at);
+    const jobs = await finishedJobs();
+    const count = (pick: (j: (typeof jobs)[number]) => string | undefined): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const j of jobs) { const k = pick(j); if (k !== undefined) out[k] = (out[k] ?? 0) + 1; }
+      return Object.fromEntries(Object.entries(out).sort());
+    };
+    const runs = count((j) => j.key);
+    const succeeded = count((j) => (j.result === 'succeeded' ? j.key : undefined));
+    const rate = Object.fromEntries(Object.keys(runs).map((k) => [k, (succeeded[k] ?? 0) / (runs[k] ?? 1)]));
+    // Exact: a workload's rate is 0 or 1 from one series, and flaky's two series hold samples at T.
+    expect(answer(panels, 'Completion rate per workload A', 'namespace', 'job')).to.deep.equal(rate);
+    expect(rate['e2e-outcomes/flaky']).to.equal(0.5);
+    // Runs of workloads whose series went stale (15 m after their last run) are extrapolated by
+    // increase() over the last few seconds of the window: counts are exact once rounded.
+    expect(rounded(answer(panels, 'Completion rate per workload B', 'namespace', 'job'))).to.deep.equal(runs);
+    expect(answer(panels, 'Completion rate per workload B', 'namespace', 'job')['e2e-outcomes/flaky']).to.equal(2);
+    expect(rounded(answer(panels, 'Runs finished A'))).to.deep.equal({ '': jobs.length });
+    const failed = count((j) => (j.result === 'failed' ? j.key : undefined));
+    expect(rounded(answer(panels, 'Runs failed A'))).to.deep.equal({ '': Object.values(failed).reduce((a, b) => a + b, 0) });
+    expect(rounded(answer(panels, 'Top failing workloads A', 'namespace', 'job'))).to.deep.equal(failed);
+    expect(rounded(answer(panels, 'Why runs failed A', 'namespace', 'job', 'reason'))).to.deep.equal(count((j) => (j.result === 'failed' ? `${j.key}/${j.reason}` : undefined)));
+    expect(rounded(answer(panels, 'Why attempts failed A', 'namespace', 'job', 'reason', 'exit_code'))).to.deep.include({
+      'e2e-outcomes/flaky/Error/other': 1, // EXIT_CODE 3
+      'e2e-oom/hungry/OOMKilled/137': 1,
+      'e2e-onfailure/retries/Error/1': 2, // FAIL_ATTEMPTS 2, restarted in place
+    });
+    // Run time of flaky's one successful run (start → Complete), and its bucket for the quantiles.
+    const ran = jobs.find((j) => j.key === 'e2e-outcomes/flaky' && j.result === 'succeeded')?.seconds ?? NaN;
+    expect(answer(panels, 'Run time of successful runs per workload A', 'namespace', 'job')['e2e-outcomes/flaky']).to.equal(ran);
+    const upper = DURATION_BUCKETS.find((b) => ran <= b) ?? Infinity;
+    const lower = [0, ...DURATION_BUCKETS].filter((b) => b < upper).at(-1) ?? 0;
+    for (const ref of ['B', 'C']) expect(answer(panels, `Run time of successful runs per workload ${ref}`, 'namespace', 'job')['e2e-outcomes/flaky'], ref).to.be.within(lower, upper);
+    // CronJobs: T minus the controller's lastSuccessfulTime.
+    const crons = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'cronjobs', '-A', '-o', 'json'])) as { items: { metadata: { namespace: string; name: string }; status: { lastSuccessfulTime?: string } }[] }).items.filter((c) => c.status.lastSuccessfulTime);
+    const since = answer(panels, 'CronJobs: time since the last success A', 'namespace', 'job');
+    expect(Object.keys(since)).to.deep.equal(crons.map((c) => `${c.metadata.namespace}/${c.metadata.name}`).sort());
+    for (const c of crons) expect(since[`${c.metadata.namespace}/${c.metadata.name}`]).to.be.closeTo(at - Date.parse(c.status.lastSuccessfulTime ?? '') / 1000, 0.001);
+    // SLO: flaky failed half its runs, 10× the 5 % budget (the recording rules' rates extrapolate a
+    // little, differently for its two series); that is past the slow-burn threshold of 6.
+    for (const ref of ['A', 'B']) expect(answer(panels, `Error-budget burn rate ${ref}`, 'namespace', 'job')['e2e-outcomes/flaky'], ref).to.be.within(9, 11);
+    const firing = answer(panels, 'SLO alerts firing A', 'alertname', 'namespace', 'job');
+    expect(firing).to.have.property('JobmetricsCompletionSLOSlowBurn/e2e-outcomes/flaky');
+    for (const alert of Object.keys(firing)) expect(failed, alert).to.have.property(alert.split('/').slice(1).join('/'));
+    const last = answer(panels, 'Completion rate over the preceding hour A', 'namespace', 'job');
+    expect(last['e2e-outcomes/flaky']).to.be.within(0.45, 0.55);
+    expect(last['e2e-native/counts']).to.equal(1);
+  });
+
+  it('dashboards, workload: e2e-outcomes/flaky\'s own counter and histogram over the range equal its jobs\' truths; its runs, attempts, run times and sidecars\' flushes equal the objects', async () => {
+    const ns = 'e2e-outcomes';
+    const at = await flushTime();
+    const panels = await runPanels('jobmetrics-workload.json', dashboardValues.workload, at);
+    const pods = [...(await jobPods(cluster, ns, 'flaky-run-1')), ...(await jobPods(cluster, ns, 'flaky-run-2'))];
+    expect(pods).to.have.length(2);
+    const truth = sumTruths(await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main'))));
+    expect(answer(panels, 'demo_items_processed_total: increase in the range, by label A', 'outcome')).to.deep.equal(expectedOutcomes(truth));
+    expect(answer(panels, 'demo_items_processed_total: rate by label A', 'outcome')).to.have.keys(Object.keys(expectedOutcomes(truth)));
+    const quantiles = answer(panels, 'demo_item_duration_seconds: quantiles in the range D');
+    expect(quantiles).to.deep.equal({ '': truth.observations });
+    // Each quantile lies in the bucket the truth's cumulative counts put it in (Prometheus
+    // interpolates inside it; past the last finite bucket it answers that bucket's bound).
+    const les = Object.keys(truth.buckets).map((le) => (le === '+Inf' ? Infinity : Number(le))).sort((a, b) => a - b);
+    for (const [ref, q] of [['A', 0.5], ['B', 0.9], ['C', 0.99]] as const) {
+      const i = les.findIndex((le) => (truth.buckets[le === Infinity ? '+Inf' : String(le)] ?? 0) >= q * truth.observations);
+      const [lo, hi] = les[i] === Infinity ? [les[i - 1] ?? 0, les[i - 1] ?? 0] : [les[i - 1] ?? 0, les[i] ?? 0];
+      expect(answer(panels, `demo_item_duration_seconds: quantiles in the range ${ref}`)[''], `p${q * 100}`).to.be.within(lo, hi);
+    }
+    expect(Object.keys(answer(panels, 'demo_item_duration_seconds: quantiles while it ran A'))).to.deep.equal(['']);
+    expect(answer(panels, 'Runs by result and reason A', 'result', 'reason')).to.deep.equal({ 'failed/BackoffLimitExceeded': 1, 'succeeded/CompletionsReached': 1 });
+    expect(answer(panels, 'Attempts by result, reason and exit code A', 'result', 'reason', 'exit_code')).to.deep.equal({ 'failed/Error/other': 1, 'succeeded/Completed/0': 1 });
+    expect(answer(panels, 'Sidecars\' final flushes A', 'result')).to.deep.equal({ delivered: 2 });
+    const deliveries = answer(panels, 'Sidecars\' deliveries A', 'result');
+    expect([deliveries['failed'], answer(panels, 'Sidecars\' deliveries B')['']], 'failed deliveries, retries').to.deep.equal([0, 0]);
+    expect(deliveries['ok'], 'deliveries acknowledged: at least the final flush of each pod').to.be.at.least(2);
+    const jobs = (await finishedJobs()).filter((j) => j.key === `${ns}/flaky`);
+    expect(answer(panels, 'Mean run time by result A', 'result')).to.deep.equal(Object.fromEntries(jobs.map((j) => [j.result, j.seconds]).sort()));
+    expect(Object.keys(answer(panels, 'p90 attempt time by result A', 'result'))).to.deep.equal(['failed', 'succeeded']);
+  });
+
+  it('dashboards, jobmetrics itself: every replica up; injections since the webhook replicas\' first scrape at least the pods injected since; skips, unmeasured pods and final flushes as the pods say', async () => {
+    const at = await flushTime();
+    const webhookPods = (await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'jsonpath={.items[*].metadata.name}'])).trim().split(/\s+/);
+    // From the newest webhook replica's first sample on, every injection is between two samples.
+    const first = await Promise.all(webhookPods.map(async (pod) => (await promQuery(cluster, `min(min_over_time(timestamp(jobmetrics_webhook_injections_total{namespace="jobmetrics", pod="${pod}"})[1h:5s]))`))[0]?.value ?? at));
+    const since = Math.max(...first);
+    const allPods = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'pods', '-A', '-o', 'json'])) as { items: { metadata: { creationTimestamp: string; annotations?: Record<string, string> } }[] }).items;
+    const injected = allPods.filter((p) => Date.parse(p.metadata.creationTimestamp) / 1000 > since + 1 && p.metadata.annotations?.[STATUS] === 'injected').length;
+    expect(injected, 'pods injected after the webhook replicas\' first scrape').to.be.above(5);
+    const panels = await runPanels('jobmetrics-self.json', { ...dashboardValues.self, __range: `${Math.ceil(at - since) + 1}s` }, at);
+    const total = Object.values(answer(panels, 'Pods injected and skipped A', 'mode', 'workload_source')).reduce((a, b) => a + b, 0);
+    expect(total, `injections counted over the last ${Math.ceil(at - since)} s`).to.be.at.least(injected);
+    const want = { 'jobmetrics-aggregator': 1, 'jobmetrics-gateway': 2, 'jobmetrics-prometheus': 1, 'jobmetrics-recorder': 2, 'jobmetrics-webhook': 2 };
+    expect(answer(panels, 'Replicas up, by part A', 'job')).to.deep.equal(want);
+    expect(answer(panels, 'Replicas up, by part B', 'job')).to.deep.equal(want);
+    expect(answer(panels, 'Skips by reason A', 'reason')['no-metrics-port'], 'the no-port pod of the outcome test').to.be.at.least(1);
+    const wide = await runPanels('jobmetrics-self.json', dashboardValues.self, at);
+    expect(answer(wide, 'Job pods that ran without the sidecar A', 'namespace', 'job', 'reason')).to.deep.include({ 'e2e-outcomes/no-port/skipped': 1, 'e2e-outcomes/opted-out/opted-out': 1 });
+    const flushes = answer(wide, 'Sidecars\' final flushes by workload A', 'namespace', 'job', 'result');
+    expect(flushes['e2e-outcomes/flaky/delivered']).to.equal(2);
+    expect(Math.round(flushes['e2e-native/counts/delivered'] ?? 0)).to.equal(6);
+    expect(answer(wide, 'Sidecars\' deliveries by workload B', 'namespace', 'job')['e2e-outcomes/flaky'], 'flaky: failed deliveries').to.equal(0);
+    expect(answer(wide, 'Samples the sidecars dropped, by reason A', 'namespace', 'job', 'reason')['e2e-sidecar-limits/wide/over-limit'], 'the sidecar at its input limits').to.be.above(0);
+    expect(Math.round(answer(wide, 'Samples the sidecars dropped, by reason B', 'namespace', 'job', 'reason')['e2e-sidecar-killed/survivor/sidecar-restarted'] ?? 0), 'the restarted sidecar').to.equal(1);
+    expect(Object.keys(answer(wide, 'Gateway: writes by status A', 'code'))).to.include('204');
+    expect(Object.keys(answer(wide, 'Recorder: outcome events A', 'state'))).to.include('delivered');
+    expect(answer(wide, 'Hourly series limit used A')['']).to.be.within(0, 1);
+    expect(answer(wide, 'Pending for the store A')['']).to.be.at.least(0);
   });
 
   it('stopping the cluster leaves nothing behind: processes, mounts, network namespaces, bridge, iptables rules, cgroups, the image store', async function () {
