@@ -3,7 +3,7 @@
  * by `bash scripts/install-helm` at the version pinned in scripts/helm/go.mod and cached outside
  * git, like the control plane (scripts/cluster/control-plane.ts).
  */
-import { spawnSync } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import { readFileSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
@@ -52,4 +52,19 @@ export class HelmError extends Error {
     super(`helm ${args.join(' ')} exited ${status}: ${stderr.trim()}`);
     this.name = 'HelmError';
   }
+}
+
+/**
+ * Runs helm against a cluster (`--kubeconfig`), with its own config, cache and data folders under
+ * `home` so that nothing of the user's helm setup is read or written; resolves to stdout, rejects
+ * with helm's message.
+ */
+export function runHelm(args: readonly string[], opts: { kubeconfig: string; home: string; timeoutMs?: number }): Promise<string> {
+  const env = { ...process.env, HELM_CONFIG_HOME: join(opts.home, 'config'), HELM_CACHE_HOME: join(opts.home, 'cache'), HELM_DATA_HOME: join(opts.home, 'data') };
+  return new Promise((resolve, reject) => {
+    execFile(helmBinary(), ['--kubeconfig', opts.kubeconfig, ...args], { env, encoding: 'utf8', timeout: opts.timeoutMs ?? 600_000, maxBuffer: 32 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new HelmError(args, typeof err.code === 'number' ? err.code : null, `${stderr}${err.killed ? ' (killed at its timeout)' : ''}`));
+      else resolve(stdout);
+    });
+  });
 }

@@ -14,6 +14,7 @@ import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { pidsWithArg, runCommand } from '../../scripts/cluster/host.ts';
 import { get, kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import { ROOT } from '../../scripts/cluster/paths.ts';
+import { CHART_DIR, runHelm } from '../../scripts/helm.ts';
 import { panelQueries, substitute } from '../../dashboards/src/panel-queries.ts';
 import { DURATION_BUCKETS } from '../../recorder/outcomes.ts';
 import {
@@ -991,6 +992,91 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(Object.keys(answer(wide, 'Recorder: outcome events A', 'state'))).to.include('delivered');
     expect(answer(wide, 'Hourly series limit used A')['']).to.be.within(0, 1);
     expect(answer(wide, 'Pending for the store A')['']).to.be.at.least(0);
+  });
+
+  // ---- The Helm chart (charts/jobmetrics/README.md), after every test of the install.yaml install:
+  // that install is deleted, the chart installed with default values (the images the cluster
+  // has), upgraded with changed values, and uninstalled.
+  const helmHome = (): string => join(cluster.dir, 'helm');
+  const helm = (args: string[]): Promise<string> => runHelm(args, { kubeconfig: cluster.kubeconfigPath, home: helmHome(), timeoutMs: 400_000 });
+  /** What the webhook created at run time and the upgrade must keep: its Secret's data and the caBundles it wrote. */
+  const webhookTls = async (): Promise<{ secret: Record<string, string>; caBundles: string[] }> => {
+    const secret = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'secret', 'jobmetrics-webhook-tls', '-o', 'json'])) as { data: Record<string, string> };
+    const mwc = JSON.parse(await kubectlOk(cluster.cp, ['get', 'mutatingwebhookconfiguration', 'jobmetrics', '-o', 'json'])) as { webhooks: { clientConfig: { caBundle?: string } }[] };
+    return { secret: secret.data, caBundles: mwc.webhooks.map((w) => w.clientConfig.caBundle ?? '') };
+  };
+  let tlsAfterInstall: Awaited<ReturnType<typeof webhookTls>> | undefined;
+
+  it('helm install (default values, in place of the deleted install.yaml install): every part ready, a Job pod gets the sidecar and delivers its final values', async function () {
+    this.timeout(600_000);
+    await kubectlOk(cluster.cp, ['delete', '-f', join(ROOT, 'manifests', 'install.yaml'), '--ignore-not-found', '--wait=true', '--timeout=240s'], { timeoutMs: 250_000 });
+    await helm(['install', 'jobmetrics', CHART_DIR, '--namespace', 'default', '--wait', '--timeout', '6m']);
+    const ready = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'deployments', '-o', 'json'])) as { items: { metadata: { name: string }; status: { readyReplicas?: number } }[] };
+    expect(Object.fromEntries(ready.items.map((d) => [d.metadata.name, d.status.readyReplicas ?? 0]))).to.deep.equal({
+      'jobmetrics-aggregator': 1,
+      'jobmetrics-gateway': 2,
+      'jobmetrics-prometheus': 1,
+      'jobmetrics-recorder': 2,
+      'jobmetrics-webhook': 2,
+    });
+    const ns = 'e2e-helm';
+    await labelledNamespace(cluster, ns);
+    const { status, pods } = await runSampleJob(ns, 'charted');
+    expect(status).to.deep.include({ condition: 'Complete', succeeded: 1 });
+    const pod = pods[0]!;
+    expect([pod.annotations[STATUS], pod.initContainers.includes(SIDECAR)]).to.deep.equal(['injected', true]);
+    expect(await sidecarSummary(cluster, ns, pod.name)).to.include({ trigger: 'main-exited', finalDelivered: true });
+    tlsAfterInstall = await webhookTls();
+    expect(tlsAfterInstall.caBundles.map((b) => b.length > 0)).to.deep.equal([true, true, true]);
+  });
+
+  it('helm upgrade with changed values (webhook replicas, a sidecar setting, the excluded namespaces): the webhook rolls onto them, new Job pods get them, and the TLS Secret and the caBundle keep their bytes', async function () {
+    this.timeout(600_000);
+    if (!tlsAfterInstall) throw new Error('the helm install test did not get as far as the TLS state');
+    await helm([
+      'upgrade', 'jobmetrics', CHART_DIR, '--namespace', 'default', '--reuse-values', '--wait', '--timeout', '6m',
+      '--set', 'webhook.replicas=3,sidecar.interval=2s',
+      // Changes the MutatingWebhookConfiguration itself, so Helm patches the object whose caBundle the webhook wrote.
+      '--set-json', 'webhook.excludedNamespaces=["kube-system","kube-public","kube-node-lease","e2e-helm-excluded"]',
+    ]);
+    // Replicas of the old settings answer until their shutdownDelay is over: wait for the 3 new ones alone.
+    for (const deadline = Date.now() + 180_000; ; await sleep(1_000)) {
+      const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'json'])) as { items: { status: { containerStatuses?: { ready: boolean }[] } }[] };
+      if (pods.items.length === 3 && pods.items.every((p) => p.status.containerStatuses?.[0]?.ready)) break;
+      if (Date.now() > deadline) throw new Error(`webhook pods 180 s after the upgrade: ${pods.items.length}, not 3 ready ones`);
+    }
+    const mwc = JSON.parse(await kubectlOk(cluster.cp, ['get', 'mutatingwebhookconfiguration', 'jobmetrics', '-o', 'json'])) as { webhooks: { namespaceSelector: { matchExpressions: { values?: string[] }[] } }[] };
+    expect(mwc.webhooks.map((w) => w.namespaceSelector.matchExpressions[0]?.values)).to.deep.equal(Array(3).fill(['kube-system', 'kube-public', 'kube-node-lease', 'e2e-helm-excluded', 'jobmetrics']));
+    expect(await webhookTls()).to.deep.equal(tlsAfterInstall);
+    // A Job pod created now gets the new setting (the pod is enough: injection happens at creation).
+    const ns = 'e2e-helm';
+    await apply(cluster, sampleJob({ name: 'charted-after-upgrade', ns }));
+    const pod = JSON.parse(
+      await (async () => {
+        for (const deadline = Date.now() + 60_000; ; await sleep(500)) {
+          const out = await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pods', '-l', 'job-name=charted-after-upgrade', '-o', 'json']);
+          if ((JSON.parse(out) as { items: unknown[] }).items.length > 0) return out;
+          if (Date.now() > deadline) throw new Error('no pod of charted-after-upgrade after 60 s');
+        }
+      })(),
+    ) as { items: { spec: { initContainers?: { name: string; env?: { name: string; value?: string }[] }[] } }[] };
+    const sidecar = pod.items[0]?.spec.initContainers?.find((c) => c.name === SIDECAR);
+    expect(sidecar?.env?.find((e) => e.name === 'JOBMETRICS_INTERVAL')?.value).to.equal('2s');
+    await waitForJob(cluster, ns, 'charted-after-upgrade');
+  });
+
+  it('helm uninstall leaves nothing of jobmetrics: no MutatingWebhookConfiguration, no cluster-wide RBAC, and the namespace with the Secrets created at run time is gone', async function () {
+    this.timeout(400_000);
+    await helm(['uninstall', 'jobmetrics', '--namespace', 'default', '--wait', '--timeout', '5m']);
+    await kubectlOk(cluster.cp, ['wait', '--for=delete', 'namespace/jobmetrics', '--timeout=240s'], { timeoutMs: 250_000 });
+    const names = async (kind: string): Promise<string[]> => (await kubectlOk(cluster.cp, ['get', kind, '-o', 'jsonpath={.items[*].metadata.name}'])).split(/\s+/).filter((n) => n.startsWith('jobmetrics'));
+    expect({
+      mutatingwebhookconfigurations: await names('mutatingwebhookconfigurations'),
+      clusterroles: await names('clusterroles'),
+      clusterrolebindings: await names('clusterrolebindings'),
+      namespaces: await names('namespaces'),
+      releases: (await helm(['list', '--all-namespaces', '-q'])).trim(),
+    }).to.deep.equal({ mutatingwebhookconfigurations: [], clusterroles: [], clusterrolebindings: [], namespaces: [], releases: '' });
   });
 
   it('stopping the cluster leaves nothing behind: processes, mounts, network namespaces, bridge, iptables rules, cgroups, the image store', async function () {
