@@ -1,8 +1,8 @@
 /**
  * `npm run render-dashboards`: the Grafana dashboards (docs/dashboards.md), built as typed code in
  * dashboards/src/ (one module per dashboard, the Grafana Foundation SDK), written as Grafana's JSON
- * to dashboards/<uid>.json (imported by hand, or as ConfigMaps by the kustomization there) and to
- * charts/jobmetrics/dashboards/<uid>.json (the chart's ConfigMaps). `--check` only says whether
+ * to dashboards/<name>.json (imported by hand, or as ConfigMaps by the kustomization there) and to
+ * charts/jobmetrics/dashboards/<name>.json (the chart's ConfigMaps). `--check` only says whether
  * the written files are up to date (exit 1 when not); test/unit/dashboards/render.test.ts checks
  * the same.
  */
@@ -21,7 +21,8 @@ export const DASHBOARD_DIRS = [join(ROOT, 'dashboards'), join(ROOT, 'charts', 'j
 export function renderDashboards(): { file: string; text: string }[] {
   return [overviewDashboard(), workloadDashboard(), jobmetricsDashboard()].map((d) => {
     if (d.uid === undefined) throw new Error(`dashboard ${d.title ?? '?'}: no uid`);
-    return { file: `${d.uid}.json`, text: `${JSON.stringify(d, null, 2)}\n` };
+    // overview.json, workload.json, self.json: the chart names its ConfigMaps after them.
+    return { file: `${d.uid.replace(/^jobmetrics-/, '')}.json`, text: `${JSON.stringify(d, null, 2)}\n` };
   });
 }
 

@@ -845,7 +845,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const at = await flushTime();
     const empty: string[] = [];
     const names = new Set<string>();
-    for (const [name, file] of [['overview', 'jobmetrics-overview.json'], ['workload', 'jobmetrics-workload.json'], ['self', 'jobmetrics-self.json']] as const) {
+    for (const [name, file] of [['overview', 'overview.json'], ['workload', 'workload.json'], ['self', 'self.json']] as const) {
       const panels = await runPanels(file, dashboardValues[name], at);
       expect([...panels].filter(([, a]) => a.error !== undefined).map(([k, a]) => `${k}: ${a.expr}: ${a.error}`), `${file}: queries that failed`).to.deep.equal([]);
       for (const [key, a] of panels) {
@@ -875,16 +875,16 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
       const regex = v?.regex ? new RegExp(v.regex.slice(1, -1)) : undefined;
       return found.map((x) => (regex ? regex.exec(x)?.[1] ?? '' : x)).filter(Boolean).sort();
     };
-    expect(await variable('jobmetrics-overview.json', 'namespace', {})).to.include.members(['e2e-cron', 'e2e-deadline', 'e2e-native', 'e2e-outcomes']);
-    expect(await variable('jobmetrics-workload.json', 'job', dashboardValues.workload)).to.deep.equal(['flaky', 'no-port', 'opted-out']);
-    expect(await variable('jobmetrics-workload.json', 'counter', dashboardValues.workload)).to.deep.equal(['demo_items_processed_total']);
-    expect(await variable('jobmetrics-workload.json', 'histogram', dashboardValues.workload)).to.deep.equal(['demo_item_duration_seconds']);
-    expect(await variable('jobmetrics-self.json', 'jobmetrics_namespace', {})).to.deep.equal(['jobmetrics']);
+    expect(await variable('overview.json', 'namespace', {})).to.include.members(['e2e-cron', 'e2e-deadline', 'e2e-native', 'e2e-outcomes']);
+    expect(await variable('workload.json', 'job', dashboardValues.workload)).to.deep.equal(['flaky', 'no-port', 'opted-out']);
+    expect(await variable('workload.json', 'counter', dashboardValues.workload)).to.deep.equal(['demo_items_processed_total']);
+    expect(await variable('workload.json', 'histogram', dashboardValues.workload)).to.deep.equal(['demo_item_duration_seconds']);
+    expect(await variable('self.json', 'jobmetrics_namespace', {})).to.deep.equal(['jobmetrics']);
   });
 
   it('dashboards, overview: completion rate per workload, runs, failures and their causes, run time, CronJobs\' last success and SLO burn equal what the Job objects say', async () => {
     const at = await flushTime();
-    const panels = await runPanels('jobmetrics-overview.json', dashboardValues.overview, at);
+    const panels = await runPanels('overview.json', dashboardValues.overview, at);
     const jobs = await finishedJobs();
     const count = (pick: (j: (typeof jobs)[number]) => string | undefined): Record<string, number> => {
       const out: Record<string, number> = {};
@@ -936,7 +936,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   it('dashboards, workload: e2e-outcomes/flaky\'s own counter and histogram over the range equal its jobs\' truths; its runs, attempts, run times and sidecars\' flushes equal the objects', async () => {
     const ns = 'e2e-outcomes';
     const at = await flushTime();
-    const panels = await runPanels('jobmetrics-workload.json', dashboardValues.workload, at);
+    const panels = await runPanels('workload.json', dashboardValues.workload, at);
     const pods = [...(await jobPods(cluster, ns, 'flaky-run-1')), ...(await jobPods(cluster, ns, 'flaky-run-2'))];
     expect(pods).to.have.length(2);
     const truth = sumTruths(await Promise.all(pods.map((p) => truthFromLog(cluster, ns, p.name, 'main'))));
@@ -973,14 +973,14 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const allPods = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'pods', '-A', '-o', 'json'])) as { items: { metadata: { creationTimestamp: string; annotations?: Record<string, string> } }[] }).items;
     const injected = allPods.filter((p) => Date.parse(p.metadata.creationTimestamp) / 1000 > since + 1 && p.metadata.annotations?.[STATUS] === 'injected').length;
     expect(injected, 'pods injected after the webhook replicas\' first scrape').to.be.above(5);
-    const panels = await runPanels('jobmetrics-self.json', { ...dashboardValues.self, __range: `${Math.ceil(at - since) + 1}s` }, at);
+    const panels = await runPanels('self.json', { ...dashboardValues.self, __range: `${Math.ceil(at - since) + 1}s` }, at);
     const total = Object.values(answer(panels, 'Pods injected and skipped A', 'mode', 'workload_source')).reduce((a, b) => a + b, 0);
     expect(total, `injections counted over the last ${Math.ceil(at - since)} s`).to.be.at.least(injected);
     const want = { 'jobmetrics-aggregator': 1, 'jobmetrics-gateway': 2, 'jobmetrics-prometheus': 1, 'jobmetrics-recorder': 2, 'jobmetrics-webhook': 2 };
     expect(answer(panels, 'Replicas up, by part A', 'job')).to.deep.equal(want);
     expect(answer(panels, 'Replicas up, by part B', 'job')).to.deep.equal(want);
     expect(answer(panels, 'Skips by reason A', 'reason')['no-metrics-port'], 'the no-port pod of the outcome test').to.be.at.least(1);
-    const wide = await runPanels('jobmetrics-self.json', dashboardValues.self, at);
+    const wide = await runPanels('self.json', dashboardValues.self, at);
     expect(answer(wide, 'Job pods that ran without the sidecar A', 'namespace', 'job', 'reason')).to.deep.include({ 'e2e-outcomes/no-port/skipped': 1, 'e2e-outcomes/opted-out/opted-out': 1 });
     const flushes = answer(wide, 'Sidecars\' final flushes by workload A', 'namespace', 'job', 'result');
     expect(flushes['e2e-outcomes/flaky/delivered']).to.equal(2);

@@ -28,7 +28,7 @@ describe('dashboards: rendered from the sources, variables declared, series that
   const rendered = renderDashboards();
 
   it('three dashboards, written to dashboards/ and charts/jobmetrics/dashboards/ as the sources render them (npm run render-dashboards)', () => {
-    expect(rendered.map((r) => r.file)).to.deep.equal(['jobmetrics-overview.json', 'jobmetrics-workload.json', 'jobmetrics-self.json']);
+    expect(rendered.map((r) => r.file)).to.deep.equal(['overview.json', 'workload.json', 'self.json']);
     for (const dir of DASHBOARD_DIRS) {
       expect(readdirSync(dir).filter((f) => f.endsWith('.json')).sort(), dir).to.deep.equal(rendered.map((r) => r.file).sort());
       for (const { file, text } of rendered) expect(readFileSync(join(dir, file), 'utf8') === text, `${join(dir, file)} is up to date`).to.equal(true);
