@@ -40,11 +40,13 @@ const containers = (o: Record<string, any>): Record<string, any>[] => o['spec'][
 describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function () {
   this.timeout(120_000);
 
-  it('helm lint --strict: no warning, no error', () => {
-    const r = spawnSync(helmBinary(), ['lint', '--strict', CHART_DIR], { encoding: 'utf8' });
-    expect(r.status, r.stdout + r.stderr).to.equal(0);
-    expect(r.stdout.split('\n').filter((l) => /\[(WARNING|ERROR)\]/.test(l))).to.deep.equal([]);
-    expect(r.stdout).to.include('1 chart(s) linted, 0 chart(s) failed');
+  it('helm lint --strict: no warning, no error, with default values and with each layout and TLS source', () => {
+    for (const set of [[], ['--set', 'aggregator.layout=sharded'], ['--set', 'aggregator.layout=ha,webhook.tls.source=cert-manager,dashboards.enabled=true']]) {
+      const r = spawnSync(helmBinary(), ['lint', '--strict', CHART_DIR, ...set], { encoding: 'utf8' });
+      expect(r.status, r.stdout + r.stderr).to.equal(0);
+      expect(r.stdout.split('\n').filter((l) => /\[(WARNING|ERROR)\]/.test(l)), set.join(' ')).to.deep.equal([]);
+      expect(r.stdout).to.include('1 chart(s) linted, 0 chart(s) failed');
+    }
   });
 
   it('default values render exactly the objects of `kubectl kustomize manifests/base` (install.yaml)', () => {
@@ -161,6 +163,23 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
       { matchExpressions: [exclusion, { key: 'jobmetrics.io/inject', operator: 'NotIn', values: ['disabled'] }] },
     ]);
     expect(webhookSettings(got).settings['excludedNamespaces']).to.equal('kube-system,infra,jobmetrics');
+  });
+
+  it('namespace.name moves every namespaced object, every address and name between the parts, and the exclusions', () => {
+    const got = render({ 'namespace.name': 'jm-system' });
+    const clusterScoped = ['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'MutatingWebhookConfiguration'];
+    const namespaces = [...got.values()].map((o) => (clusterScoped.includes(String(o.kind)) ? 'cluster' : o.metadata?.namespace));
+    expect([...new Set(namespaces)].sort()).to.deep.equal(['cluster', 'jm-system']);
+    expect(got.has('Namespace jm-system')).to.equal(true);
+    // Outside the files' comments: no address, subject or reference names the default namespace.
+    const objects = JSON.stringify([...got.values()].filter((o) => o.kind !== 'ConfigMap'));
+    expect(objects.match(/[^"]{0,60}(\.jobmetrics\.svc|"namespace":"jobmetrics"|"jobmetrics\/jobmetrics|"jobmetrics:jobmetrics)[^"]{0,20}/g)).to.equal(null);
+    const { settings } = webhookSettings(got);
+    expect([settings['excludedNamespaces'], settings['bootstrap']['serviceNamespace'], settings['sidecar']['remoteWriteUrl']]).to.deep.equal([
+      'kube-system,kube-public,kube-node-lease,jm-system',
+      'jm-system',
+      'http://jobmetrics-gateway.jm-system.svc:8480/api/v1/write',
+    ]);
   });
 
   it('dashboards.enabled: one ConfigMap per dashboards/*.json, labelled grafana_dashboard "1"; none by default', () => {
