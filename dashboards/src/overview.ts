@@ -51,7 +51,7 @@ export function overviewDashboard(): Dashboard {
         // A workload without a succeeded run has no succeeded series: its rate is 0, not missing.
         { expr: `(${runs('succeeded')} or ${runs()} * 0) / ${runs()}`, legend: 'completion rate' },
         { expr: runs(), legend: 'runs' },
-      ], { unit: 'percentunit', decimals: 1 }).span(12).height(9),
+      ], { unit: 'percentunit', decimals: 1, countColumns: ['runs'] }).span(12).height(9),
     )
     .withPanel(
       timeseries('Completion rate over the preceding hour', 'The share of each workload\'s runs that succeeded over the hour before each point (the SLI recording rules), 100 % for a workload that ran without failing.', [

@@ -50,11 +50,16 @@ export function labelValuesVariable(
   return v;
 }
 
-/** A PromQL query; instant ones are read at the end of the dashboard's time range. */
-function target(expr: string, legend: string | undefined, kind: 'instant' | 'range', refId: string): DataqueryBuilder {
+/**
+ * A PromQL query. Instant ones are read at the end of the dashboard's time range: as one frame per
+ * series for a stat panel (a value per series, named by the legend), as rows of one table for a
+ * table panel.
+ */
+function target(expr: string, legend: string | undefined, kind: 'stat' | 'table' | 'range', refId: string): DataqueryBuilder {
   const q = new DataqueryBuilder().refId(refId).expr(expr).datasource(DATASOURCE);
   if (legend !== undefined) q.legendFormat(legend);
-  return kind === 'instant' ? q.instant().format(PromQueryFormat.Table) : q.range();
+  if (kind === 'range') return q.range();
+  return q.instant().format(kind === 'table' ? PromQueryFormat.Table : PromQueryFormat.TimeSeries);
 }
 
 export interface Query {
@@ -69,19 +74,30 @@ const refIds = (queries: readonly Query[]) => queries.map((q, i) => ({ ...q, ref
 export function stat(title: string, description: string, queries: readonly Query[], opts: { unit?: string; decimals?: number } = {}): StatPanel {
   const p = new StatPanel().title(title).description(description).datasource(DATASOURCE).unit(opts.unit ?? 'short');
   if (opts.decimals !== undefined) p.decimals(opts.decimals);
-  for (const q of refIds(queries)) p.withTarget(target(q.expr, q.legend, 'instant', q.refId));
+  for (const q of refIds(queries)) p.withTarget(target(q.expr, q.legend, 'stat', q.refId));
   return p;
 }
 
 /** Rows of label values and numbers read at the end of the range (one column per query). */
-export function table(title: string, description: string, queries: readonly Query[], opts: { unit?: string; decimals?: number; redAbove?: number } = {}): TablePanel {
+export function table(
+  title: string,
+  description: string,
+  queries: readonly Query[],
+  opts: { unit?: string; decimals?: number; redAbove?: number; countColumns?: readonly string[] } = {},
+): TablePanel {
   const p = new TablePanel().title(title).description(description).datasource(DATASOURCE).unit(opts.unit ?? 'short');
   if (opts.decimals !== undefined) p.decimals(opts.decimals);
   if (opts.redAbove !== undefined) p.thresholds(redAbove(opts.redAbove));
-  // Grafana's "Time" column of an instant query says nothing here.
-  p.withTransformation({ id: 'organize', options: { excludeByName: { Time: true } } });
-  if (queries.length > 1) p.withTransformation({ id: 'merge', options: {} });
-  for (const q of refIds(queries)) p.withTarget(target(q.expr, q.legend, 'instant', q.refId));
+  // One row per label set across the queries; Grafana names a table query's number column
+  // "Value" (one query) or "Value #<refId>": each gets its query's legend. The "Time" column of an
+  // instant query says nothing here.
+  const named = refIds(queries);
+  if (named.length > 1) p.withTransformation({ id: 'merge', options: {} });
+  const renameByName = Object.fromEntries(named.flatMap((q) => (q.legend === undefined ? [] : [[named.length > 1 ? `Value #${q.refId}` : 'Value', q.legend]])));
+  p.withTransformation({ id: 'organize', options: { excludeByName: { Time: true }, renameByName } });
+  // Columns (named by their legend) that count things, in a table of another unit.
+  for (const column of opts.countColumns ?? []) p.overrideByName(column, [{ id: 'unit', value: 'none' }, { id: 'decimals', value: 0 }]);
+  for (const q of refIds(queries)) p.withTarget(target(q.expr, q.legend, 'table', q.refId));
   return p;
 }
 
