@@ -64,8 +64,9 @@ const LOAD_VARIANTS = [
   { name: 'snappyjs through require (as the sidecar loads it)', code: "req('snappyjs');" },
   { name: 'snappyjs through import', code: "await import(pathToFileURL(req.resolve('snappyjs')).href);" },
   { name: 'the native snappy addon through require', code: "req('snappy');" },
-  { name: 'node:http', code: "await import('node:http');" },
-  { name: 'node:http and node:https', code: "await import('node:http'); await import('node:https');" },
+  { name: 'node:http through process.getBuiltinModule (as the sidecar loads it, shared/node-http.ts)', code: "process.getBuiltinModule('node:http');" },
+  { name: 'node:http and node:https (as the sidecar loads them)', code: "process.getBuiltinModule('node:http'); req('node:https');" },
+  { name: 'node:http through import', code: "await import('node:http');" },
   // The image's flags less --single-threaded: V8's helper threads, at rest (each thread that
   // allocates gets a malloc arena of its own, which grows with the work it does).
   { name: 'nothing more, without --single-threaded', code: '', flags: SIDECAR_NODE_FLAGS.filter((f) => f !== '--single-threaded') },
@@ -237,7 +238,7 @@ export async function run(opts: SidecarCostsOptions = {}): Promise<string> {
   const base = load[0]?.medianKb ?? NaN;
   const delta = (kb: number): string => (kb === base ? '—' : `${kb > base ? '+' : ''}${mb(kb - base)} MB`);
   const byName = (prefix: string): LoadRow | undefined => load.find((r) => r.name.startsWith(prefix));
-  const http = byName('node:http')?.medianKb ?? NaN;
+  const http = byName('node:http through process')?.medianKb ?? NaN;
   const https = byName('node:http and')?.medianKb ?? NaN;
   const pushEveryS = 10;
   return [

@@ -2,7 +2,8 @@
  * One scrape of the main container's metrics endpoint: an HTTP GET with a deadline and a body
  * limit. Never throws; every failure is a value with context for the log.
  */
-import http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { http } from '../shared/node-http.ts';
 import { https } from '../shared/https-lazy.ts';
 import { COLLECT_AFTER_BYTES, releaseReadGarbage } from './read-garbage.ts';
 
@@ -42,7 +43,7 @@ export interface Scraper {
  * `insecure_skip_verify` for pod scrapes).
  */
 /** Whether the server keeps the connection open after this response (RFC 9112, section 9.3). */
-export function keepsAlive(res: Pick<http.IncomingMessage, 'httpVersion' | 'headers'>): boolean {
+export function keepsAlive(res: Pick<IncomingMessage, 'httpVersion' | 'headers'>): boolean {
   const connection = (res.headers.connection ?? '').toLowerCase().split(',').map((t) => t.trim());
   if (connection.includes('close')) return false;
   return res.httpVersion === '1.1' || connection.includes('keep-alive');
