@@ -24,7 +24,6 @@ export const VERSIONED_FILES = [
   'Dockerfile.sidecar',
   'Dockerfile.webhook',
   'README.md',
-  'bench/job-completion.ts',
   'charts/jobmetrics/Chart.yaml',
   'docs/install.md',
   'docs/webhook.md',
@@ -32,7 +31,6 @@ export const VERSIONED_FILES = [
   'manifests/base/kustomization.yaml',
   'manifests/base/recorder.yaml',
   'manifests/base/webhook-deployment.yaml',
-  'manifests/base/webhook-settings.yaml',
   'test/e2e/injection.test.ts',
   'test/integration/dockerfile-runtime.test.ts',
 ] as const;

@@ -19,6 +19,11 @@ export type PullPolicy = 'Always' | 'IfNotPresent' | 'Never';
 export interface SidecarSettings {
   readonly image: string;
   readonly imagePullPolicy: PullPolicy;
+  /**
+   * Secrets (by name) the kubelet may use to pull the sidecar image, added to an injected pod's
+   * imagePullSecrets when it does not list them: each must exist in the pod's namespace.
+   */
+  readonly imagePullSecrets: readonly string[];
   readonly remoteWriteUrl: string;
   /** Durations as the sidecar reads them (`1s`, `10s`), already validated and normalised. */
   readonly interval: string;
@@ -62,8 +67,16 @@ export interface WebhookSettings {
   readonly workloadLookup: { readonly enabled: boolean; readonly timeoutMs: number; readonly cacheTtlMs: number };
   /** Namespaces whose pods are never injected, whatever their labels (webhook/mutate.ts). */
   readonly excludedNamespaces: readonly string[];
+  /**
+   * `sidecar.image` is the default (the setting was left empty); in a Pod, webhook/main.ts
+   * replaces it by the image beside the webhook's own (webhook/sidecar-image.ts), read from here.
+   */
+  readonly sidecarImageFollows?: { readonly namespace: string; readonly pod: string; readonly container: string };
   readonly sidecar: SidecarSettings;
 }
+
+/** The webhook's container in its Deployment (manifests/base/webhook-deployment.yaml). */
+export const WEBHOOK_CONTAINER = 'webhook';
 
 /**
  * The namespaces the webhook never injects into by default: the control plane's own
@@ -100,7 +113,6 @@ const ok = (value: unknown): Parsed => ({ ok: true, value });
 const bad = (error: string): Parsed => ({ ok: false, error });
 
 const text: SettingSpec['parse'] = (raw) => ok(raw);
-const nonEmpty: SettingSpec['parse'] = (raw) => (raw === '' ? bad('must not be empty') : ok(raw));
 const oneOf =
   (values: readonly string[]): SettingSpec['parse'] =>
   (raw) =>
@@ -125,6 +137,11 @@ const namespaceList: SettingSpec['parse'] = (raw) => {
   const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
   const badName = names.find((n) => !dnsLabel(n).ok);
   return badName === undefined ? ok(names) : bad(`"${badName}" is not a namespace name (DNS-1123 label)`);
+};
+const secretList: SettingSpec['parse'] = (raw) => {
+  const names = raw.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const badName = names.find((n) => !dnsSubdomain(n).ok);
+  return badName === undefined ? ok(names) : bad(`"${badName}" is not a Secret name (DNS-1123 subdomain)`);
 };
 const httpUrl: SettingSpec['parse'] = (raw) => {
   try {
@@ -171,6 +188,9 @@ const quantity: SettingSpec['parse'] = (raw) =>
     ? ok(raw)
     : bad(`"${raw}" is not a Kubernetes quantity like 10m, 0.5, 64Mi`);
 
+/** The sidecar image outside a Pod (tests, the demo): the published name, tagged with package.json's version. */
+export const DEFAULT_SIDECAR_IMAGE = `ghcr.io/jobmetrics/jobmetrics-sidecar:${VERSION}`;
+
 /**
  * Every setting, its default and its env variable: `--help` lists them, and docs/settings.md is
  * rendered from this list (`npm run render-settings`; a unit test checks it is up to date).
@@ -196,9 +216,12 @@ export const SETTINGS: readonly SettingSpec[] = [
   { key: 'workloadLookup.enabled', env: 'JOBMETRICS_WORKLOAD_LOOKUP', default: 'true', doc: "GET the pod's Job to find the CronJob that owns it (needs get on jobs)", parse: bool },
   { key: 'workloadLookup.timeout', env: 'JOBMETRICS_WORKLOAD_LOOKUP_TIMEOUT', default: '1s', doc: 'timeout of that GET; on timeout the CronJob name pattern decides', parse: duration(50, 10_000, 'ms') },
   { key: 'workloadLookup.cacheTtl', env: 'JOBMETRICS_WORKLOAD_LOOKUP_CACHE_TTL', default: '10m', doc: 'how long a Job\'s owner is remembered', parse: duration(0, 24 * 3_600_000, 'ms') },
+  { key: 'pod.name', env: 'JOBMETRICS_POD_NAME', default: '', doc: "this replica's Pod (the Deployment sets it from the downward API), whose webhook container's image the sidecar image follows; empty: not in a Pod", parse: text },
+  { key: 'pod.namespace', env: 'JOBMETRICS_POD_NAMESPACE', default: '', doc: "that Pod's namespace (downward API)", parse: text },
   { key: 'excludedNamespaces', env: 'JOBMETRICS_EXCLUDED_NAMESPACES', default: DEFAULT_EXCLUDED_NAMESPACES.join(','), doc: "comma-separated namespaces whose pods are never injected, not even when opted in (skip reason namespace-excluded); empty: none. Keep it in step with the MutatingWebhookConfiguration's namespaceSelector", parse: namespaceList },
-  { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: `ghcr.io/jobmetrics/jobmetrics-sidecar:${VERSION}`, doc: 'sidecar image (the tag follows package.json)', parse: nonEmpty },
+  { key: 'sidecar.image', env: 'JOBMETRICS_SIDECAR_IMAGE', default: '', doc: `sidecar image; empty: the webhook's own image with jobmetrics-webhook replaced by jobmetrics-sidecar (same registry, path and tag), read from its Pod (pod.name), so one image setting moves both; outside a Pod ${DEFAULT_SIDECAR_IMAGE}`, parse: text },
   { key: 'sidecar.imagePullPolicy', env: 'JOBMETRICS_SIDECAR_IMAGE_PULL_POLICY', default: 'IfNotPresent', doc: 'Always, IfNotPresent or Never', parse: oneOf(['Always', 'IfNotPresent', 'Never']) },
+  { key: 'sidecar.imagePullSecrets', env: 'JOBMETRICS_SIDECAR_IMAGE_PULL_SECRETS', default: '', doc: "comma-separated Secrets added to an injected pod's imagePullSecrets (when absent) so its node can pull the sidecar image from a private registry; each must exist in every namespace whose Jobs get the sidecar; empty: none", parse: secretList },
   { key: 'sidecar.remoteWriteUrl', env: 'JOBMETRICS_SIDECAR_REMOTE_WRITE_URL', default: 'http://jobmetrics-gateway.jobmetrics.svc:8480/api/v1/write', doc: "the remote-write URL given to every sidecar: the gateway in front of the aggregator", parse: httpUrl },
   { key: 'sidecar.interval', env: 'JOBMETRICS_SIDECAR_INTERVAL', default: formatDuration(INTERVAL.defaultMs), doc: 'default scrape interval (100ms … 60s); a pod can set jobmetrics.io/interval', parse: duration(INTERVAL.minMs, INTERVAL.maxMs, 'text') },
   { key: 'sidecar.pushInterval', env: 'JOBMETRICS_SIDECAR_PUSH_INTERVAL', default: '10s', doc: 'how often a running sidecar delivers its latest values', parse: duration(100, 300_000, 'text') },
@@ -335,9 +358,13 @@ export function loadSettings(input: LoadInput): LoadResult {
       cacheTtlMs: num('workloadLookup.cacheTtl'),
     },
     excludedNamespaces: values.get('excludedNamespaces') as readonly string[],
+    ...(str('sidecar.image') === '' && str('pod.name') !== '' && str('pod.namespace') !== '' && {
+      sidecarImageFollows: { namespace: str('pod.namespace'), pod: str('pod.name'), container: WEBHOOK_CONTAINER },
+    }),
     sidecar: {
-      image: str('sidecar.image'),
+      image: str('sidecar.image') === '' ? DEFAULT_SIDECAR_IMAGE : str('sidecar.image'),
       imagePullPolicy: str('sidecar.imagePullPolicy') as PullPolicy,
+      imagePullSecrets: values.get('sidecar.imagePullSecrets') as readonly string[],
       remoteWriteUrl: str('sidecar.remoteWriteUrl'),
       interval: str('sidecar.interval'),
       pushInterval: str('sidecar.pushInterval'),

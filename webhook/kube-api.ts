@@ -1,8 +1,8 @@
 /**
  * The few API calls the webhook makes, straight over node:http(s) with JSON.
  *
- * Calls (and so the RBAC the manifests grant): GET /version; get jobs (workload name); get,
- * create, update the TLS Secret; get, patch the MutatingWebhookConfiguration (bootstrap only).
+ * Calls (and so the RBAC the manifests grant): GET /version; get jobs (workload name); get its
+ * own Pod (the image the sidecar image follows); get, create, update the TLS Secret; get, patch the MutatingWebhookConfiguration (bootstrap only).
  * Every call has a timeout and every error says which call, on what, with what status and body
  * excerpt, and keeps the original as `cause` (KubeApiError).
  *
@@ -30,6 +30,8 @@ export interface KubeApi {
   /** Which client makes the calls, for the log. */
   readonly client: string;
   serverVersion(): Promise<VersionProbe>;
+  /** GET one Pod: the webhook's own, whose image the sidecar image follows (webhook/sidecar-image.ts). */
+  readPod(namespace: string, name: string): Promise<unknown>;
   readonly fetchJob: JobFetch;
   readonly bootstrap: BootstrapApi;
 }
@@ -367,6 +369,13 @@ export function kubeApiOver(server: string, call: Call, timeoutMs: number, clien
         return { ok: true, version: { ...(v.major !== undefined && { major: v.major }), ...(v.minor !== undefined && { minor: v.minor }), ...(v.gitVersion !== undefined && { gitVersion: v.gitVersion }) } };
       } catch (e) {
         return { ok: false, error: new KubeApiError('get', `${server}/version`, e).message };
+      }
+    },
+    async readPod(namespace, name) {
+      try {
+        return await call('GET', `/api/v1/namespaces/${seg(namespace)}/pods/${seg(name)}`, { signal: signal() });
+      } catch (e) {
+        throw new KubeApiError('get', `pod ${namespace}/${name}`, e);
       }
     },
     fetchJob: async (namespace, name, abort) => {

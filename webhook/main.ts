@@ -13,6 +13,7 @@ import type { SidecarMode } from '../shared/names.ts';
 import { handleCommandLine } from '../shared/command-line.ts';
 import { formatConfigErrors, loadSettings, WEBHOOK_COMMAND_LINE, type WebhookSettings } from './config.ts';
 import { JobOwnerCache } from './job-owner.ts';
+import { containerImage, sidecarImageBeside } from './sidecar-image.ts';
 import type { KubeApi } from './kube-api.ts';
 import { createMetrics, type WebhookMetrics } from './metrics.ts';
 import { chooseMode, type ModeChoice } from './mode.ts';
@@ -52,6 +53,23 @@ async function main(): Promise<void> {
       : { unavailable: 'no kubeconfig set and not running in a cluster (KUBERNETES_SERVICE_HOST unset)' };
   const api: KubeApi | undefined = 'unavailable' in kube ? undefined : kube;
   if (!api) log.warn('no API access', { reason: 'unavailable' in kube ? kube.unavailable : '' });
+
+  // --- sidecar image --------------------------------------------------------------------------
+  // Left empty, it follows the webhook's own image (webhook/sidecar-image.ts). Without it the
+  // webhook does not start: not ready, so with failurePolicy Ignore Job pods go uninjected rather
+  // than waiting on a sidecar image that may not exist.
+  let sidecar = settings.sidecar;
+  if (settings.sidecarImageFollows !== undefined) {
+    const follows = settings.sidecarImageFollows;
+    const followed = api ? await imageBesideOwn(api, follows) : { error: 'unavailable' in kube ? kube.unavailable : 'no API access' };
+    if ('error' in followed) {
+      log.error('cannot tell which sidecar image to inject; not starting', { pod: `${follows.namespace}/${follows.pod}`, error: followed.error });
+      process.exitCode = 1;
+      return;
+    }
+    sidecar = { ...sidecar, image: followed.image };
+    log.info('sidecar image follows the webhook\'s own', { webhookImage: followed.webhookImage, sidecarImage: followed.image });
+  }
 
   // --- sidecar mode -------------------------------------------------------------------------
   let mode: ModeChoice = chooseMode(settings.mode, api ? undefined : { ok: false, error: 'unavailable' in kube ? kube.unavailable : '' });
@@ -154,7 +172,7 @@ async function main(): Promise<void> {
     log,
     ready: () => trusted,
     review: {
-      sidecar: settings.sidecar,
+      sidecar,
       mode: (): SidecarMode => mode.mode,
       now: Date.now,
       excludedNamespaces: settings.excludedNamespaces,
@@ -182,6 +200,23 @@ async function main(): Promise<void> {
     tlsWatch?.close();
     timers.forEach(clearTimeout);
   });
+}
+
+/** The image beside the one this replica's webhook container runs; a few tries, as the API may still be starting. */
+async function imageBesideOwn(api: KubeApi, own: NonNullable<WebhookSettings['sidecarImageFollows']>): Promise<{ image: string; webhookImage: string } | { error: string }> {
+  let lastError = '';
+  for (let attempt = 0, delay = 1_000; attempt < 5; attempt++, delay *= 2) {
+    if (attempt > 0) await new Promise((r) => setTimeout(r, delay));
+    try {
+      const webhookImage = containerImage(await api.readPod(own.namespace, own.pod), own.container);
+      if (webhookImage === undefined) return { error: `pod ${own.namespace}/${own.pod} has no container ${own.container}` };
+      const beside = sidecarImageBeside(webhookImage);
+      return 'error' in beside ? beside : { image: beside.image, webhookImage };
+    } catch (e) {
+      lastError = e instanceof Error ? e.message : String(e);
+    }
+  }
+  return { error: lastError };
 }
 
 async function temporaryCertificate(settings: WebhookSettings): Promise<TlsMaterial> {

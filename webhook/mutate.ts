@@ -116,6 +116,11 @@ export function mutate(pod: RawPod, ctx: MutateContext): MutateResult {
     out.spec.containers = [...out.spec.containers, container];
   }
   if (ctx.sidecar.tokenAudience !== '') out.spec.volumes = [...(out.spec.volumes ?? []), tokenVolume(ctx.sidecar.tokenAudience)];
+  // The sidecar image may live in a private registry the pod's own pull secrets do not cover.
+  const existing = Array.isArray(out.spec.imagePullSecrets) ? out.spec.imagePullSecrets : [];
+  const listed = new Set(existing.map((r) => (typeof r === 'object' && r !== null ? r.name : undefined)));
+  const missing = ctx.sidecar.imagePullSecrets.filter((name) => !listed.has(name));
+  if (missing.length > 0) out.spec.imagePullSecrets = [...existing, ...missing.map((name) => ({ name }))];
   return { inject: true, pod: out, injection: decision.injection };
 }
 

@@ -51,6 +51,7 @@ export interface RawPodSpec {
   /** The pod's one shutdown budget for all its containers (default 30). */
   terminationGracePeriodSeconds?: number | null;
   volumes?: JsonValue[];
+  imagePullSecrets?: { name?: string; [key: string]: unknown }[];
   [key: string]: unknown;
 }
 

@@ -32,6 +32,7 @@ const INSTALL_OBJECTS = [
   'serviceaccount/jobmetrics-webhook',
   'role.rbac.authorization.k8s.io/jobmetrics-gateway',
   'role.rbac.authorization.k8s.io/jobmetrics-prometheus',
+  'role.rbac.authorization.k8s.io/jobmetrics-webhook',
   'role.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-recorder',
@@ -39,6 +40,7 @@ const INSTALL_OBJECTS = [
   'clusterrole.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-gateway',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-prometheus',
+  'rolebinding.rbac.authorization.k8s.io/jobmetrics-webhook',
   'rolebinding.rbac.authorization.k8s.io/jobmetrics-webhook-bootstrap',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-gateway',
   'clusterrolebinding.rbac.authorization.k8s.io/jobmetrics-recorder',
@@ -243,6 +245,8 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       ['patch', 'mutatingwebhookconfigurations.admissionregistration.k8s.io/jobmetrics'],
       // Server version (mode auto): the default system:public-info-viewer role.
       ['get', '/version'],
+      // Its own Pod, whose image the sidecar image follows: pods in its own namespace only.
+      ['get', 'pods/jobmetrics-webhook-abc', '-n', 'jobmetrics'],
     ];
     const denied: string[][] = [
       ['list', 'jobs.batch', '-n', 'tenant'],
@@ -254,6 +258,8 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
       ['get', 'cronjobs.batch', '-n', 'tenant'],
       ['get', 'pods', '-n', 'tenant'],
       ['create', 'pods', '-n', 'tenant'],
+      ['list', 'pods', '-n', 'jobmetrics'],
+      ['update', 'pods/jobmetrics-webhook-abc', '-n', 'jobmetrics'],
       ['get', 'namespaces/tenant'],
       // Secrets: no other name, no unnamed get (that is list-like), no list/watch/delete/patch.
       ['get', 'secrets', '-n', 'jobmetrics'],
@@ -294,6 +300,7 @@ describe('e2e: manifests (install.yaml, overlays, RBAC) against the real API ser
         [
           [['admissionregistration.k8s.io'], ['mutatingwebhookconfigurations'], ['jobmetrics'], ['get', 'patch']],
           [['batch'], ['jobs'], [], ['get']],
+          [[''], ['pods'], [], ['get']],
           [[''], ['secrets'], ['jobmetrics-webhook-tls'], ['get', 'update']],
           [[''], ['secrets'], [], ['create']],
         ]

@@ -13,6 +13,7 @@ import { join, relative } from 'node:path';
 import { expect } from 'chai';
 import { parse, parseAllDocuments } from 'yaml';
 import { PROJECT_ROOT, SIDECAR_NODE_FLAGS } from '../../scripts/local-pod.ts';
+import { sidecarImageBeside } from '../../webhook/sidecar-image.ts';
 import { defaultSettings } from '../../webhook/config.ts';
 import { SIDECAR_UID } from '../../webhook/mutate.ts';
 import { ensureBuilt } from '../support/build.ts';
@@ -84,10 +85,14 @@ function deployedImages(program: 'webhook' | 'sidecar'): Record<string, string> 
   const settings = docs.find((d) => d['kind'] === 'ConfigMap' && String((d as { metadata: { name: string } }).metadata.name).startsWith('jobmetrics-webhook-settings-')) as {
     data: Record<string, string>;
   };
+  // The shipped settings leave sidecar.image empty: the webhook injects the image beside its own.
+  const setting = (parse(settings.data['webhook.yaml']!) as { sidecar: { image: string } }).sidecar.image;
+  const found = sidecarImageBeside(deployedImages('webhook')['install.yaml Deployment']!);
+  const beside = 'image' in found ? found.image : found.error;
   return {
-    'install.yaml settings ConfigMap': (parse(settings.data['webhook.yaml']!) as { sidecar: { image: string } }).sidecar.image,
-    'base/webhook-settings.yaml': (parse(read('manifests/base/webhook-settings.yaml')) as { sidecar: { image: string } }).sidecar.image,
-    'webhook/config.ts default': defaultSettings().sidecar.image,
+    'install.yaml: sidecar.image, else the image beside the webhook Deployment\'s': setting !== '' ? setting : beside,
+    'base/webhook-settings.yaml sidecar.image is empty': (parse(read('manifests/base/webhook-settings.yaml')) as { sidecar: { image: string } }).sidecar.image === '' ? beside : 'not empty',
+    'webhook/config.ts default (outside a Pod)': defaultSettings().sidecar.image,
   };
 }
 
