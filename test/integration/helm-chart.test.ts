@@ -89,7 +89,7 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
     expect(urls).to.deep.equal([0, 1, 2, 3, 4].map((i) => `-remoteWrite.url=http://jobmetrics-aggregator-shard-${i}.jobmetrics-aggregator-shard.jobmetrics.svc:8429/api/v1/write`));
   });
 
-  it('image.registry and image.tag move the webhook, gateway and recorder images and the sidecar the webhook injects; imagePullSecrets reach every pod', () => {
+  it('image.registry and image.tag move the webhook, gateway and recorder images (and so the sidecar the webhook injects, which follows its own); sidecar.image pins another; imagePullSecrets reach every pod', () => {
     const got = render({ 'image.registry': 'registry.example:5000/team', 'image.tag': '9.9.9', 'imagePullSecrets[0]': 'regcred' });
     const images = Object.fromEntries(
       [...ofKind(got, 'Deployment').values(), ...ofKind(got, 'StatefulSet').values()].map((o) => [String(o.metadata?.name), containers(o).map((c) => c['image'])]),
@@ -101,7 +101,10 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
       'jobmetrics-aggregator': ['victoriametrics/vmagent:v1.112.0'],
       'jobmetrics-prometheus': ['prom/prometheus:v2.53.3'],
     });
-    expect(webhookSettings(got).settings['sidecar']['image']).to.equal('registry.example:5000/team/jobmetrics-sidecar:9.9.9');
+    // The sidecar's follows the webhook's own image (webhook/sidecar-image.ts): no second setting.
+    expect(webhookSettings(got).settings['sidecar']['image']).to.equal('');
+    expect(webhookSettings(render({ 'sidecar.imagePullSecrets': '{regcred,other}' })).settings['sidecar']['imagePullSecrets']).to.equal('regcred,other');
+    expect(webhookSettings(render({ 'sidecar.image': 'registry.example:5000/team/jobmetrics-sidecar@sha256:0123' })).settings['sidecar']['image']).to.equal('registry.example:5000/team/jobmetrics-sidecar@sha256:0123');
     const secrets = [...ofKind(got, 'Deployment').values()].map((o) => [o.metadata?.name, (o as Record<string, any>)['spec']['template']['spec']['imagePullSecrets']]);
     expect(secrets.filter(([, s]) => JSON.stringify(s) !== JSON.stringify([{ name: 'regcred' }]))).to.deep.equal([]);
   });

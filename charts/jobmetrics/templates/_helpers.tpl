@@ -42,11 +42,6 @@ app.kubernetes.io/part-of: jobmetrics
 {{- printf "%s/jobmetrics-webhook:%s" (trimSuffix "/" .Values.image.registry) (include "jobmetrics.tag" .) -}}
 {{- end -}}
 
-{{/* <registry>/jobmetrics-sidecar:<tag>: what the webhook injects; moves with the webhook's image. */}}
-{{- define "jobmetrics.sidecarImage" -}}
-{{- printf "%s/jobmetrics-sidecar:%s" (trimSuffix "/" .Values.image.registry) (include "jobmetrics.tag" .) -}}
-{{- end -}}
-
 {{/* imagePullSecrets of every pod the chart runs (not of the Job pods: the sidecar is pulled with theirs). */}}
 {{- define "jobmetrics.imagePullSecrets" -}}
 {{- with .Values.imagePullSecrets }}

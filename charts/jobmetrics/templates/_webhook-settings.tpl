@@ -34,6 +34,9 @@ shutdownGrace: {{ $s.shutdownGrace }}                  # JOBMETRICS_SHUTDOWN_GRA
 logLevel: {{ $s.logLevel }}                      # JOBMETRICS_LOG_LEVEL
 # Never inject into these, not even an opted-in pod: the control plane's namespaces and this one.
 # The MutatingWebhookConfiguration's namespaceSelector excludes the same names; keep them in step.
+pod:
+  name: ""                          # JOBMETRICS_POD_NAME; the Deployment sets it (downward API)
+  namespace: ""                     # JOBMETRICS_POD_NAMESPACE; likewise
 excludedNamespaces: {{ include "jobmetrics.excludedNamespaces" . | fromJsonArray | join "," }}   # JOBMETRICS_EXCLUDED_NAMESPACES
 
 kube:
@@ -53,8 +56,16 @@ workloadLookup:
   cacheTtl: {{ $s.workloadLookup.cacheTtl }}                     # JOBMETRICS_WORKLOAD_LOOKUP_CACHE_TTL
 
 sidecar:
-  image: {{ include "jobmetrics.sidecarImage" . }}       # JOBMETRICS_SIDECAR_IMAGE
+  # JOBMETRICS_SIDECAR_IMAGE; empty: the webhook's own image with jobmetrics-webhook replaced by
+  # jobmetrics-sidecar (same registry, path and tag), read from its Pod: the one image setting
+  # (kustomize `images:`, `kubectl set image`) moves both. Set it only for a sidecar image named
+  # otherwise or pinned by digest.
+  image: {{ $c.image | quote }}
   imagePullPolicy: {{ $c.imagePullPolicy }}                            # JOBMETRICS_SIDECAR_IMAGE_PULL_POLICY
+  # JOBMETRICS_SIDECAR_IMAGE_PULL_SECRETS: Secrets added to every injected pod's imagePullSecrets
+  # (comma-separated), for a sidecar image in a private registry. Each must exist in every
+  # namespace whose Jobs get the sidecar (docs/install.md "Private registries").
+  imagePullSecrets: {{ $c.imagePullSecrets | join "," | quote }}
   # The gateway in front of the aggregator (aggregator/gateway.yaml). JOBMETRICS_SIDECAR_REMOTE_WRITE_URL
   remoteWriteUrl: {{ include "jobmetrics.sidecarRemoteWriteUrl" . }}
   interval: {{ $c.interval }}                      # JOBMETRICS_SIDECAR_INTERVAL; a pod may set jobmetrics.io/interval
