@@ -98,7 +98,7 @@ export function overviewDashboard(): Dashboard {
       ], { min: 0, redAbove: 6 }).span(16).height(9),
     )
     .withPanel(
-      table('SLO alerts firing', 'Which workloads burn their error budget now.', [
+      table('Workloads burning their error budget', 'The SLO alerts firing now, by workload.', [
         { expr: `ALERTS{alertname=~"JobmetricsCompletionSLO.+", alertstate="firing", ${NS}}` },
       ]).span(8).height(9),
     )
