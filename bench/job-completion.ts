@@ -28,6 +28,7 @@ import { startCluster, type Cluster } from '../scripts/cluster/cluster.ts';
 import { controlPlaneBinaries, createNamespace, kubectlOk } from '../scripts/cluster/control-plane.ts';
 import { clusterImages, ensureImages } from '../scripts/cluster/images.ts';
 import { clusterDir, runningSupervisor } from '../scripts/cluster/state.ts';
+import { packageVersion } from '../scripts/version.ts';
 import { ANNOTATION, RESERVED_VOLUMES, SIDECAR_CONTAINER, SIDECAR_ENV, STATUS_INJECTED } from '../shared/names.ts';
 import { apply, labelledNamespace, runningPod, sampleJob, sampleMain, setWebhookEnv, sleep, waitForJob, workingSets } from '../test/e2e/cluster-harness.ts';
 import { defaultSettings } from '../webhook/config.ts';
@@ -313,7 +314,8 @@ async function runInterleaved(cluster: Cluster, args: Args): Promise<Row[]> {
   return VARIANTS.map((v) => ({ variant: v.label, delays: [...(delays.get(v) ?? [])].sort((a, b) => a - b), delivered: delivered.get(v) ?? 0 }));
 }
 
-const SIDECAR_IMAGE = 'ghcr.io/jobmetrics/jobmetrics-sidecar:0.1.0';
+/** The sidecar image as the cluster's webhook injects it: pulled from the cluster's registry. */
+const sidecarImage = (cluster: Cluster): string => `${cluster.registry}/jobmetrics/jobmetrics-sidecar:${packageVersion()}`;
 const MiB = 2 ** 20;
 
 /** A counter family of `n` series whose values all grow by one every second. */
@@ -345,7 +347,7 @@ async function measureMemory(cluster: Cluster, seconds: number): Promise<MemoryR
     kind: 'Pod',
     metadata: { name: 'idle-node', namespace: 'bench-idle' },
     spec: {
-      containers: [{ name: 'idle', image: SIDECAR_IMAGE, imagePullPolicy: 'Never', command: ['/nodejs/bin/node', '-e', 'setInterval(() => {}, 1e9)'] }],
+      containers: [{ name: 'idle', image: sidecarImage(cluster), imagePullPolicy: 'IfNotPresent', command: ['/nodejs/bin/node', '-e', 'setInterval(() => {}, 1e9)'] }],
     },
   });
   const jobPod = (await runningPod(cluster, 'bench-memory', 'series-1000')).name;

@@ -1,21 +1,27 @@
 /**
  * The local cluster: a real control plane (etcd, kube-apiserver, kube-controller-manager,
- * kube-scheduler), one real node (containerd, runc, kubelet, kube-proxy), cluster DNS, and
- * jobmetrics installed as an admin installs it — `kubectl apply -f manifests/install.yaml`.
+ * kube-scheduler), one real node (containerd, runc, kubelet, kube-proxy), cluster DNS, an image
+ * registry beside the node, and jobmetrics installed as an admin installs it: its two images pushed
+ * to that registry with `npm run images -- push`, then manifests/base applied with the kustomize
+ * `images:` edit that command prints, so the node pulls them (scripts/cluster/registry.ts).
  * The end-to-end tests and `npm run cluster` both start it through {@link startCluster}.
  *
  * Addresses: the node is 10.244.0.1 on its own bridge, pods get 10.244.0.0/24, Services
  * 10.96.0.0/16 (reached only through kube-proxy's rules on this machine). The pod network has no
  * masquerading and no route off this machine (scripts/cluster/host.ts).
  */
-import { readFileSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join, relative, resolve } from 'node:path';
 import { basicAuthorization, readCredentials } from '../../gateway/aggregator-credentials.ts';
 import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
 import { mountsBelow, setUpHostNetwork, type HostNetwork } from './host.ts';
 import { cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
 import { ROOT } from './paths.ts';
+import { REGISTRY_PATH, startRegistry, type Registry } from './registry.ts';
+import { kustomization } from '../images.ts';
+import { packageVersion } from '../version.ts';
 
 export const NODE_NAME = 'jobmetrics-node';
 export const NETWORK: HostNetwork = {
@@ -28,7 +34,7 @@ export const NETWORK: HostNetwork = {
 export const CLUSTER_DNS = '10.96.0.10';
 
 export interface ClusterImages {
-  /** OCI archives to import into the node. */
+  /** OCI archives to import into the node (not the project's two: the node pulls those). */
   readonly archives: readonly string[];
   /** The sandbox (pause) image's name, among the archives. */
   readonly pause: string;
@@ -39,7 +45,7 @@ export interface ClusterImages {
 export interface ClusterOptions {
   readonly dir: string;
   readonly images: ClusterImages;
-  /** Install jobmetrics from this manifest (default: manifests/install.yaml). */
+  /** Install jobmetrics from this manifest (default: manifests/base with the registry's images). */
   readonly installManifest?: string;
   /** One line per step. */
   readonly progress?: (line: string) => void;
@@ -50,6 +56,8 @@ export interface Cluster {
   readonly cp: ControlPlane;
   readonly node: RunningNode;
   readonly kubeconfigPath: string;
+  /** host:port of the registry the project's images are pulled from (`<host>/jobmetrics/…`). */
+  readonly registry: string;
   /** The in-cluster Prometheus, reachable from this machine through its Service address. */
   readonly prometheusUrl: string;
   /**
@@ -82,14 +90,20 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     throw err;
   }
   let node: RunningNode | undefined;
+  let registry: Registry | undefined;
   const stop = async (): Promise<void> => {
     await node?.stop();
+    await registry?.stop();
     await cp.stop();
     cleanupNode(join(dir, 'node'), NETWORK, bins.kubeProxy);
     dropContainerdStore(join(dir, 'node'));
   };
   try {
-    step(`node: containerd, ${opts.images.archives.length} images, kubelet, kube-proxy`);
+    step(`image registry on ${NETWORK.address}: the project's two images pushed with npm run images -- push`);
+    registry = await startRegistry(join(dir, 'registry'), NETWORK.address);
+    pushProjectImages(`${registry.host}/${REGISTRY_PATH}`, join(dir, 'registry', 'push.log'));
+
+    step(`node: containerd (pulls from ${registry.host}), ${opts.images.archives.length} images imported, kubelet, kube-proxy`);
     node = await startNode({
       dir: join(dir, 'node'),
       nodeName: NODE_NAME,
@@ -100,6 +114,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       caFile: join(cp.dir, 'pki', 'ca.crt'),
       binaries: { kubelet: bins.kubelet, kubeProxy: bins.kubeProxy },
       images: opts.images.archives,
+      registry: registry.host,
     });
     await kubectlOk(cp, ['wait', '--for=condition=Ready', `node/${NODE_NAME}`, '--timeout=120s'], { timeoutMs: 130_000 });
 
@@ -110,8 +125,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     await kubectlOk(cp, ['apply', '-f', '-'], { input: dns });
     await kubectlOk(cp, ['-n', 'kube-system', 'rollout', 'status', 'deployment/coredns', '--timeout=120s'], { timeoutMs: 130_000 });
 
-    step('jobmetrics: kubectl apply -f manifests/install.yaml');
-    const manifest = opts.installManifest ?? join(ROOT, 'manifests', 'install.yaml');
+    const manifest = opts.installManifest ?? installFromRegistry(join(dir, 'install'), `${registry.host}/${REGISTRY_PATH}`);
+    step(`jobmetrics: kubectl apply -f ${manifest}`);
     await kubectlOk(cp, ['apply', '-f', manifest]);
     for (const d of ['jobmetrics-webhook', 'jobmetrics-gateway', 'jobmetrics-aggregator', 'jobmetrics-prometheus']) {
       await kubectlOk(cp, ['-n', 'jobmetrics', 'rollout', 'status', `deployment/${d}`, '--timeout=180s'], { timeoutMs: 190_000 });
@@ -121,12 +136,33 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const credentials = readCredentials(secret.data);
     if ('error' in credentials) throw new Error(`Secret jobmetrics/jobmetrics-aggregator-credentials: ${credentials.error}`);
     step('ready');
-    return { dir, cp, node, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, prometheusAuthorization: basicAuthorization(credentials), stop };
+    return { dir, cp, node, registry: registry.host, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, prometheusAuthorization: basicAuthorization(credentials), stop };
   } catch (err) {
     const report = node?.describe() ?? '';
     await stop();
     throw new Error(`cluster did not start in ${dir}: ${err instanceof Error ? err.message : String(err)}\n${report}`, { cause: err });
   }
+}
+
+/** `npm run images -- push` of both images to `registry` (buildah, the stand-in bases, plain HTTP); its output into `log`. */
+function pushProjectImages(registry: string, log: string): void {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'images.ts'), 'push', '--registry', registry, '--engine', 'buildah', '--stand-in-bases', '--tls-verify=false'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  writeFileSync(log, `${r.stdout ?? ''}${r.stderr ?? ''}`);
+  if (r.status !== 0) throw new Error(`npm run images -- push --registry ${registry} failed (exit ${r.status ?? r.signal}); log: ${log}\n${`${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n')}`);
+}
+
+/** manifests/base with the kustomize `images:` edit `npm run images -- push` prints, rendered into `dir`. */
+function installFromRegistry(dir: string, registry: string): string {
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'kustomization.yaml'), kustomization(relative(dir, join(ROOT, 'manifests', 'base')), registry, packageVersion()));
+  const r = spawnSync(controlPlaneBinaries().kubectl, ['kustomize', dir], { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 });
+  if (r.status !== 0) throw new Error(`kubectl kustomize ${dir} failed (exit ${r.status}): ${r.stderr}`);
+  writeFileSync(join(dir, 'install.yaml'), r.stdout);
+  return join(dir, 'install.yaml');
 }
 
 function missing(what: string): never {

@@ -1,6 +1,7 @@
 /**
- * The cluster's images, from scripts/build-images (every image is built here: no registry can be
- * reached). This module only runs that script and reads its list of archives.
+ * The cluster's images, from scripts/build-images (every image is built here: no public registry
+ * can be reached). This module only runs that script and reads its list of archives; the project's
+ * own two go through the cluster's registry instead (registry.ts).
  */
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
@@ -9,6 +10,8 @@ import type { ClusterImages } from './cluster.ts';
 
 const SCRIPT = join(ROOT, 'scripts', 'build-images');
 const BASES = ['docker.io/library/debian:', 'docker.io/library/node:', 'gcr.io/distroless/'];
+/** The project's two images: pushed to the cluster's registry and pulled from there (registry.ts), never imported. */
+const PULLED = ['ghcr.io/jobmetrics/'];
 
 export class ImageBuildError extends Error {
   constructor(
@@ -60,7 +63,7 @@ export function clusterImages(): ClusterImages {
     return name;
   };
   // The stand-in bases are for builds (buildah's store has them); pods run the images built on them.
-  const archives = [...images.entries()].filter(([name]) => !BASES.some((b) => name.startsWith(b))).map(([, archive]) => archive);
+  const archives = [...images.entries()].filter(([name]) => !BASES.some((b) => name.startsWith(b)) && !PULLED.some((p) => name.startsWith(p))).map(([, archive]) => archive);
   return { archives, pause: named('localhost/jobmetrics/pause:'), coredns: named('localhost/jobmetrics/coredns:') };
 }
 

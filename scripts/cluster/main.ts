@@ -38,6 +38,10 @@ function printReady(dir: string): void {
   console.log(`  Prometheus: ${ready.prometheusUrl}, with the aggregator's credentials (Secret jobmetrics/jobmetrics-aggregator-credentials), e.g.`);
   console.log(`    curl -H '${`Authorization: ${ready.prometheusAuthorization}`}' '${ready.prometheusUrl}/api/v1/query?query=up{namespace="jobmetrics"}'`);
   console.log('    (every part of jobmetrics, scraped by the store; a Job\'s numbers are there too once one ran in a labelled namespace)');
+  if (ready.registry !== undefined) {
+    console.log(`  Image registry (plain HTTP, the node pulls jobmetrics' two images from it): ${ready.registry}, e.g.`);
+    console.log(`    npm run images -- push --registry ${ready.registry}/jobmetrics --engine buildah --stand-in-bases --tls-verify=false`);
+  }
   console.log(`Stop it with: npm run cluster -- down`);
 }
 

@@ -5,7 +5,9 @@
  * - containerd's CRI with `restrict_oom_score_adj = true`: this VM refuses to lower
  *   oom_score_adj, and without the setting runc fails every sandbox.
  * - the kubelet with `failCgroupV1: false` and the cgroupfs driver (the hierarchy is cgroup v1).
- * - no registry: every image, the pause image included, is imported from an OCI archive.
+ * - images: the project's two from the registry beside the node (scripts/cluster/registry.ts,
+ *   plain HTTP through hosts.toml), every other one (pause, CoreDNS, the aggregator's, the job
+ *   images) imported from an OCI archive.
  *
  * The config files are pure functions of the options (tested as data); {@link startNode} writes
  * them and starts the processes; {@link cleanupNode} removes everything the node left behind.
@@ -15,6 +17,7 @@ import { join } from 'node:path';
 import { describeChild, startChild, stopChild, type Child } from '../child-processes.ts';
 import type { NodeCredentials } from './control-plane.ts';
 import { freePort } from '../ports.ts';
+import { containerdHostsToml } from './registry.ts';
 import {
   removeCniNetns,
   removeContainerLogLinks,
@@ -42,6 +45,8 @@ export interface NodeOptions {
   readonly binaries: { readonly kubelet: string; readonly kubeProxy: string };
   /** OCI archives imported into containerd before the kubelet starts. */
   readonly images: readonly string[];
+  /** host:port of a registry containerd pulls from over plain HTTP (scripts/cluster/registry.ts). */
+  readonly registry?: string;
 }
 
 export interface NodePaths {
@@ -49,6 +54,8 @@ export interface NodePaths {
   readonly containerdSocket: string;
   readonly containerdRoot: string;
   readonly containerdState: string;
+  /** containerd's registry hosts (`config_path`): <host:port>/hosts.toml. */
+  readonly containerdCertsDir: string;
   readonly cniConfDir: string;
   readonly kubeletConfig: string;
   readonly kubeletRoot: string;
@@ -64,6 +71,7 @@ export function nodePaths(dir: string): NodePaths {
     containerdSocket: join(dir, 'containerd', 'containerd.sock'),
     containerdRoot: join(dir, 'containerd', 'root'),
     containerdState: join(dir, 'containerd', 'state'),
+    containerdCertsDir: join(dir, 'containerd', 'certs.d'),
     cniConfDir: join(dir, 'cni'),
     kubeletConfig: join(dir, 'kubelet', 'config.yaml'),
     kubeletRoot: join(dir, 'kubelet', 'root'),
@@ -100,6 +108,9 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "${paths.cniConfDir}"
+  # Registries by host:port, each in its hosts.toml (scripts/cluster/registry.ts).
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = "${paths.containerdCertsDir}"
 `;
 }
 
@@ -147,7 +158,7 @@ export function kubeletConfig(opts: NodeOptions, paths: NodePaths, ports: { kube
       resolvConf: paths.resolvConf,
       podLogsDir: paths.podLogs,
       failSwapOn: false,
-      // No registry can be reached: an image removed by garbage collection could never come back.
+      // Most images are imported, not pulled: one removed by garbage collection could never come back.
       imageGCHighThresholdPercent: 100,
       imageGCLowThresholdPercent: 99,
       // A shared test machine's disk is not this node's to guard; evict only on real memory pressure.
@@ -206,6 +217,10 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     mkdirSync(d, { recursive: true });
   }
   writeFileSync(paths.containerdConfig, containerdConfig(paths, opts.pauseImage));
+  if (opts.registry !== undefined) {
+    mkdirSync(join(paths.containerdCertsDir, opts.registry), { recursive: true });
+    writeFileSync(join(paths.containerdCertsDir, opts.registry, 'hosts.toml'), containerdHostsToml(opts.registry));
+  }
   writeFileSync(join(paths.cniConfDir, '10-jobmetrics.conflist'), cniConfig(opts.network));
   // Pods get only the cluster DNS; nothing is forwarded off this machine.
   writeFileSync(paths.resolvConf, '');

@@ -32,6 +32,8 @@ export interface ReadyInfo {
   readonly prometheusUrl: string;
   /** The `Authorization` header Prometheus needs (the aggregator's credentials). */
   readonly prometheusAuthorization: string;
+  /** host:port of the registry beside the node (scripts/cluster/registry.ts). */
+  readonly registry?: string;
   readonly pid: number;
 }
 

@@ -33,7 +33,7 @@ try {
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
-  writeFileSync(files.ready, JSON.stringify({ kubeconfig: cluster.kubeconfigPath, prometheusUrl: cluster.prometheusUrl, prometheusAuthorization: cluster.prometheusAuthorization, pid: process.pid }));
+  writeFileSync(files.ready, JSON.stringify({ kubeconfig: cluster.kubeconfigPath, prometheusUrl: cluster.prometheusUrl, prometheusAuthorization: cluster.prometheusAuthorization, registry: cluster.registry, pid: process.pid }));
   // Hold the event loop until a signal.
   setInterval(() => {}, 3_600_000);
 } catch (err) {

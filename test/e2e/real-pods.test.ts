@@ -14,6 +14,7 @@ import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { pidsWithArg, runCommand } from '../../scripts/cluster/host.ts';
 import { get, kubectlOk } from '../../scripts/cluster/control-plane.ts';
 import { ROOT } from '../../scripts/cluster/paths.ts';
+import { packageVersion } from '../../scripts/version.ts';
 import { CHART_DIR, runHelm } from '../../scripts/helm.ts';
 import { panelQueries, substitute } from '../../dashboards/src/panel-queries.ts';
 import { DURATION_BUCKETS } from '../../recorder/outcomes.ts';
@@ -119,6 +120,33 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     }
     const count = await promQuery(cluster, `demo_item_duration_seconds_count{namespace="${ns}"}`);
     expect(count.map((s) => s.value)).to.deep.equal([truth.observations]);
+  });
+
+  it("the project's two images are pulled from the registry beside the node: the webhook, gateway and recorder run the pushed webhook image, and the sidecar the webhook injects is the one beside it", async () => {
+    const version = packageVersion();
+    const pushed = (program: string): string => `${cluster.registry}/jobmetrics/jobmetrics-${program}:${version}`;
+    const deployments = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'deployments', '-o', 'json'])) as { items: { metadata: { name: string }; spec: { template: { spec: { containers: { image: string }[] } } } }[] };
+    const images = Object.fromEntries(deployments.items.filter((d) => /webhook|gateway|recorder/.test(d.metadata.name)).map((d) => [d.metadata.name, d.spec.template.spec.containers.map((c) => c.image)]));
+    expect(images).to.deep.equal({
+      'jobmetrics-gateway': [pushed('webhook')],
+      'jobmetrics-recorder': [pushed('webhook')],
+      'jobmetrics-webhook': [pushed('webhook')],
+    });
+    // The Job pods of the test above: their sidecar follows the webhook's image (sidecar.image is empty).
+    const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'e2e-native', 'get', 'pods', '-o', 'json'])) as { items: { spec: { initContainers?: { name: string; image: string }[] } }[] };
+    const sidecarImages = new Set(pods.items.flatMap((p) => (p.spec.initContainers ?? []).filter((c) => c.name === SIDECAR).map((c) => c.image)));
+    expect([...sidecarImages]).to.deep.equal([pushed('sidecar')]);
+    // containerd holds them under the registry's names only, each with the repository digest the
+    // CRI records for a pulled image (an imported one has none).
+    const stored = cluster.node.ctr(['images', 'ls', '-q']).split('\n').filter((n) => /\/jobmetrics-(webhook|sidecar)[:@]/.test(n));
+    const digestOf = (program: string): string => `${cluster.registry}/jobmetrics/jobmetrics-${program}@sha256:<digest>`;
+    expect(stored.map((n) => n.replace(/@sha256:[0-9a-f]{64}$/, '@sha256:<digest>')).sort()).to.deep.equal([pushed('sidecar'), digestOf('sidecar'), pushed('webhook'), digestOf('webhook')].sort());
+    // The registry served both images to the node (its access log: containerd resolving the tag, then fetching the layers).
+    const log = readFileSync(join(cluster.dir, 'registry', 'registry.log'), 'utf8');
+    for (const program of ['webhook', 'sidecar']) {
+      expect(log, program).to.match(new RegExp(`"(HEAD|GET) /v2/jobmetrics/jobmetrics-${program}/manifests/${version.replaceAll('.', '\\.')} HTTP/1\\.1" 200 .*containerd`));
+      expect(log, program).to.match(new RegExp(`"GET /v2/jobmetrics/jobmetrics-${program}/blobs/sha256:[0-9a-f]{64} HTTP/1\\.1" 200 .*containerd`));
+    }
   });
 
   it('a job in another language (Python, prometheus_client from Debian) is counted exactly', async () => {
@@ -1011,7 +1039,8 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   it('helm install (default values, in place of the deleted install.yaml install): every part ready, a Job pod gets the sidecar and delivers its final values', async function () {
     this.timeout(600_000);
     await kubectlOk(cluster.cp, ['delete', '-f', join(ROOT, 'manifests', 'install.yaml'), '--ignore-not-found', '--wait=true', '--timeout=240s'], { timeoutMs: 250_000 });
-    await helm(['install', 'jobmetrics', CHART_DIR, '--namespace', 'default', '--wait', '--timeout', '6m']);
+    // The chart's defaults but its image.registry: the registry the cluster pushed the images to (the node imports no other copy).
+    await helm(['install', 'jobmetrics', CHART_DIR, '--namespace', 'default', '--set', `image.registry=${cluster.registry}/jobmetrics`, '--wait', '--timeout', '6m']);
     const ready = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'deployments', '-o', 'json'])) as { items: { metadata: { name: string }; status: { readyReplicas?: number } }[] };
     expect(Object.fromEntries(ready.items.map((d) => [d.metadata.name, d.status.readyReplicas ?? 0]))).to.deep.equal({
       'jobmetrics-aggregator': 1,
