@@ -22,7 +22,7 @@ import { FirstSight } from '../shared/first-sight.ts';
 import { seriesKey } from '../shared/series-key.ts';
 import type { GatewayConfig } from './config.ts';
 import { apiTokenReview } from './token-review-api.ts';
-import { asWriter, TokenReviewer, type ReviewFn } from './writer-identity.ts';
+import { asWriter, TokenReviewer, type RefusalReason, type ReviewFn } from './writer-identity.ts';
 import { decodeCompressedWriteRequest, WriteRequestError } from './write-request.ts';
 
 export const USER_AGENT = `jobmetrics-gateway/${VERSION}`;
@@ -322,7 +322,7 @@ function gatewayMetrics(ledger: BirthLedger, reviewer: TokenReviewer | undefined
     new Counter({ name: 'jobmetrics_gateway_token_cache_hits_total', help: 'Writes whose token was checked from a remembered answer.', registers: [registry], collect() { this.reset(); this.inc(reviewer.stats.cacheHits); } });
     new Gauge({ name: 'jobmetrics_gateway_token_cache_entries', help: 'Token answers remembered.', registers: [registry], collect() { this.set(reviewer.size); } });
   }
-  return {
+  const metrics = {
     registry,
     writerRefusals: c('jobmetrics_gateway_writer_refusals_total', 'Writes refused because their writer is not known, by reason (no-token, invalid-token, not-a-service-account, not-bound-to-a-pod, unavailable: 503, the API server did not answer).', ['reason']),
     relabelled: c('jobmetrics_gateway_relabelled_series_total', "Series a pod wrote with another namespace or pod, given its own (a sidecar's never are), by the writer's namespace.", ['namespace']),
@@ -337,4 +337,12 @@ function gatewayMetrics(ledger: BirthLedger, reviewer: TokenReviewer | undefined
     limitDrops: c('jobmetrics_gateway_limit_dropped_samples_total', 'Samples dropped by a namespace limit, by namespace and reason (series-limit, rate-limit, no-namespace).', ['namespace', 'reason']),
     limitRefusals: c('jobmetrics_gateway_limit_refused_requests_total', 'Requests refused with 429 because their namespace was over its samples per second (the sender retries).', ['namespace']),
   };
+  // Every refusal reason and forward part at 0 from the start: increase() and rate() never count a
+  // series' first sample, so a replica's first refusal or failed forward would otherwise be missed
+  // by the alerts and dashboards reading these (docs/dashboards.md).
+  for (const reason of Object.keys(REFUSAL_REASONS)) metrics.writerRefusals.inc({ reason }, 0);
+  for (const part of ['now', 'held']) metrics.forwardFailures.inc({ part }, 0);
+  return metrics;
 }
+
+const REFUSAL_REASONS = { 'no-token': true, 'invalid-token': true, 'not-a-service-account': true, 'not-bound-to-a-pod': true, unavailable: true } satisfies Record<RefusalReason | 'unavailable', true>;
