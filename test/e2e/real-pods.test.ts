@@ -876,23 +876,22 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     for (const [name, file] of [['overview', 'overview.json'], ['workload', 'workload.json'], ['self', 'self.json']] as const) {
       const panels = await runPanels(file, dashboardValues[name], at);
       expect([...panels].filter(([, a]) => a.error !== undefined).map(([k, a]) => `${k}: ${a.expr}: ${a.error}`), `${file}: queries that failed`).to.deep.equal([]);
+      const withData = new Map<string, boolean>();
       for (const [key, a] of panels) {
-        if (a.samples.length === 0) empty.push(`${name}: ${key}`);
+        const panel = `${name}: ${key.slice(0, key.lastIndexOf(' '))}`;
+        withData.set(panel, (withData.get(panel) ?? false) || a.samples.length > 0);
         for (const m of a.expr.matchAll(/([a-zA-Z_:][a-zA-Z0-9_:]*)\{/g)) names.add(m[1] ?? '');
       }
+      empty.push(...[...withData].filter(([, data]) => !data).map(([panel]) => panel));
     }
-    // No data implied: the sample job exposes no gauge, flaky's sidecars dropped nothing, every
-    // final flush was delivered, and no forward to the aggregator failed.
-    expect(empty.sort()).to.deep.equal([
-      'self: Gateway: forwards failed, writes refused, samples dropped A',
-      'self: Series not delivered by final flushes A',
-      'workload: Gauges: highest value across pods (:max) A',
-      "workload: Sidecars' deliveries C",
-    ]);
+    // No data implied: the sample job exposes no gauge, and every final flush was delivered.
+    expect(empty.sort(), 'panels without data').to.deep.equal(['self: Series not delivered by final flushes', 'workload: Gauges: highest value across pods (:max)']);
     const held = (((await (await promFetch(cluster, '/api/v1/label/__name__/values')).json()) as { data: string[] }).data);
     const absent = [...names].filter((n) => !held.includes(n)).sort();
-    // Counters with labels appear at their first increment: no forward failed, no flush undelivered.
-    expect(absent, 'series no query finds').to.deep.equal(['jobmetrics_gateway_forward_failures_total', 'jobmetrics_sidecar_undelivered_series_total']);
+    // Only written when something is: no final flush was undelivered. The limit drops of the
+    // flood test are a series born at its first drop on the one gateway replica the test
+    // scaled to, which its rollback may replace before a scrape saw it.
+    expect(absent.filter((n) => n !== 'jobmetrics_gateway_limit_dropped_samples_total'), 'series no query finds').to.deep.equal(['jobmetrics_sidecar_undelivered_series_total']);
     // The variables' own queries (label_values), as Grafana runs them over the range.
     const variable = async (file: string, name: string, values: Record<string, string>): Promise<string[]> => {
       const v = dashboardJson(file).templating.list.find((x) => x.name === name);
