@@ -1,7 +1,7 @@
 /**
  * The aggregator stack of the demo and the integration tests: real vmagent (stream aggregation with
  * manifests/aggregator/stream-aggr.yaml) writing to a real Prometheus (remote-write receiver), both
- * on loopback, data and logs in one folder (docs/semantics.md, README "The two commands").
+ * on loopback, data and logs in one folder (docs/semantics.md, README "Develop: the two commands").
  *
  * - Ports: from scripts/ports.ts; a bind race (EADDRINUSE) is retried with a new port. vmagent is
  *   restarted on the SAME port, since sidecars keep its URL.

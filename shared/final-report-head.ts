@@ -1,5 +1,5 @@
 /**
- * The first line of the sidecar's termination message (README "One pod's numbers"): how its last
+ * The first line of the sidecar's termination message (docs/sidecar.md "One pod's numbers"): how its last
  * flush ended and what it did over its life. The sidecar writes it (sidecar/final-report.ts); the
  * outcome recorder reads it once the pod is over and counts it per workload (recorder/outcomes.ts,
  * docs/outcomes.md). Both sides are here, so they cannot drift apart; in shared/ because the

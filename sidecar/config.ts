@@ -86,13 +86,13 @@ export const SIDECAR_SETTING_DOCS: Readonly<Record<keyof typeof SIDECAR_ENV | ke
   fastInterval:
     'the shortest: the sidecar scrapes this often while the scrapes take at most 1 % of a core (their CPU time is measured), slower as the exposition grows, never slower than `JOBMETRICS_INTERVAL`; set it to the interval to scrape at the interval only',
   pushInterval: 'delivery interval while the job runs',
-  flushTimeout: 'the most time the final delivery may take after exit; the webhook cuts it to fit the pod\'s grace period (README "Flush budget")',
+  flushTimeout: 'the most time the final delivery may take after exit; the webhook cuts it to fit the pod\'s grace period (docs/sidecar.md "Flush budget")',
   namespace: 'the `namespace` label',
   job: 'the `job` label (the workload)',
   pod: 'the `pod` label (the aggregator drops it)',
   mode: '`native` (an init container with `restartPolicy: Always`) or `legacy` (exits by itself)',
   mainContainer:
-    'the main container\'s name (`jobmetrics.io/container`, else the container with the metrics port): in a kubelet pod only its processes\' exit counts (README "Which container is main"); unset: every process but PID 1 and the sidecar\'s own',
+    'the main container\'s name (`jobmetrics.io/container`, else the container with the metrics port): in a kubelet pod only its processes\' exit counts (docs/sidecar.md "Which container is main"); unset: every process but PID 1 and the sidecar\'s own',
   stateDir:
     'a folder that survives a restart of the sidecar container; what was acknowledged is kept there (the webhook mounts the emptyDir `jobmetrics-state` at `/var/run/jobmetrics` in native mode); unset: nothing kept',
   writerTokenFile:

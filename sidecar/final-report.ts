@@ -1,5 +1,5 @@
 /**
- * One pod's numbers, without a series per pod (README "One pod's numbers"). The aggregator drops
+ * One pod's numbers, without a series per pod (docs/sidecar.md "One pod's numbers"). The aggregator drops
  * the `pod` label, so what a single pod counted is gone from Prometheus; on its way out the
  * sidecar leaves it in two places Kubernetes already keeps per pod:
  *

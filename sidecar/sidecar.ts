@@ -562,7 +562,7 @@ export async function deliver(
 }
 
 /**
- * One pod's numbers (README "One pod's numbers"; final-report.ts): the final values as one log
+ * One pod's numbers (docs/sidecar.md "One pod's numbers"; final-report.ts): the final values as one log
  * line, and a summary as the container's termination message. Each attempt's flush overwrites the
  * message: its counters include every earlier attempt's. Neither can fail anything; a failed
  * write is logged once.

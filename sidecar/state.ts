@@ -1,6 +1,6 @@
 /**
  * What the sidecar has acknowledged, kept where a restart of its container does not lose it
- * (README "Restarts"). The kubelet restarts a native sidecar that dies; the new one must not send
+ * (docs/sidecar.md "Restarts"). The kubelet restarts a native sidecar that dies; the new one must not send
  * an explicit 0 and the whole value again under the same `pod` label (the aggregator would read
  * the 0 as a counter reset and count everything twice). The webhook mounts an emptyDir for it,
  * which lives as long as the pod.

@@ -110,7 +110,7 @@ export function mutate(pod: RawPod, ctx: MutateContext): MutateResult {
     // Linkerd, Vault) keep their places.
     out.spec.initContainers = [...(out.spec.initContainers ?? []), container];
     // The kubelet restarts a native sidecar that dies; what it had acknowledged must survive
-    // that, and an emptyDir lives as long as the pod (README "Restarts").
+    // that, and an emptyDir lives as long as the pod (docs/sidecar.md "Restarts").
     out.spec.volumes = [...(out.spec.volumes ?? []), { name: STATE_VOLUME.name, emptyDir: { sizeLimit: STATE_VOLUME.sizeLimit } }];
   } else {
     out.spec.containers = [...out.spec.containers, container];
@@ -202,7 +202,7 @@ function decide(pod: RawPod, ctx: MutateContext): Decision {
 
   // The kubelet restarts a failed main container in the same pod. Only a native sidecar keeps
   // running across that; a legacy one cannot see the exit code, so it would take the first exit
-  // for the end and every later attempt would go uncounted (README "Restarts").
+  // for the end and every later attempt would go uncounted (docs/sidecar.md "Restarts").
   if (ctx.mode === 'legacy' && spec.restartPolicy === 'OnFailure') {
     return skip(
       'restart-needs-native',
@@ -232,7 +232,7 @@ export const FLUSH_MARGIN_MS = 2_000;
 export const FLUSH_FLOOR_MS = 500;
 
 /**
- * The final flush's budget (README "Flush budget"): the pod's `terminationGracePeriodSeconds` is
+ * The final flush's budget (docs/sidecar.md "Flush budget"): the pod's `terminationGracePeriodSeconds` is
  * one budget for every container, and a SIGKILL ends whatever still runs after it. So the flush
  * timeout is the configured one, but at most the grace period less a margin (2 s, or half the
  * grace period when that is shorter), and never below 500 ms:

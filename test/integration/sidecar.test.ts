@@ -97,7 +97,7 @@ describe('sidecar against real vmagent and Prometheus', function () {
     expect(await aggregatedItems(stack, 'one')).to.equal(itemsCounted(truth));
     expect(itemsCounted(truth)).to.equal(137);
 
-    // One pod's numbers (README): its log line and its termination message hold what it counted.
+    // One pod's numbers (docs/sidecar.md): its log line and its termination message hold what it counted.
     const final = result.sidecarLog.find((l) => l['msg'] === 'final values');
     const values = (final?.['values'] ?? {}) as Record<string, unknown>;
     const lines = result.terminationMessage?.split('\n') ?? [];

@@ -1,5 +1,5 @@
 /**
- * Restarts in a pod, as the series store and the state file see them (README "Restarts"): the
+ * Restarts in a pod, as the series store and the state file see them (docs/sidecar.md "Restarts"): the
  * main container restarted by the kubelet (restartPolicy OnFailure) and the sidecar itself
  * restarted, going on from a snapshot. Every delivery goes through a model of the aggregator's
  * `total` (docs/semantics.md): a newer sample adds its increase, a decrease is a reset that adds

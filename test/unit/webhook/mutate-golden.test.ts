@@ -157,7 +157,7 @@ describe('webhook mutate: golden pod fixtures', () => {
             expect(init.at(-1)?.name, 'sidecar is the last init container').to.equal(SIDECAR_CONTAINER);
             expect(init.at(-1)?.restartPolicy).to.equal('Always');
             expect(result.pod.spec.containers.map((x) => x.name)).to.deep.equal(original.spec.containers.map((x) => x.name));
-            // A restarted native sidecar goes on from what it had acknowledged (README "Restarts").
+            // A restarted native sidecar goes on from what it had acknowledged (docs/sidecar.md "Restarts").
             expect(env[SIDECAR_ENV.stateDir]).to.equal(STATE_VOLUME.mountPath);
             expect(init.at(-1)?.['volumeMounts']).to.deep.equal([{ name: STATE_VOLUME.name, mountPath: STATE_VOLUME.mountPath }, TOKEN_MOUNT]);
             expect(result.pod.spec.volumes?.at(-2)).to.deep.equal({ name: STATE_VOLUME.name, emptyDir: { sizeLimit: STATE_VOLUME.sizeLimit } });
