@@ -356,8 +356,8 @@ async function measureMemory(cluster: Cluster, seconds: number): Promise<MemoryR
   await sleep(20_000);
   const rows: MemoryRow[] = [
     { what: 'jobmetrics sidecar, scraping and pushing 1 000 series every 1 s', samples: [] },
-    { what: 'the main container serving those 1 000 series (node:20 base, for scale)', samples: [] },
-    { what: 'idle Node 20 process, same image and base as the sidecar', samples: [] },
+    { what: 'the main container serving those 1 000 series (the node base, for scale)', samples: [] },
+    { what: 'idle Node process, same image and base as the sidecar', samples: [] },
   ];
   for (let t = 0; t < seconds; t += 2) {
     const [job, idle] = await Promise.all([workingSets(cluster, 'bench-memory', jobPod), workingSets(cluster, 'bench-idle', 'idle-node')]);
