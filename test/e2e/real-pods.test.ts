@@ -1059,7 +1059,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
   };
   let tlsAfterInstall: Awaited<ReturnType<typeof webhookTls>> | undefined;
 
-  it('helm install (default values but image.registry, the cluster's registry; in place of the deleted install.yaml install): every part ready, a Job pod gets the sidecar and delivers its final values', async function () {
+  it('helm install (default values but image.registry, the cluster’s registry; in place of the deleted install.yaml install): every part ready, a Job pod gets the sidecar and delivers its final values', async function () {
     this.timeout(600_000);
     await kubectlOk(cluster.cp, ['delete', '-f', join(ROOT, 'manifests', 'install.yaml'), '--ignore-not-found', '--wait=true', '--timeout=240s'], { timeoutMs: 250_000 });
     // The chart's defaults but its image.registry: the registry the cluster pushed the images to (the node imports no other copy).
