@@ -40,8 +40,8 @@ const SEMVER = /^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$/;
 /**
  * Each way the version is written: our images' tags, the Dockerfiles' build argument, the
  * kustomization's label and image tag, the chart's version and appVersion (Chart.yaml; the chart
- * takes its images' tag and version label from appVersion), and the version tests expect from
- * package.json.
+ * takes its images' tag and version label from appVersion), the README's status line, and the
+ * version tests expect from package.json.
  */
 const PATTERNS: ReadonlyArray<RegExp> = [
   /(ghcr\.io\/jobmetrics\/jobmetrics-(?:webhook|sidecar):)([0-9][0-9A-Za-z.-]*)/g,
@@ -52,6 +52,8 @@ const PATTERNS: ReadonlyArray<RegExp> = [
   /(roundTrip: true, version: ')([^']+)/g,
   /(^version: )([0-9][0-9A-Za-z.-]*)/gm,
   /(^appVersion: "?)([0-9][0-9A-Za-z.-]*)/gm,
+  // The README's status line.
+  /(\*\*Status:\*\* version )([0-9][0-9A-Za-z.-]*)/g,
 ];
 
 /** `text` with every written version replaced by `version`. Pure. */
