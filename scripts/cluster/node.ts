@@ -12,7 +12,7 @@
  * The config files are pure functions of the options (tested as data); {@link startNode} writes
  * them and starts the processes; {@link cleanupNode} removes everything the node left behind.
  */
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describeChild, startChild, stopChild, type Child } from '../child-processes.ts';
 import type { NodeCredentials } from './control-plane.ts';
@@ -57,6 +57,12 @@ export interface NodePaths {
   /** containerd's registry hosts (`config_path`): <host:port>/hosts.toml. */
   readonly containerdCertsDir: string;
   readonly cniConfDir: string;
+  /**
+   * host-local's address reservations (its `dataDir`; default /var/lib/cni/networks, shared by every
+   * cluster this machine ever ran): in the node's folder, a new cluster starts with none, so
+   * reservations a killed run left behind cannot exhaust the pod range.
+   */
+  readonly cniIpamDir: string;
   readonly kubeletConfig: string;
   readonly kubeletRoot: string;
   readonly podLogs: string;
@@ -73,6 +79,7 @@ export function nodePaths(dir: string): NodePaths {
     containerdState: join(dir, 'containerd', 'state'),
     containerdCertsDir: join(dir, 'containerd', 'certs.d'),
     cniConfDir: join(dir, 'cni'),
+    cniIpamDir: join(dir, 'cni-ipam'),
     kubeletConfig: join(dir, 'kubelet', 'config.yaml'),
     kubeletRoot: join(dir, 'kubelet', 'root'),
     podLogs: join(dir, 'kubelet', 'pod-logs'),
@@ -115,7 +122,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 }
 
 /** The CNI network: Debian's bridge + host-local + loopback plugins; no masquerading. */
-export function cniConfig(net: HostNetwork): string {
+export function cniConfig(net: HostNetwork, ipamDir: string): string {
   return JSON.stringify(
     {
       cniVersion: '0.4.0',
@@ -127,7 +134,7 @@ export function cniConfig(net: HostNetwork): string {
           isGateway: true,
           ipMasq: false,
           hairpinMode: true,
-          ipam: { type: 'host-local', ranges: [[{ subnet: net.podCidr, gateway: net.address }]], routes: [{ dst: '0.0.0.0/0' }] },
+          ipam: { type: 'host-local', dataDir: ipamDir, ranges: [[{ subnet: net.podCidr, gateway: net.address }]], routes: [{ dst: '0.0.0.0/0' }] },
         },
         { type: 'portmap', capabilities: { portMappings: true } },
       ],
@@ -221,7 +228,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     mkdirSync(join(paths.containerdCertsDir, opts.registry), { recursive: true });
     writeFileSync(join(paths.containerdCertsDir, opts.registry, 'hosts.toml'), containerdHostsToml(opts.registry));
   }
-  writeFileSync(join(paths.cniConfDir, '10-jobmetrics.conflist'), cniConfig(opts.network));
+  writeFileSync(join(paths.cniConfDir, '10-jobmetrics.conflist'), cniConfig(opts.network, paths.cniIpamDir));
   // Pods get only the cluster DNS; nothing is forwarded off this machine.
   writeFileSync(paths.resolvConf, '');
 
@@ -284,6 +291,11 @@ export function cleanupNode(dir: string, network: HostNetwork, kubeProxy?: strin
   if (unmounted > 0) done.push(`unmounted ${unmounted} mounts`);
   const netns = removeCniNetns();
   if (netns > 0) done.push(`removed ${netns} network namespaces`);
+  // No pod is left to hold an address: host-local's reservations are stale now.
+  if (existsSync(paths.cniIpamDir)) {
+    rmSync(paths.cniIpamDir, { recursive: true, force: true });
+    done.push('released the pod addresses');
+  }
   if (kubeProxy && existsSync(kubeProxy)) runCommand([kubeProxy, '--cleanup', '--v=0'], { allowFailure: true });
   teardownHostNetwork(network);
   restoreSysctls(paths.sysctlSave);

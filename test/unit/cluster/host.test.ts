@@ -34,7 +34,9 @@ describe('local cluster: host plan (scripts/cluster/host.ts, node.ts)', () => {
       'iptables -w -F JOBMETRICS-NODE-GUARD',
       'iptables -w -X JOBMETRICS-NODE-GUARD',
     ]);
-    expect(JSON.parse(cniConfig(NET)).plugins[0]).to.include({ type: 'bridge', bridge: 'jm0', ipMasq: false });
+    expect(JSON.parse(cniConfig(NET, '/tmp/node/cni-ipam')).plugins[0]).to.include({ type: 'bridge', bridge: 'jm0', ipMasq: false });
+    // Its address reservations in the node's own folder, never the machine-wide default a killed run leaks into.
+    expect(JSON.parse(cniConfig(NET, '/tmp/node/cni-ipam')).plugins[0].ipam).to.include({ type: 'host-local', dataDir: '/tmp/node/cni-ipam' });
     // The Service network is routed into the bridge, never to the default route.
     expect(bridgeSetup(NET).at(-1)).to.deep.equal(['ip', 'route', 'replace', '10.96.0.0/16', 'dev', 'jm0', 'src', '10.244.0.1']);
   });
