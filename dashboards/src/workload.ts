@@ -23,7 +23,9 @@ export function workloadDashboard(): Dashboard {
     .editable()
     .withVariable(datasourceVariable())
     .withVariable(labelValuesVariable('namespace', 'namespace', 'jobmetrics_job_runs_total', { title: 'Namespace' }))
-    .withVariable(labelValuesVariable('job', 'job', '{namespace="$namespace", job!=""}', { title: 'Workload' }))
+    // Workloads are what ran Jobs: any series of the namespace would also list jobmetrics' own parts,
+    // whose counters per tenant keep the tenant's namespace (docs/install.md "It watches itself").
+    .withVariable(labelValuesVariable('job', 'job', 'jobmetrics_job_runs_total{namespace="$namespace"}', { title: 'Workload' }))
     .withVariable(labelValuesVariable('counter', '__name__', `{${OWN}, __name__=~".+_total"}`, { title: 'Counters', all: true }))
     .withVariable(labelValuesVariable('histogram', '__name__', `{${OWN}, __name__=~".+_bucket"}`, { title: 'Histograms', all: true, regex: '/^(.+)_bucket$/' }))
 
