@@ -6,13 +6,13 @@
  * the written files are up to date (exit 1 when not); test/unit/dashboards/render.test.ts checks
  * the same.
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { jobmetricsDashboard } from '../dashboards/src/jobmetrics.ts';
 import { overviewDashboard } from '../dashboards/src/overview.ts';
 import { workloadDashboard } from '../dashboards/src/workload.ts';
 import { ROOT } from './cluster/paths.ts';
+import { writeOrCheck } from './rendered-files.ts';
 
 /** Where the rendered JSON goes: every file in each folder. */
 export const DASHBOARD_DIRS = [join(ROOT, 'dashboards'), join(ROOT, 'charts', 'jobmetrics', 'dashboards')] as const;
@@ -28,28 +28,6 @@ export function renderDashboards(): { file: string; text: string }[] {
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
   const rendered = renderDashboards();
-  if (process.argv.includes('--check')) {
-    const stale = DASHBOARD_DIRS.flatMap((dir) =>
-      rendered.flatMap(({ file, text }) => {
-        let have = '';
-        try {
-          have = readFileSync(join(dir, file), 'utf8');
-        } catch {
-          // Missing counts as out of date.
-        }
-        return have === text ? [] : [join(dir, file)];
-      }),
-    );
-    if (stale.length > 0) {
-      console.error(`out of date: ${stale.join(', ')}: run npm run render-dashboards`);
-      process.exit(1);
-    }
-    console.log('the dashboards are up to date');
-  } else {
-    for (const dir of DASHBOARD_DIRS) {
-      mkdirSync(dir, { recursive: true });
-      for (const { file, text } of rendered) writeFileSync(join(dir, file), text);
-    }
-    console.log(`wrote ${rendered.map((r) => r.file).join(', ')} to ${DASHBOARD_DIRS.join(' and ')}`);
-  }
+  const files = DASHBOARD_DIRS.flatMap((dir) => rendered.map(({ file, text }) => ({ path: join(dir, file), text })));
+  process.exit(writeOrCheck(files, 'npm run render-dashboards', process.argv));
 }

@@ -4,11 +4,12 @@
  * (manifests/monitoring/prometheusrule.yaml). `--check` only says whether the rendered file is up
  * to date (exit 1 when not); test/integration/rules.test.ts runs it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parse, stringify } from 'yaml';
 import { ROOT } from './cluster/paths.ts';
+import { writeOrCheck } from './rendered-files.ts';
 
 export const RULES_FILE = join(ROOT, 'manifests', 'aggregator', 'jobmetrics.rules.yml');
 export const PROMETHEUS_RULE_FILE = join(ROOT, 'manifests', 'monitoring', 'prometheusrule.yaml');
@@ -32,21 +33,6 @@ export function renderPrometheusRule(rulesText: string): string {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const want = renderPrometheusRule(readFileSync(RULES_FILE, 'utf8'));
-  if (process.argv.includes('--check')) {
-    let have = '';
-    try {
-      have = readFileSync(PROMETHEUS_RULE_FILE, 'utf8');
-    } catch {
-      // Missing counts as out of date.
-    }
-    if (have !== want) {
-      console.error(`${PROMETHEUS_RULE_FILE} is out of date: run npm run render-rules`);
-      process.exit(1);
-    }
-    console.log(`${PROMETHEUS_RULE_FILE} is up to date`);
-  } else {
-    writeFileSync(PROMETHEUS_RULE_FILE, want);
-    console.log(`wrote ${PROMETHEUS_RULE_FILE}`);
-  }
+  const text = renderPrometheusRule(readFileSync(RULES_FILE, 'utf8'));
+  process.exit(writeOrCheck([{ path: PROMETHEUS_RULE_FILE, text }], 'npm run render-rules', process.argv));
 }

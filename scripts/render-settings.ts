@@ -5,7 +5,6 @@
  * says whether the page is up to date (exit 1 when not); test/unit/scripts/render-settings.test.ts
  * runs it.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { CommandLineSpec } from '../shared/command-line.ts';
@@ -14,6 +13,7 @@ import { RECORDER_COMMAND_LINE } from '../recorder/config.ts';
 import { SIDECAR_COMMAND_LINE } from '../sidecar/config.ts';
 import { SETTINGS, WEBHOOK_COMMAND_LINE } from '../webhook/config.ts';
 import { ROOT } from './cluster/paths.ts';
+import { writeOrCheck } from './rendered-files.ts';
 
 export const SETTINGS_PAGE = join(ROOT, 'docs', 'settings.md');
 
@@ -105,21 +105,5 @@ export function renderSettingsPage(): string {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  const want = renderSettingsPage();
-  if (process.argv.includes('--check')) {
-    let have = '';
-    try {
-      have = readFileSync(SETTINGS_PAGE, 'utf8');
-    } catch {
-      // Missing counts as out of date.
-    }
-    if (have !== want) {
-      console.error(`${SETTINGS_PAGE} is out of date: run npm run render-settings`);
-      process.exit(1);
-    }
-    console.log(`${SETTINGS_PAGE} is up to date`);
-  } else {
-    writeFileSync(SETTINGS_PAGE, want);
-    console.log(`wrote ${SETTINGS_PAGE}`);
-  }
+  process.exit(writeOrCheck([{ path: SETTINGS_PAGE, text: renderSettingsPage() }], 'npm run render-settings', process.argv));
 }
