@@ -866,9 +866,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     // Job's end: wait until every CronJob with a success has its gauge, then one aggregation
     // interval more, so that the flush at T holds it beside the runs (the panels' checks say what a
     // gauge still missing after 90 s may leave out).
-    const crons = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'cronjobs', '-A', '-o', 'json'])) as { items: { metadata: { namespace: string; name: string }; status: { lastSuccessfulTime?: string } }[] }).items
-      .filter((c) => c.status.lastSuccessfulTime)
-      .map((c) => `${c.metadata.namespace}/${c.metadata.name}`);
+    const crons = [...(await cronSuccesses()).keys()];
     const delivered = (x: readonly Sample[]): boolean => crons.every((k) => x.some((g) => `${g.labels['namespace']}/${g.labels['job']}` === k));
     const gauges = 'jobmetrics_cronjob_last_success_timestamp_seconds:max';
     if (!delivered(await promQuery(cluster, gauges))) {
@@ -880,6 +878,11 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     expect(alive.map((s) => s.value), 'both of flaky\'s runs series flushed at T').to.deep.equal([2]);
     return t?.value ?? 0;
   };
+  /** Each CronJob's last success in seconds, by `namespace/name`, from the controller's status. */
+  async function cronSuccesses(): Promise<Map<string, number>> {
+    const crons = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'cronjobs', '-A', '-o', 'json'])) as { items: { metadata: { namespace: string; name: string }; status: { lastSuccessfulTime?: string } }[] }).items;
+    return new Map(crons.flatMap((c) => (c.status.lastSuccessfulTime ? [[`${c.metadata.namespace}/${c.metadata.name}`, Date.parse(c.status.lastSuccessfulTime) / 1000] as const] : [])));
+  }
   /** Finished Jobs per workload, from the API objects (the outcome test's reading). */
   async function finishedJobs(): Promise<{ key: string; result: string; reason: string; seconds: number }[]> {
     const jobs = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'jobs', '-A', '-o', 'json'])) as { items: { metadata: { namespace: string; name: string; ownerReferences?: { kind: string; name: string; controller?: boolean }[] }; status: { startTime?: string; completionTime?: string; conditions?: { type: string; status: string; reason?: string; lastTransitionTime?: string }[] } }[] }).items;
@@ -969,15 +972,14 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const lower = [0, ...DURATION_BUCKETS].filter((b) => b < upper).at(-1) ?? 0;
     for (const ref of ['B', 'C']) expect(answer(panels, `Run time of successful runs per workload ${ref}`, 'namespace', 'job')['e2e-outcomes/flaky'], ref).to.be.within(lower, upper);
     // CronJobs: T minus the controller's lastSuccessfulTime.
-    const crons = (JSON.parse(await kubectlOk(cluster.cp, ['get', 'cronjobs', '-A', '-o', 'json'])) as { items: { metadata: { namespace: string; name: string }; status: { lastSuccessfulTime?: string } }[] }).items.filter((c) => c.status.lastSuccessfulTime);
+    const crons = await cronSuccesses();
     const since = answer(panels, 'CronJobs: time since the last success A', 'namespace', 'job');
     // Every gauge answered is a CronJob's success, to the millisecond; the nightly CronJob's, long
     // delivered, must be there (flaky's may still be on its way when T is read).
     expect(Object.keys(since)).to.include('e2e-cron/nightly');
-    expect(crons.map((c) => `${c.metadata.namespace}/${c.metadata.name}`)).to.include.members(Object.keys(since));
-    for (const c of crons) {
-      const key = `${c.metadata.namespace}/${c.metadata.name}`;
-      if (since[key] !== undefined) expect(since[key], key).to.be.closeTo(at - Date.parse(c.status.lastSuccessfulTime ?? '') / 1000, 0.001);
+    expect([...crons.keys()]).to.include.members(Object.keys(since));
+    for (const [key, success] of crons) {
+      if (since[key] !== undefined) expect(since[key], key).to.be.closeTo(at - success, 0.001);
     }
     // SLO: flaky failed half its runs, 10× the 5 % budget. The recording rules' rate() extrapolates
     // each series to its window's end, the more so the younger it is: the retry's series, born a
