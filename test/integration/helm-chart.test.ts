@@ -9,11 +9,14 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { CHART_DIR, helmBinary, HelmError, helmTemplate, pinnedHelmVersion } from '../../scripts/helm.ts';
 import { objectsByKey, renderDifferences, type KubeObject } from '../../scripts/object-diff.ts';
+import { aggregatorBinaries, startOnFreePort, waitReady } from '../../scripts/aggregator-stack.ts';
+import { startChild, stopChild } from '../../scripts/child-processes.ts';
 import { kustomize, MANIFESTS } from '../e2e/webhook-harness.ts';
 
 const render = (values: Record<string, string> = {}, opts: Parameters<typeof helmTemplate>[1] = {}): Map<string, KubeObject> =>
@@ -115,6 +118,9 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
     expect(remote.map((o) => (o as { data: unknown }).data)).to.deep.equal([{ url: 'http://mimir.mimir.svc:8080/api/v1/push' }]);
     expect(containers(one(got, 'Deployment jobmetrics/jobmetrics-aggregator'))[0]!['env'][0]['valueFrom']['configMapKeyRef']['name']).to.equal(remote[0]!.metadata?.name);
     expect([...got.keys()].filter((k) => k.includes('prometheus'))).to.deep.equal([]);
+    // The install's own credentials are for the bundled store only: none reach yours.
+    const args: string[] = containers(one(got, 'Deployment jobmetrics/jobmetrics-aggregator'))[0]!['args'];
+    expect(args.filter((a) => /^-remoteWrite\.(basicAuth|bearerToken|headers)/.test(a))).to.deep.equal([]);
     // Everything else is the default install.
     const dflt = render();
     expect([...dflt.keys()].filter((k) => !got.has(k)).sort()).to.deep.equal([
@@ -127,6 +133,101 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
       'Service jobmetrics/jobmetrics-prometheus',
       'ServiceAccount jobmetrics/jobmetrics-prometheus',
     ]);
+  });
+
+  /** The aggregators' store arguments, variables and volumes, by Deployment or StatefulSet. */
+  const storeSide = (objects: Map<string, KubeObject>, key: string): { args: string[]; env: string[]; mounts: string[]; volumes: unknown[] } => {
+    const pod = one(objects, key)['spec']['template']['spec'];
+    const c = pod['containers'][0];
+    return {
+      args: (c['args'] as string[]).filter((a) => /^-remoteWrite\.(basicAuth|bearerToken|headers)/.test(a)),
+      env: ((c['env'] ?? []) as { name: string; valueFrom: Record<string, { name: string; key: string }> }[]).map((e) => `${e.name}=${Object.values(e.valueFrom).map((r) => `${r.name}/${r.key}`).join('')}`),
+      mounts: (c['volumeMounts'] as { name: string; mountPath: string }[]).map((m) => `${m.name}:${m.mountPath}`),
+      volumes: (pod['volumes'] as { name: string }[]).filter((v) => v.name === 'store-credentials'),
+    };
+  };
+  const url = 'https://mimir.example/api/v1/push';
+
+  it('aggregator.remoteWriteAuth and remoteWriteHeaders: the aggregators sign in to your store from your Secret; the routers still use the install\'s own credentials', () => {
+    const basic = storeSide(render({ 'aggregator.remoteWriteUrl': url, 'aggregator.remoteWriteAuth.secretName': 'mimir', 'aggregator.remoteWriteHeaders.X-Scope-OrgID': 'team-a', 'aggregator.remoteWriteHeaders.A-First': 'x' }), 'Deployment jobmetrics/jobmetrics-aggregator');
+    expect(basic).to.deep.equal({
+      args: ['-remoteWrite.basicAuth.username=$(STORE_USERNAME)', '-remoteWrite.basicAuth.passwordFile=/etc/jobmetrics/store/password', '-remoteWrite.headers=A-First:x^^X-Scope-OrgID:team-a'],
+      env: [`REMOTE_WRITE_URL=${basic.env[0]?.split('=')[1]}`, 'STORE_USERNAME=mimir/username'],
+      mounts: ['config:/etc/vmagent', 'data:/vmagent-data', 'credentials:/etc/jobmetrics/credentials', 'store-credentials:/etc/jobmetrics/store'],
+      volumes: [{ name: 'store-credentials', secret: { secretName: 'mimir', items: [{ key: 'password', path: 'password' }] } }],
+    });
+    const sharded = render({ 'aggregator.layout': 'sharded', 'aggregator.remoteWriteUrl': url, 'aggregator.remoteWriteAuth.secretName': 'mimir', 'aggregator.remoteWriteAuth.type': 'bearer' });
+    expect(storeSide(sharded, 'StatefulSet jobmetrics/jobmetrics-aggregator-shard')).to.deep.include({
+      args: ['-remoteWrite.bearerTokenFile=/etc/jobmetrics/store/token'],
+      volumes: [{ name: 'store-credentials', secret: { secretName: 'mimir', items: [{ key: 'token', path: 'token' }] } }],
+    });
+    const routers: string[] = containers(one(sharded, 'Deployment jobmetrics/jobmetrics-aggregator'))[0]!['args'];
+    expect(routers.filter((a) => a.startsWith('-remoteWrite.basicAuth') || a.startsWith('-remoteWrite.bearer'))).to.deep.equal(['-remoteWrite.basicAuth.username=jobmetrics', '-remoteWrite.basicAuth.passwordFile=/etc/jobmetrics/credentials/password']);
+    expect(storeSide(sharded, 'Deployment jobmetrics/jobmetrics-aggregator').volumes).to.deep.equal([]);
+  });
+
+  it('a real vmagent run with the rendered arguments signs in to the store as the Secret says, with the headers, and never with the install\'s password', async function () {
+    this.timeout(90_000);
+    const dir = mkdtempSync(join(tmpdir(), 'jobmetrics-store-auth-'));
+    const seen: { kind: string; headers: IncomingHttpHeaders }[] = [];
+    // The store: answers every write 204 and notes its headers, by the path each vmagent writes to.
+    const store = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        seen.push({ kind: String(req.url).split('/')[1] ?? '', headers: req.headers });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((r) => store.listen(0, '127.0.0.1', () => r()));
+    const storePort = (store.address() as { port: number }).port;
+    const running: Awaited<ReturnType<typeof startOnFreePort>>[] = [];
+    try {
+      const installPassword = 'install-pw-0123456789';
+      mkdirSync(join(dir, 'credentials'));
+      writeFileSync(join(dir, 'credentials', 'password'), installPassword);
+      // What Kubernetes makes of the pod: the Secret's files, the variables, the config mount.
+      const files: Record<string, string> = { password: 's3cret', token: 'tok-en' };
+      for (const kind of ['basic', 'bearer'] as const) {
+        const rendered = render({ 'aggregator.remoteWriteUrl': `http://127.0.0.1:${storePort}/${kind}/api/v1/write`, 'aggregator.remoteWriteAuth.secretName': 'store', 'aggregator.remoteWriteAuth.type': kind, 'aggregator.remoteWriteHeaders.X-Scope-OrgID': 'team-a' });
+        const c = containers(one(rendered, 'Deployment jobmetrics/jobmetrics-aggregator'))[0]!;
+        const volume = storeSide(rendered, 'Deployment jobmetrics/jobmetrics-aggregator').volumes[0] as { secret: { items: { path: string }[] } };
+        const storeDir = join(dir, kind);
+        mkdirSync(storeDir);
+        for (const { path } of volume.secret.items) writeFileSync(join(storeDir, path), files[path] ?? '');
+        const vars: Record<string, string> = { REMOTE_WRITE_URL: `http://127.0.0.1:${storePort}/${kind}/api/v1/write`, STORE_USERNAME: 'tenant-a' };
+        const local = (a: string, port: number): string =>
+          a.replace(/\$\((\w+)\)/g, (_, v: string) => vars[v] ?? `$(${v})`)
+            .replace('-httpListenAddr=:8429', `-httpListenAddr=127.0.0.1:${port}`)
+            .replace('/etc/jobmetrics/credentials', join(dir, 'credentials'))
+            .replace('/etc/jobmetrics/store', storeDir)
+            .replace('/etc/vmagent/stream-aggr.yaml', join(CHART_DIR, 'files', 'stream-aggr.yaml'))
+            .replace('/vmagent-data', join(storeDir, 'data'));
+        running.push(await startOnFreePort(`vmagent (${kind})`, async (port) => {
+          const child = startChild(`vmagent-${kind}`, aggregatorBinaries().vmagent, (c['args'] as string[]).map((a) => local(a, port)), join(storeDir, 'vmagent.log'));
+          await waitReady(`vmagent (${kind})`, child, `http://127.0.0.1:${port}/health`, 30_000);
+          return child;
+        }));
+        const push = await fetch(`http://127.0.0.1:${running.at(-1)!.port}/api/v1/import/prometheus`, {
+          method: 'POST',
+          headers: { authorization: `Basic ${Buffer.from(`jobmetrics:${installPassword}`).toString('base64')}` },
+          body: 'jobs_done_total{jobmetrics_kind="counter",pod="p-1",namespace="ns",job="j"} 5\n',
+        });
+        expect(push.status, await push.text()).to.equal(204);
+      }
+      // Each vmagent writes its aggregated output after one aggregation interval (10 s).
+      for (const deadline = Date.now() + 60_000; !['basic', 'bearer'].every((k) => seen.some((s) => s.kind === k)); ) {
+        if (Date.now() > deadline) throw new Error(`the store saw no write from ${['basic', 'bearer'].filter((k) => !seen.some((s) => s.kind === k)).join(', ')} within 60 s`);
+        await new Promise((r) => setTimeout(r, 250));
+      }
+      const signIn = (kind: string): string[] => [...new Set(seen.filter((s) => s.kind === kind).map((s) => `${s.headers['authorization']} ${s.headers['x-scope-orgid']}`))];
+      expect(signIn('basic')).to.deep.equal([`Basic ${Buffer.from('tenant-a:s3cret').toString('base64')} team-a`]);
+      expect(signIn('bearer')).to.deep.equal(['Bearer tok-en team-a']);
+      expect(JSON.stringify(seen)).not.to.include(Buffer.from(`jobmetrics:${installPassword}`).toString('base64'));
+    } finally {
+      for (const r of running) await stopChild(r.running, { signal: 'SIGKILL' });
+      await new Promise<void>((r) => store.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('the sidecar’s settings and mode land in the webhook’s settings file, under a new ConfigMap name that rolls the webhook', () => {
@@ -227,7 +328,7 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
     expect({ unlisted: unlisted(values, ''), unknown: [...listed].filter((p) => !has(p)) }).to.deep.equal({ unlisted: [], unknown: [] });
   });
 
-  it('an unknown layout or TLS source is refused, naming the value', () => {
+  it('an unknown layout or TLS source, and store credentials or headers that cannot apply, are refused, naming the value', () => {
     const refusal = (values: Record<string, string>): string => {
       try {
         helmTemplate(values);
@@ -239,5 +340,9 @@ describe(`Helm chart charts/jobmetrics (helm ${pinnedHelmVersion()})`, function 
     };
     expect(refusal({ 'aggregator.layout': 'mesh' })).to.match(/aggregator\.layout must be single, sharded or ha \(got "mesh"\)$/);
     expect(refusal({ 'webhook.tls.source': 'vault' })).to.match(/webhook\.tls\.source must be bootstrap or cert-manager \(got "vault"\)$/);
+    expect(refusal({ 'aggregator.remoteWriteAuth.secretName': 'mimir' })).to.match(/aggregator\.remoteWriteAuth\.secretName is for aggregator\.remoteWriteUrl, which is empty/);
+    expect(refusal({ 'aggregator.remoteWriteHeaders.X-Scope-OrgID': 'a' })).to.match(/aggregator\.remoteWriteHeaders is for aggregator\.remoteWriteUrl, which is empty$/);
+    expect(refusal({ 'aggregator.remoteWriteUrl': url, 'aggregator.remoteWriteAuth.secretName': 'mimir', 'aggregator.remoteWriteAuth.type': 'digest' })).to.match(/aggregator\.remoteWriteAuth\.type must be basic or bearer \(got "digest"\)$/);
+    expect(refusal({ 'aggregator.remoteWriteUrl': url, 'aggregator.remoteWriteHeaders.X-Tenants': 'a^^b' })).to.match(/aggregator\.remoteWriteHeaders\.X-Tenants: no `,` or `\^\^` in a value/);
   });
 });

@@ -106,6 +106,40 @@ The hash is kustomize's own (sigs.k8s.io/kustomize/api/hasher): sha256 of the JS
 {{- if not .Values.aggregator.remoteWriteUrl }}true{{ end -}}
 {{- end -}}
 
+{{/*
+The store's sign-in: basic, bearer, or empty (none: the bundled Prometheus, which gets the install's
+own credentials, or no aggregator.remoteWriteAuth.secretName).
+*/}}
+{{- define "jobmetrics.storeAuthType" -}}
+{{- $auth := .Values.aggregator.remoteWriteAuth -}}
+{{- if $auth.secretName -}}
+{{- if include "jobmetrics.bundledStore" . -}}
+{{- fail "aggregator.remoteWriteAuth.secretName is for aggregator.remoteWriteUrl, which is empty: the bundled Prometheus takes the install's own credentials" -}}
+{{- end -}}
+{{- if not (has $auth.type (list "basic" "bearer")) -}}
+{{- fail (printf "aggregator.remoteWriteAuth.type must be basic or bearer (got %q)" $auth.type) -}}
+{{- end -}}
+{{- $auth.type -}}
+{{- end -}}
+{{- end -}}
+
+{{/* aggregator.remoteWriteHeaders as vmagent's -remoteWrite.headers value (`Name:value^^Name:value`, sorted by name). */}}
+{{- define "jobmetrics.storeHeaders" -}}
+{{- $h := .Values.aggregator.remoteWriteHeaders | default dict -}}
+{{- if and $h (include "jobmetrics.bundledStore" .) -}}
+{{- fail "aggregator.remoteWriteHeaders is for aggregator.remoteWriteUrl, which is empty" -}}
+{{- end -}}
+{{- $out := list -}}
+{{- range $name := keys $h | sortAlpha -}}
+{{- $value := toString (get $h $name) -}}
+{{- if or (contains "," $value) (contains "^^" $value) (contains ":" $name) -}}
+{{- fail (printf "aggregator.remoteWriteHeaders.%s: no `,` or `^^` in a value and no `:` in a name (vmagent's separators; got %q)" $name $value) -}}
+{{- end -}}
+{{- $out = append $out (printf "%s:%s" $name $value) -}}
+{{- end -}}
+{{- join "^^" $out -}}
+{{- end -}}
+
 {{/* Where the sidecars write: webhook.settings.sidecar.remoteWriteUrl, else the gateway. */}}
 {{- define "jobmetrics.sidecarRemoteWriteUrl" -}}
 {{- .Values.sidecar.remoteWriteUrl | default (printf "http://jobmetrics-gateway.%s.svc:8480/api/v1/write" (include "jobmetrics.namespace" .)) -}}
