@@ -12,11 +12,11 @@ import { ROOT } from './cluster/paths.ts';
 /** The chart's folder. */
 export const CHART_DIR = join(ROOT, 'charts', 'jobmetrics');
 
-/** The helm.sh/helm/v3 release pinned in scripts/helm/go.mod, e.g. `v3.21.4`. */
+/** The helm.sh/helm/v4 release pinned in scripts/helm/go.mod, e.g. `v4.3.2`. */
 export function pinnedHelmVersion(): string {
   const goMod = join(ROOT, 'scripts', 'helm', 'go.mod');
-  const m = /^\s*helm\.sh\/helm\/v3\s+(v\d+\.\d+\.\d+)\b/m.exec(readFileSync(goMod, 'utf8'));
-  if (!m?.[1]) throw new Error(`cannot find the helm.sh/helm/v3 requirement in ${goMod}`);
+  const m = /^\s*helm\.sh\/helm\/v4\s+(v\d+\.\d+\.\d+)\b/m.exec(readFileSync(goMod, 'utf8'));
+  if (!m?.[1]) throw new Error(`cannot find the helm.sh/helm/v4 requirement in ${goMod}`);
   return m[1];
 }
 
