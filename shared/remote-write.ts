@@ -16,7 +16,7 @@
  * per-request overhead than undici's WHATWG streams, and free sockets of a keep-alive agent are
  * unref'd (they never hold the process open) and closed after an idle timeout.
  */
-import { http } from './node-http.ts';
+import { http } from './node-builtins.ts';
 import { createRequire } from 'node:module';
 import { https } from './https-lazy.ts';
 import { VERSION } from './version.ts';

@@ -6,7 +6,7 @@
  * A failed read keeps the last token read (the kubelet swaps the file atomically; a read error is
  * transient or the volume is gone, and an old token is still better than none until it expires).
  */
-import { readFileSync } from 'node:fs';
+import { fs } from './node-builtins.ts';
 
 export const REREAD_MS = 60_000;
 
@@ -36,7 +36,7 @@ export class WriterToken {
     this.#path = path;
     this.#rereadMs = opts.rereadMs ?? REREAD_MS;
     this.#now = opts.now ?? Date.now;
-    this.#read = opts.readFile ?? ((p) => readFileSync(p, 'utf8'));
+    this.#read = opts.readFile ?? ((p) => fs.readFileSync(p, 'utf8'));
     this.#onReadError = opts.onReadError ?? (() => {});
   }
 

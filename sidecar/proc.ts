@@ -3,7 +3,7 @@
  * world-readable (proc(5)), unlike `exe`, `environ`, `fd`, `root` or ptrace. Parsing is pure; reading is a thin
  * layer that takes `procRoot`, so tests can point it at a fixture tree.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { fs } from '../shared/node-builtins.ts';
 import { join } from 'node:path';
 
 export interface ProcStat {
@@ -72,7 +72,7 @@ export interface ProcEntry extends ProcStat {
  */
 export function listProcesses(procRoot: string, withCgroup: boolean): ProcEntry[] {
   const out: ProcEntry[] = [];
-  for (const name of readdirSync(procRoot)) {
+  for (const name of fs.readdirSync(procRoot)) {
     if (!isPid(name)) continue;
     const entry = readProcess(procRoot, Number(name), withCgroup);
     if (entry !== undefined) out.push(entry);
@@ -82,9 +82,9 @@ export function listProcesses(procRoot: string, withCgroup: boolean): ProcEntry[
 
 export function readProcess(procRoot: string, pid: number, withCgroup: boolean): ProcEntry | undefined {
   try {
-    const stat = parseProcStat(readFileSync(join(procRoot, String(pid), 'stat'), 'utf8'));
+    const stat = parseProcStat(fs.readFileSync(join(procRoot, String(pid), 'stat'), 'utf8'));
     if (stat === undefined) return undefined;
-    const cgroup = withCgroup ? parseCgroup(readFileSync(join(procRoot, String(pid), 'cgroup'), 'utf8')) : undefined;
+    const cgroup = withCgroup ? parseCgroup(fs.readFileSync(join(procRoot, String(pid), 'cgroup'), 'utf8')) : undefined;
     return { ...stat, cgroup };
   } catch {
     // ENOENT/ESRCH: the process ended between readdir and read. That is the normal race.
@@ -107,7 +107,7 @@ function isPid(name: string): boolean {
  */
 export function readStatSync(procRoot: string, pid: number): ProcStat | undefined {
   try {
-    return parseProcStat(readFileSync(join(procRoot, String(pid), 'stat'), 'utf8'));
+    return parseProcStat(fs.readFileSync(join(procRoot, String(pid), 'stat'), 'utf8'));
   } catch {
     return undefined; // ENOENT/ESRCH: gone
   }
@@ -116,7 +116,7 @@ export function readStatSync(procRoot: string, pid: number): ProcStat | undefine
 /** `/proc/<pid>/mountinfo` (proc(5)), or undefined when the process is gone or it is unreadable. */
 export function readMountinfo(procRoot: string, pid: number): string | undefined {
   try {
-    return readFileSync(join(procRoot, String(pid), 'mountinfo'), 'utf8');
+    return fs.readFileSync(join(procRoot, String(pid), 'mountinfo'), 'utf8');
   } catch {
     return undefined;
   }

@@ -3,7 +3,7 @@
  * limit. Never throws; every failure is a value with context for the log.
  */
 import type { IncomingMessage } from 'node:http';
-import { http } from '../shared/node-http.ts';
+import { http } from '../shared/node-builtins.ts';
 import { https } from '../shared/https-lazy.ts';
 import { COLLECT_AFTER_BYTES, releaseReadGarbage } from './read-garbage.ts';
 

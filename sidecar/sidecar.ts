@@ -16,7 +16,7 @@
  *
  * Nothing here throws to the caller and nothing here can fail the Job.
  */
-import { writeFileSync } from 'node:fs';
+import { fs } from '../shared/node-builtins.ts';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../shared/log.ts';
 import { ACCEPT_HEADER, formatFromContentType } from '../shared/exposition/negotiate.ts';
@@ -580,7 +580,7 @@ function reportFinalValues(run: SidecarRun, summary: SidecarSummary): void {
     return;
   }
   try {
-    writeFileSync(cfg.terminationMessagePath, message);
+    fs.writeFileSync(cfg.terminationMessagePath, message);
   } catch (error) {
     if (!run.terminationMessageFailed) log.warn('cannot write the termination message', { path: cfg.terminationMessagePath, error });
     run.terminationMessageFailed = true;

@@ -19,7 +19,7 @@
  *     [name, [label, value, …], raw, timestampMs, base, offset, zeroTimestampMs,
  *      ackedValue|null, ackedTimestampMs|null, ackedTotal|null, maybeTotal|null], …]}
  */
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { fs } from '../shared/node-builtins.ts';
 import { join } from 'node:path';
 import type { SeriesSnapshot, StoreSnapshot } from './series-store.ts';
 
@@ -77,7 +77,7 @@ export function formatState(snapshot: StoreSnapshot): string {
 export function loadState(dir: string, pod: string): LoadResult {
   let text: string;
   try {
-    text = readFileSync(join(dir, STATE_FILE), 'utf8');
+    text = fs.readFileSync(join(dir, STATE_FILE), 'utf8');
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { found: false };
     return { found: true, ok: false, error: `cannot read ${join(dir, STATE_FILE)}: ${(e as Error).message}` };
@@ -91,8 +91,8 @@ export function saveState(dir: string, snapshot: StoreSnapshot): void {
   const path = join(dir, STATE_FILE);
   const tmp = `${path}.tmp`;
   try {
-    writeFileSync(tmp, formatState(snapshot));
-    renameSync(tmp, path);
+    fs.writeFileSync(tmp, formatState(snapshot));
+    fs.renameSync(tmp, path);
   } catch (cause) {
     throw new Error(`cannot write the sidecar state ${path}: ${(cause as Error).message}`, { cause });
   }
