@@ -583,6 +583,21 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     }).to.deep.equal({ noToken: 1, invalidToken: 1, relabelled: 1 });
   });
 
+  /**
+   * Rolls the gateway onto `replicas` pods (and an environment change, `NAME=value` or `NAME-`),
+   * and waits until exactly that many run.
+   */
+  async function gateway(replicas: number, change?: string): Promise<void> {
+    if (change !== undefined) await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-gateway', change]);
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'scale', 'deployment/jobmetrics-gateway', `--replicas=${replicas}`]);
+    await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-gateway', '--timeout=180s'], { timeoutMs: 190_000 });
+    for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
+      const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-gateway', '-o', 'json'])) as { items: unknown[] };
+      if (pods.items.length === replicas) return;
+      if (Date.now() > deadline) throw new Error(`gateway: ${pods.items.length} pods 120 s after the rollout, want ${replicas}`);
+    }
+  }
+
   it("a shared cluster: a Job flooding series in one namespace is capped at the gateway, its drops counted, while another namespace's Job running beside it stays exact and the aggregator keeps running", async () => {
     const bomb = 'e2e-bomb';
     const calm = 'e2e-calm';
@@ -592,16 +607,6 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     // and one gateway replica for the test: each replica keeps its own count (a sidecar's
     // connections may reach either), so with one the cap is exact.
     const CAP = 1_000;
-    const gateway = async (replicas: number, change: string): Promise<void> => {
-      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-gateway', change]);
-      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'scale', 'deployment/jobmetrics-gateway', `--replicas=${replicas}`]);
-      await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-gateway', '--timeout=180s'], { timeoutMs: 190_000 });
-      for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
-        const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-gateway', '-o', 'json'])) as { items: unknown[] };
-        if (pods.items.length === replicas) return;
-        if (Date.now() > deadline) throw new Error(`gateway: ${pods.items.length} pods 120 s after the rollout, want ${replicas}`);
-      }
-    };
     await gateway(1, `JOBMETRICS_NAMESPACE_LIMITS=${bomb}=${CAP}/-`);
     try {
       // 4 pods × 3 000 distinct counters of value 1: 12 000 input series (the pod label tells them apart).
@@ -1105,6 +1110,41 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     return { secret: secret.data, caBundles: mwc.webhooks.map((w) => w.clientConfig.caBundle ?? '') };
   };
   let tlsAfterInstall: Awaited<ReturnType<typeof webhookTls>> | undefined;
+
+  it('the gateway down for a Job\'s whole life: the pod still ends, its sidecar counts the failed deliveries and the undelivered final flush, and once the gateway is back the recorder\'s counts of them raise JobmetricsSidecarDeliveriesFailing for that workload', async function () {
+    this.timeout(420_000);
+    const ns = 'e2e-gateway-down';
+    await labelledNamespace(cluster, ns);
+    await gateway(0);
+    let summary: Record<string, unknown>;
+    try {
+      const { status, pods } = await runSampleJob(ns, 'unheard', { env: { ITEMS: '30', DURATION_MS: '3000' } });
+      // The sidecar gives up after its flush timeout: the Job is not held up by its metrics.
+      expect(status.condition).to.equal('Complete');
+      summary = await sidecarSummary(cluster, ns, pods[0]?.name ?? '');
+    } finally {
+      await gateway(2);
+    }
+    expect(summary).to.include({ trigger: 'main-exited', finalDelivered: false, deliveriesOk: 0 });
+    expect(summary['deliveryFailures'], 'deliveries failed after their retries').to.be.at.least(1);
+    expect(summary['finalUndelivered'], 'series whose final values were lost').to.be.at.least(1);
+    // The recorder read the pod's termination message and delivers its counts once the gateway
+    // is back (it keeps them meanwhile, docs/outcomes.md): exactly what the sidecar logged.
+    const want = {
+      'deliveries_total{failed}': Number(summary['deliveryFailures']),
+      'deliveries_total{ok}': 0,
+      'delivery_retries_total{}': Number(summary['retries']),
+      'final_flushes_total{undelivered}': 1,
+      'undelivered_series_total{}': Number(summary['finalUndelivered']),
+    };
+    const counts = (x: readonly Sample[]): Record<string, number> =>
+      Object.fromEntries(x.map((v) => [`${(v.labels['__name__'] ?? '').replace('jobmetrics_sidecar_', '')}{${v.labels['result'] ?? ''}}`, v.value]).sort());
+    const q = `sum by (__name__, result) ({__name__=~"jobmetrics_sidecar_(deliveries|delivery_retries|final_flushes|undelivered_series)_total", namespace="${ns}"})`;
+    expect(counts(await settle(cluster, q, (x) => JSON.stringify(counts(x)) === JSON.stringify(want), 180_000))).to.deep.equal(want);
+    // The alert on them (its rule group evaluates every 30 s), for this workload.
+    const firing = await settle(cluster, `ALERTS{alertname="JobmetricsSidecarDeliveriesFailing", alertstate="firing", namespace="${ns}"}`, (x) => x.length > 0, 120_000);
+    expect(firing.map((a) => a.labels['job'])).to.deep.equal(['unheard']);
+  });
 
   it('helm install (default values but image.registry, the cluster’s registry; in place of the deleted install.yaml install): every part ready, a Job pod gets the sidecar and delivers its final values', async function () {
     this.timeout(600_000);
