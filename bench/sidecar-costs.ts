@@ -64,7 +64,9 @@ const LOAD_VARIANTS = [
   { name: 'snappyjs through require (as the sidecar loads it)', code: "req('snappyjs');" },
   { name: 'snappyjs through import', code: "await import(pathToFileURL(req.resolve('snappyjs')).href);" },
   { name: 'the native snappy addon through require', code: "req('snappy');" },
-  { name: 'node:http through process.getBuiltinModule (as the sidecar loads it, shared/node-http.ts)', code: "process.getBuiltinModule('node:http');" },
+  { name: 'node:fs through process.getBuiltinModule (as the sidecar loads it, shared/node-builtins.ts)', code: "process.getBuiltinModule('node:fs');" },
+  { name: 'node:fs through import', code: "await import('node:fs');" },
+  { name: 'node:http through process.getBuiltinModule (as the sidecar loads it, shared/node-builtins.ts)', code: "process.getBuiltinModule('node:http');" },
   { name: 'node:http and node:https (as the sidecar loads them)', code: "process.getBuiltinModule('node:http'); req('node:https');" },
   { name: 'node:http through import', code: "await import('node:http');" },
   // The image's flags less --single-threaded: V8's helper threads, at rest (each thread that
@@ -75,9 +77,11 @@ const LOAD_VARIANTS = [
 /** An ES module file (as dist/sidecar/main.js is one) that loads `code`, then reports its VmRSS. */
 function loadProgram(code: string): string {
   return [
-    "import { createRequire } from 'node:module';",
-    "import { readFileSync } from 'node:fs';",
-    "import { pathToFileURL } from 'node:url';",
+    // Built-in modules through process.getBuiltinModule: an ES import of node:fs alone would load
+    // ~30 modules into every row (shared/node-builtins.ts).
+    "const { createRequire } = process.getBuiltinModule('node:module');",
+    "const { readFileSync } = process.getBuiltinModule('node:fs');",
+    "const { pathToFileURL } = process.getBuiltinModule('node:url');",
     `const req = createRequire(${JSON.stringify(join(ROOT, 'package.json'))});`,
     code,
     // A full GC (the flags include --expose-gc), then a pause for anything that settles late.

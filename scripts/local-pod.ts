@@ -33,10 +33,22 @@ export const PROGRAMS = {
  * so V8 collects before the container's limit instead of growing towards a cap Node would derive
  * from the machine. `--max-semi-space-size=1`: a 1 MB young generation, as a scrape leaves only
  * short-lived garbage, so it is collected (with the buffers it holds) a scrape at a time.
- * `--expose-gc`: so the scraper can collect the socket buffers of a large read at once
- * (sidecar/read-garbage.ts).
+ * `--no-allocation-site-pretenuring`: V8 would otherwise see a scrape's parsed samples survive the
+ * young-generation collections that land mid-parse and allocate them straight in the old space,
+ * where a scrape's garbage waits for a full collection: ~9 MB more heap held at 1 000 series.
+ * `--max-opt=2`: Maglev is V8's top tier, not Turbofan, whose compiler code paged in costs ~5 MB
+ * of RSS and whose faster code buys a scrape nothing measurable (docs/benchmarks.md, "Sidecar
+ * footprint"). `--expose-gc`: so the scraper can collect the socket buffers of a large read at
+ * once (sidecar/read-garbage.ts).
  */
-export const SIDECAR_NODE_FLAGS: readonly string[] = ['--single-threaded', `--max-old-space-size=${SIDECAR_MEMORY.heapMiB}`, '--max-semi-space-size=1', '--expose-gc'];
+export const SIDECAR_NODE_FLAGS: readonly string[] = [
+  '--single-threaded',
+  `--max-old-space-size=${SIDECAR_MEMORY.heapMiB}`,
+  '--max-semi-space-size=1',
+  '--no-allocation-site-pretenuring',
+  '--max-opt=2',
+  '--expose-gc',
+];
 
 let namespaceCheck: { ok: boolean; why: string } | undefined;
 
