@@ -240,7 +240,7 @@ export async function run(opts: SidecarCostsOptions = {}): Promise<string> {
   const compress = benchCompress(store);
   const state = benchState(store, writes);
   const base = load[0]?.medianKb ?? NaN;
-  const delta = (kb: number): string => (kb === base ? '—' : `${kb > base ? '+' : ''}${mb(kb - base)} MB`);
+  const delta = (kb: number): string => (kb === base ? '—' : Math.abs(kb - base) < 51.2 ? '±0.0 MB' : `${kb > base ? '+' : ''}${mb(kb - base)} MB`);
   const byName = (prefix: string): LoadRow | undefined => load.find((r) => r.name.startsWith(prefix));
   const http = byName('node:http through process')?.medianKb ?? NaN;
   const https = byName('node:http and')?.medianKb ?? NaN;

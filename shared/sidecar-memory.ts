@@ -38,6 +38,8 @@ export interface SidecarMemory {
  * Node 24 the sidecar at rest peaks at 57 MiB (bench/sidecar-memory.ts, "10 counter series"; 51 on
  * Node 20), and V8's young generation, code space and the sockets' buffers grow some more under
  * load: the body-limit row peaks at 105–106 MiB (two runs), 66 beyond its heap cap and body.
+ * Those runs predate the image's `--no-allocation-site-pretenuring --max-opt=2`, which bring the
+ * two rows to 56 and 102 MiB; the runtime keeps the higher measurement, so that is spare margin.
  */
 export const RUNTIME_BYTES = 66 * MiB;
 /**
