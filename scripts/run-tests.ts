@@ -50,8 +50,11 @@ export interface Counts {
  * last of each in the output (colours stripped), or undefined when there is no summary (mocha
  * died first).
  */
+/** mocha's output without its colours. */
+const plainText = (output: string): string => output.replace(/\x1b\[[0-9;]*m/g, '');
+
 export function summaryCounts(output: string): Counts | undefined {
-  const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
+  const plain = plainText(output);
   const last = (word: string): number | undefined => {
     const all = [...plain.matchAll(new RegExp(`^\\s+(\\d+) ${word}\\b`, 'gm'))];
     const m = all.at(-1);
@@ -67,7 +70,7 @@ export function summaryCounts(output: string): Counts | undefined {
  * "  1) suite" line and the indented title lines up to the one ending with ":".
  */
 export function failureHeads(output: string): string[] {
-  const plain = output.replace(/\x1b\[[0-9;]*m/g, '');
+  const plain = plainText(output);
   const at = plain.search(/^\s+\d+ failing\b/m);
   if (at < 0) return [];
   const lines = plain.slice(at).split('\n');
@@ -164,7 +167,8 @@ export async function runLanes(lanes: readonly Lane[], o: RunOptions): Promise<n
     if (totals.failing > 0) o.write(`  ${totals.failing} failing\n`);
     if (totals.pending > 0) o.write(`  ${totals.pending} pending\n`);
   }
-  return results.every((r) => r.code === 0 && summaryCounts(r.output) !== undefined) ? 0 : 1;
+  // Every way a lane fails (a failing test, a non-zero exit, no summary) counted at least one.
+  return totals.failing === 0 ? 0 : 1;
 }
 
 async function main(argv: readonly string[]): Promise<number> {
