@@ -51,7 +51,7 @@ export interface Counts {
  * died first).
  */
 /** mocha's output without its colours. */
-const plainText = (output: string): string => output.replace(/\x1b\[[0-9;]*m/g, '');
+export const plainText = (output: string): string => output.replace(/\x1b\[[0-9;]*m/g, '');
 
 export function summaryCounts(output: string): Counts | undefined {
   const plain = plainText(output);

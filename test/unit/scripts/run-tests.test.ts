@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { failureHeads, LANES, runLanes, summaryCounts, type Lane } from '../../../scripts/run-tests.ts';
+import { failureHeads, LANES, plainText, runLanes, summaryCounts, type Lane } from '../../../scripts/run-tests.ts';
 
 describe('scripts/run-tests: npm test in lanes side by side', () => {
   describe('summaryCounts reads the last spec summary', () => {
@@ -31,19 +31,28 @@ describe('scripts/run-tests: npm test in lanes side by side', () => {
   describe('runLanes, with real mocha processes on a temporary folder', function () {
     this.timeout(60_000);
     let dir = '';
+    const colour = process.env['FORCE_COLOR'];
     before(() => {
+      // Coloured, as a CI runner that sets FORCE_COLOR makes every lane's mocha print it, whatever
+      // the environment these tests run in (the lanes inherit it).
+      process.env['FORCE_COLOR'] = '1';
       dir = mkdtempSync(join(tmpdir(), 'jobmetrics-run-tests-'));
       // 'later' has no body: mocha counts it pending, the third number the summary must add up.
       writeFileSync(join(dir, 'pass.test.mjs'), "describe('p', () => { it('one', () => {}); it('two', () => {}); it('later'); });\n");
       writeFileSync(join(dir, 'fail.test.mjs'), "describe('f', () => { it('ok', () => {}); it('breaks', () => { throw new Error('boom'); }); });\n");
       writeFileSync(join(dir, 'dies.test.mjs'), 'process.exit(3);\n');
     });
-    after(() => rmSync(dir, { recursive: true, force: true }));
+    after(() => {
+      if (colour === undefined) delete process.env['FORCE_COLOR'];
+      else process.env['FORCE_COLOR'] = colour;
+      rmSync(dir, { recursive: true, force: true });
+    });
 
     const run = async (lanes: readonly Lane[]): Promise<{ code: number; text: string }> => {
       let text = '';
       const code = await runLanes(lanes, { cwd: dir, write: (t) => { text += t; } });
-      return { code, text };
+      expect(text, 'the lanes printed in colour').to.include('\x1b[');
+      return { code, text: plainText(text) };
     };
 
     it('adds the lanes up in one summary, names the failures, and exits 1 on any failure', async () => {
