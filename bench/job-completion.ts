@@ -153,7 +153,7 @@ interface CapturedSidecar {
  * by side with the shipped settings (the gateway as remote-write URL among them).
  */
 async function captureLegacySidecar(cluster: Cluster, ns: string): Promise<CapturedSidecar> {
-  await setWebhookEnv(cluster, 'JOBMETRICS_SIDECAR_MODE=legacy');
+  await setWebhookEnv(cluster, 'JOBMETRICS_SIDECAR_MODE=legacy', (a) => a.sidecar?.in === 'containers');
   try {
     const name = 'legacy-capture';
     // A pod as the Job controller makes it from sampleJob's template: the job-name labels make it
@@ -180,7 +180,7 @@ async function captureLegacySidecar(cluster: Cluster, ns: string): Promise<Captu
     const volumes = (out.spec.volumes ?? []).filter((v) => (RESERVED_VOLUMES as readonly string[]).includes(v.name));
     return { container: mounts.length > 0 ? { ...rest, volumeMounts: mounts } : rest, volumes, status };
   } finally {
-    await setWebhookEnv(cluster, 'JOBMETRICS_SIDECAR_MODE-');
+    await setWebhookEnv(cluster, 'JOBMETRICS_SIDECAR_MODE-', (a) => a.sidecar?.in === 'initContainers');
   }
 }
 

@@ -17,6 +17,7 @@ import { join, relative, resolve } from 'node:path';
 import { basicAuthorization, readCredentials } from '../../gateway/aggregator-credentials.ts';
 import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
 import { mountsBelow, setUpHostNetwork, type HostNetwork } from './host.ts';
+import { waitForInjection } from './injection-check.ts';
 import { cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
 import { ROOT } from './paths.ts';
 import { REGISTRY_PATH, startRegistry, type Registry } from './registry.ts';
@@ -131,6 +132,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     for (const d of ['jobmetrics-webhook', 'jobmetrics-gateway', 'jobmetrics-aggregator', 'jobmetrics-prometheus']) {
       await kubectlOk(cp, ['-n', 'jobmetrics', 'rollout', 'status', `deployment/${d}`, '--timeout=180s'], { timeoutMs: 190_000 });
     }
+    step('injection live: a server-side dry run of an opted-in pod comes back with the sidecar');
+    await waitForInjection(cp);
     const ip = (await kubectlOk(cp, ['-n', 'jobmetrics', 'get', 'service', 'jobmetrics-prometheus', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
     const secret = JSON.parse(await kubectlOk(cp, ['-n', 'jobmetrics', 'get', 'secret', 'jobmetrics-aggregator-credentials', '-o', 'json'])) as { data?: Record<string, string> };
     const credentials = readCredentials(secret.data);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NODE_NAME, startCluster, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { kubectlOk } from '../../scripts/cluster/control-plane.ts';
+import { waitForInjection, type ProbeAnswer } from '../../scripts/cluster/injection-check.ts';
 import { clusterImages, ensureImages } from '../../scripts/cluster/images.ts';
 import { clusterDir, runningSupervisor } from '../../scripts/cluster/state.ts';
 
@@ -250,16 +251,19 @@ export async function runningPod(cluster: Cluster, ns: string, job: string): Pro
 /**
  * Changes the webhook's settings (`NAME=value`, or `NAME-` to unset) and waits until only replicas
  * with the new ones answer: a replica being replaced keeps answering, with its old settings, for
- * its shutdownDelay (docs/webhook.md).
+ * its shutdownDelay (docs/webhook.md). `live` tells the new settings from the old in what a
+ * dry-run pod gets (scripts/cluster/injection-check.ts).
  */
-export async function setWebhookEnv(cluster: Cluster, change: string): Promise<void> {
+export async function setWebhookEnv(cluster: Cluster, change: string, live: (answer: ProbeAnswer) => boolean): Promise<void> {
   await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', change]);
   await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
   for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
     const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'json'])) as { items: unknown[] };
-    if (pods.items.length === 2) return;
+    if (pods.items.length === 2) break;
     if (Date.now() > deadline) throw new Error(`old webhook replicas still there 120 s after the rollout: ${pods.items.length} pods`);
   }
+  // Ready replicas of the new settings are not yet the ones the API server reaches (kube-proxy).
+  await waitForInjection(cluster.cp, { accept: live });
 }
 
 /** Each running container's working set (bytes) in a pod, as the kubelet reports it (its Summary API). */

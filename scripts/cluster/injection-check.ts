@@ -1,0 +1,84 @@
+/**
+ * Is injection live? A webhook pod that is Ready is not yet a webhook the API server reaches: the
+ * API server calls it through its Service, and kube-proxy routes the Service's address only after
+ * the EndpointSlice with the ready pods has reached it (a second or more on a loaded node). A pod
+ * created in between is admitted without the sidecar (failurePolicy: Ignore), silently.
+ *
+ * So the check asks the API server itself: a server-side dry run of a pod the webhook injects
+ * wherever it is created (it opts in by its own label and declares a metrics port). The API server
+ * runs the whole admission chain for a dry run, webhook included (sideEffects: None), and stores
+ * nothing. docs/install.md "Check that injection is live" gives admins the same check as one
+ * kubectl command.
+ */
+import { ANNOTATION, INJECT_ENABLED, INJECT_LABEL, SIDECAR_CONTAINER, STATUS_INJECTED } from '../../shared/names.ts';
+import type { ControlPlane } from './control-plane.ts';
+
+/** What the API server returned for the dry-run pod: what a pod created now would get. */
+export interface ProbeAnswer {
+  /** The webhook's annotation (`injected`, `skipped: …`), undefined when the webhook was not reached. */
+  readonly status: string | undefined;
+  /** The sidecar as it would be added, when it was: a native sidecar is an init container. */
+  readonly sidecar: { readonly in: 'initContainers' | 'containers'; readonly env: Readonly<Record<string, string>> } | undefined;
+}
+
+/** A bare pod that opts in by its label: injected in any namespace that is neither excluded nor opted out. */
+export function probePod(namespace: string): Record<string, unknown> {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { generateName: 'jobmetrics-injection-check-', namespace, labels: { [INJECT_LABEL]: INJECT_ENABLED } },
+    spec: {
+      restartPolicy: 'Never',
+      containers: [{ name: 'main', image: 'jobmetrics.invalid/injection-check', ports: [{ name: 'metrics', containerPort: 9100 }] }],
+    },
+  };
+}
+
+/** Reads the answer out of the dry-run pod the API server returned. */
+export function probeAnswer(pod: unknown): ProbeAnswer {
+  type Container = { name?: string; env?: { name: string; value?: string }[] };
+  const p = pod as { metadata?: { annotations?: Record<string, string> }; spec?: { initContainers?: Container[]; containers?: Container[] } };
+  const status = p.metadata?.annotations?.[ANNOTATION.status];
+  for (const where of ['initContainers', 'containers'] as const) {
+    const c = p.spec?.[where]?.find((x) => x.name === SIDECAR_CONTAINER);
+    if (c) return { status, sidecar: { in: where, env: Object.fromEntries((c.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]]))) } };
+  }
+  return { status, sidecar: undefined };
+}
+
+/** One dry run: what a pod created now in `namespace` would get. */
+export async function dryRunProbe(cp: ControlPlane, namespace = 'default'): Promise<ProbeAnswer> {
+  const r = await cp.kubectl(['create', '--dry-run=server', '-o', 'json', '-f', '-'], { input: JSON.stringify(probePod(namespace)) });
+  if (r.code !== 0) throw new Error(`injection check: kubectl create --dry-run=server of a pod in ${namespace} exited ${r.code}: ${(r.stderr || r.stdout).trim().slice(0, 500)}`);
+  return probeAnswer(JSON.parse(r.stdout));
+}
+
+export interface WaitForInjectionOptions {
+  readonly namespace?: string;
+  /** What the answer must also show, e.g. a setting just rolled out; every answer counts as live by default. */
+  readonly accept?: (answer: ProbeAnswer) => boolean;
+  /** Answers in a row: the Service may route to several replicas, each reached on its own. */
+  readonly consecutive?: number;
+  readonly timeoutMs?: number;
+  readonly pollMs?: number;
+}
+
+/**
+ * Waits until `consecutive` dry runs in a row come back injected (and accepted); throws with the
+ * last answer after `timeoutMs`.
+ */
+export async function waitForInjection(cp: ControlPlane, o: WaitForInjectionOptions = {}): Promise<ProbeAnswer> {
+  const { namespace = 'default', accept = () => true, consecutive = 3, timeoutMs = 120_000, pollMs = 500 } = o;
+  const deadline = Date.now() + timeoutMs;
+  let inARow = 0;
+  for (;;) {
+    const answer = await dryRunProbe(cp, namespace);
+    inARow = answer.status === STATUS_INJECTED && answer.sidecar !== undefined && accept(answer) ? inARow + 1 : 0;
+    if (inARow >= consecutive) return answer;
+    if (Date.now() > deadline) {
+      const got = answer.status === undefined ? 'no jobmetrics.io/status annotation: the API server did not reach the webhook (its log says why: "Failed calling webhook")' : `status "${answer.status}"${answer.status === STATUS_INJECTED ? ', but not with the settings wanted' : ''}`;
+      throw new Error(`injection is not live after ${Math.round(timeoutMs / 1000)} s of dry runs: a pod in ${namespace} got ${got}`);
+    }
+    await new Promise((r) => setTimeout(r, inARow > 0 ? 100 : pollMs));
+  }
+}

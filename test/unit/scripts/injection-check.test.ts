@@ -1,0 +1,31 @@
+/**
+ * The injection check's pod and its reading, against the webhook's own decision (mutate): the pod
+ * stays one the webhook injects, and the reading tells native from legacy and the settings apart.
+ * The check against a real API server and webhook is in test/e2e/injection.test.ts.
+ */
+import { expect } from 'chai';
+import { defaultSettings } from '../../../webhook/config.ts';
+import { mutate } from '../../../webhook/mutate.ts';
+import type { RawPod } from '../../../webhook/pod.ts';
+import { probeAnswer, probePod } from '../../../scripts/cluster/injection-check.ts';
+
+const NOW = Date.UTC(2026, 0, 15);
+
+describe('scripts/cluster/injection-check: the dry-run pod and what it got', () => {
+  for (const [mode, where] of [['native', 'initContainers'], ['legacy', 'containers']] as const) {
+    it(`${mode} mode: the webhook injects the probe pod in any namespace; the answer says where the sidecar went and with which settings`, () => {
+      const sidecar = { ...defaultSettings().sidecar, interval: '2s' };
+      const r = mutate(probePod('default') as RawPod, { sidecar, mode, nowMs: NOW, namespace: 'default' });
+      const answer = probeAnswer(r.pod);
+      expect([r.inject, answer.status, answer.sidecar?.in]).to.deep.equal([true, 'injected', where]);
+      expect(answer.sidecar?.env['JOBMETRICS_INTERVAL']).to.equal('2s');
+    });
+  }
+
+  const table: [string, unknown, ReturnType<typeof probeAnswer>][] = [
+    ['the webhook not reached: no annotation, no sidecar', probePod('default'), { status: undefined, sidecar: undefined }],
+    ['skipped with a reason', { metadata: { annotations: { 'jobmetrics.io/status': 'skipped: no-metrics-port' } }, spec: { containers: [{ name: 'main' }] } }, { status: 'skipped: no-metrics-port', sidecar: undefined }],
+    ['an env entry from a reference (no value) is left out', { metadata: { annotations: { 'jobmetrics.io/status': 'injected' } }, spec: { initContainers: [{ name: 'jobmetrics-sidecar', env: [{ name: 'A', value: '1' }, { name: 'B' }] }] } }, { status: 'injected', sidecar: { in: 'initContainers', env: { A: '1' } } }],
+  ];
+  for (const [what, pod, want] of table) it(what, () => expect(probeAnswer(pod)).to.deep.equal(want));
+});
