@@ -1160,11 +1160,11 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
       'jobmetrics-recorder': 2,
       'jobmetrics-webhook': 2,
     });
-    // Ready is not yet reached by the API server (kube-proxy routes the Service a moment later):
-    // the check docs/install.md gives admins, before the first Job.
-    await waitForInjection(cluster.cp);
     const ns = 'e2e-helm';
     await labelledNamespace(cluster, ns);
+    // Ready is not yet reached by the API server (kube-proxy routes the Service a moment later):
+    // the check docs/install.md gives admins (manifests/checks/injection-check.yaml), before the first Job.
+    await waitForInjection(cluster.cp, { namespace: ns });
     const { status, pods } = await runSampleJob(ns, 'charted');
     expect(status).to.deep.include({ condition: 'Complete', succeeded: 1 });
     const pod = pods[0]!;

@@ -13,17 +13,23 @@ const NOW = Date.UTC(2026, 0, 15);
 
 describe('scripts/cluster/injection-check: the dry-run pod and what it got', () => {
   for (const [mode, where] of [['native', 'initContainers'], ['legacy', 'containers']] as const) {
-    it(`${mode} mode: the webhook injects the probe pod in any namespace; the answer says where the sidecar went and with which settings`, () => {
+    it(`${mode} mode: the webhook injects the check's pod; the answer says where the sidecar went and with which settings`, () => {
       const sidecar = { ...defaultSettings().sidecar, interval: '2s' };
-      const r = mutate(probePod('default') as RawPod, { sidecar, mode, nowMs: NOW, namespace: 'default' });
+      const r = mutate(probePod('batch') as RawPod, { sidecar, mode, nowMs: NOW, namespace: 'batch' });
       const answer = probeAnswer(r.pod);
       expect([r.inject, answer.status, answer.sidecar?.in]).to.deep.equal([true, 'injected', where]);
       expect(answer.sidecar?.env['JOBMETRICS_INTERVAL']).to.equal('2s');
     });
   }
 
+  it("manifests/checks/injection-check.yaml is a Job's pod, in the namespace asked; opted in by its own label on request", () => {
+    const meta = (p: Record<string, unknown>): unknown => p['metadata'];
+    expect(meta(probePod('batch'))).to.deep.equal({ generateName: 'jobmetrics-injection-check-', namespace: 'batch', labels: { 'batch.kubernetes.io/job-name': 'jobmetrics-injection-check' } });
+    expect(meta(probePod('default', { optIn: true }))).to.deep.include({ namespace: 'default', labels: { 'batch.kubernetes.io/job-name': 'jobmetrics-injection-check', 'jobmetrics.io/inject': 'enabled' } });
+  });
+
   const table: [string, unknown, ReturnType<typeof probeAnswer>][] = [
-    ['the webhook not reached: no annotation, no sidecar', probePod('default'), { status: undefined, sidecar: undefined }],
+    ['the webhook not reached: no annotation, no sidecar', probePod('batch'), { status: undefined, sidecar: undefined }],
     ['skipped with a reason', { metadata: { annotations: { 'jobmetrics.io/status': 'skipped: no-metrics-port' } }, spec: { containers: [{ name: 'main' }] } }, { status: 'skipped: no-metrics-port', sidecar: undefined }],
     ['an env entry from a reference (no value) is left out', { metadata: { annotations: { 'jobmetrics.io/status': 'injected' } }, spec: { initContainers: [{ name: 'jobmetrics-sidecar', env: [{ name: 'A', value: '1' }, { name: 'B' }] }] } }, { status: 'injected', sidecar: { in: 'initContainers', env: { A: '1' } } }],
   ];
