@@ -407,8 +407,15 @@ function isStaleSocketError(err: Error): boolean {
   return code === 'ECONNRESET' || code === 'EPIPE';
 }
 
-/** Below this much time left, another attempt cannot finish; give up instead. */
-const MIN_ATTEMPT_MS = 20;
+/**
+ * Below this much time left, a retry cannot be expected to finish; give up instead. An attempt cut
+ * to a few milliseconds only times out, and a timeout is ambiguous (the request may have been
+ * counted), which a sidecar must then treat as maybe delivered: a later series generation starts
+ * above it, and what it held is lost when it was not (sidecar/series-store.ts `maybeTotal`).
+ * Generous against a busy node's event-loop delays (a 503 from a loaded receiver once took > 6 ms);
+ * small beside a push interval.
+ */
+export const MIN_ATTEMPT_MS = 100;
 
 export interface DeliverOptions {
   /** Absolute deadline, `Date.now()`-based; no attempt runs or waits past it. */
@@ -452,8 +459,12 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
   const maxAttempts = opts.maxAttempts ?? Infinity;
   const minDelay = opts.minDelayMs ?? 0;
   let attempts = 0;
+  let last: DeliveryOutcome | undefined;
   for (;;) {
     const left = opts.deadlineMs - Date.now();
+    // The wait before a retry ends MIN_ATTEMPT_MS before the deadline, but a busy machine fires its
+    // timer late: a retry left with less gives up with the last attempt's (unambiguous) outcome.
+    if (last !== undefined && left < MIN_ATTEMPT_MS) return last;
     if (left <= 0) {
       const error = new Error(`remote write POST ${url}: deadline passed before attempt ${attempts + 1}`);
       return { ok: false, retryable: true, error, attempts };
@@ -478,6 +489,7 @@ export async function deliverWithRetry(url: string, body: Buffer, opts: DeliverO
     }
     opts.onRetry?.(attempts, outcome, delay);
     if (delay > 0 && !(await sleep(delay, opts.signal))) return { ...outcome, attempts };
+    last = { ...outcome, attempts };
   }
 }
 
