@@ -11,10 +11,13 @@
  */
 
 import { expect } from 'chai';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
-import { join } from 'node:path';
-import { createNamespace, freePort, kubectlOk, makeServingCert } from '../../scripts/cluster/control-plane.ts';
+import { dirname, join } from 'node:path';
+import { controlPlaneBinaries, createNamespace, freePort, kubectlOk, makeServingCert } from '../../scripts/cluster/control-plane.ts';
+import { ROOT } from '../../scripts/cluster/paths.ts';
 import { waitForInjection } from '../../scripts/cluster/injection-check.ts';
 import { useControlPlane } from './control-plane-suite.ts';
 import {
@@ -383,6 +386,22 @@ describe('e2e: injection into the pods of real Jobs and CronJobs, through the sh
       await restartWebhook();
       const { pods } = await runJob(LABELLED, 'after-restart');
       expect(pods[0]?.metadata.annotations).to.deep.equal({ [STATUS]: 'injected' });
+    });
+  });
+
+  describe('the check admins run after an install (README.md step 3, manifests/checks/injection-check.yaml)', () => {
+    it("the README's command, run as written in the labelled namespace: prints injected, and stores no pod", async () => {
+      const readme = readFileSync(join(ROOT, 'README.md'), 'utf8');
+      const command = /^kubectl -n batch create --dry-run=server .*\\\n.*$/m.exec(readme)?.[0];
+      expect(command, 'the check in README.md step 3').to.be.a('string');
+      const before = await kubectlOk(plane(), ['-n', LABELLED, 'get', 'pods', '-o', 'name']);
+      const out = execFileSync('sh', ['-c', (command ?? '').replace('-n batch', `-n ${LABELLED}`)], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        env: { ...process.env, KUBECONFIG: plane().kubeconfigPath, PATH: `${dirname(controlPlaneBinaries().kubectl)}:${process.env['PATH'] ?? ''}` },
+      });
+      expect(out).to.equal('injected\n');
+      expect(await kubectlOk(plane(), ['-n', LABELLED, 'get', 'pods', '-o', 'name'])).to.equal(before);
     });
   });
 });
