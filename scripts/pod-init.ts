@@ -49,6 +49,12 @@ const emit = (event: Record<string, unknown>): void => {
 };
 
 async function main(): Promise<void> {
+  // Its own command name, inherited by every container it forks until that container execs its
+  // program, as a real container carries its runtime's (`runc:[2:INIT]`) while its mounts are set
+  // up. Left at `node`, a container read by the sidecar in that moment (no kubelet mount yet) and
+  // then running `node` (the sample job) would keep one key in the sidecar's cache of container
+  // names, never be read again and never be its main container (sidecar/containers.ts).
+  process.title = 'pod-init';
   const spec = JSON.parse(process.env['POD_SPEC'] ?? '') as PodSpec;
   const inNamespace = process.pid === 1;
   const procRoot = inNamespace ? undefined : mkdtempSync(join(tmpdir(), 'jobmetrics-proc-'));

@@ -63,9 +63,9 @@ export class ContainerNames {
   /**
    * By PID, cgroup and command name: the name, or null. A PID reused by another container differs
    * in cgroup. A container's process exists before its mounts do: runc's `runc:[2:INIT]` (the
-   * harness's `unshare`/`sh`) sets them up and only then execs the container's program, so a
-   * process read too early shows no kubelet mount. Its exec changes its command name, and with it
-   * the key: the mounts are read again, once, when they are final.
+   * harness's `pod-init`, `unshare`, `sh`) sets them up and only then execs the container's
+   * program, so a process read too early shows no kubelet mount. Its exec changes its command name,
+   * and with it the key: the mounts are read again, once, when they are final.
    */
   readonly #known = new Map<string, string | null>();
 
