@@ -3,7 +3,8 @@
  * kube-scheduler), one real node (containerd, runc, kubelet, kube-proxy), cluster DNS, an image
  * registry beside the node, and jobmetrics installed as an admin installs it: its two images pushed
  * to that registry with `npm run images -- push`, then manifests/base applied with the kustomize
- * `images:` edit that command prints, so the node pulls them (scripts/cluster/registry.ts).
+ * `images:` edit that command prints, so the node pulls them (scripts/cluster/registry.ts). A
+ * private registry (basic auth) beside it starts on request: {@link Cluster.privateRegistry}.
  * The end-to-end tests and `npm run cluster` both start it through {@link startCluster}.
  *
  * Addresses: the node is 10.244.0.1 on its own bridge, pods get 10.244.0.0/24, Services
@@ -11,6 +12,7 @@
  * masquerading and no route off this machine (scripts/cluster/host.ts).
  */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
@@ -18,9 +20,9 @@ import { basicAuthorization, readCredentials } from '../../gateway/aggregator-cr
 import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
 import { mountsBelow, setUpHostNetwork, type HostNetwork } from './host.ts';
 import { waitForInjection } from './injection-check.ts';
-import { cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
+import { addRegistryHost, cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
 import { ROOT } from './paths.ts';
-import { REGISTRY_PATH, startRegistry, type Registry } from './registry.ts';
+import { authFile, PRIVATE_REGISTRY_PORT, REGISTRY_PATH, startRegistry, type BasicAuth, type Registry } from './registry.ts';
 import { kustomization } from '../images.ts';
 import { packageVersion } from '../version.ts';
 
@@ -66,7 +68,22 @@ export interface Cluster {
    * (docs/install.md "What each part trusts"), as an `Authorization` header.
    */
   readonly prometheusAuthorization: string;
+  /**
+   * The private registry, started on the first call: basic auth on every request, the project's
+   * two images pushed to `<host>/jobmetrics/…` with `npm run images -- push --authfile`, and
+   * containerd told of the host (no credentials: those come from a pod's pull secrets). Stopped
+   * with the cluster.
+   */
+  privateRegistry(): Promise<PrivateRegistry>;
   stop(): Promise<void>;
+}
+
+export interface PrivateRegistry {
+  /** host:port. */
+  readonly host: string;
+  readonly auth: BasicAuth;
+  /** Its log, access log included: who asked for what, and the answer. */
+  readonly log: string;
 }
 
 /** Starts everything and installs jobmetrics; on failure, stops and cleans up what it started. */
@@ -92,9 +109,11 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   }
   let node: RunningNode | undefined;
   let registry: Registry | undefined;
+  let privateRegistry: Promise<Registry> | undefined;
   const stop = async (): Promise<void> => {
     await node?.stop();
     await registry?.stop();
+    await (await privateRegistry?.catch(() => undefined))?.stop();
     await cp.stop();
     cleanupNode(join(dir, 'node'), NETWORK, bins.kubeProxy);
     dropContainerdStore(join(dir, 'node'));
@@ -139,7 +158,28 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const credentials = readCredentials(secret.data);
     if ('error' in credentials) throw new Error(`Secret jobmetrics/jobmetrics-aggregator-credentials: ${credentials.error}`);
     step('ready');
-    return { dir, cp, node, registry: registry.host, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, prometheusAuthorization: basicAuthorization(credentials), stop };
+    const running = node;
+    const privateAuth: BasicAuth = { username: 'jobmetrics-e2e', password: randomBytes(18).toString('base64url') };
+    const startPrivate = async (): Promise<Registry> => {
+      const where = join(dir, 'private-registry');
+      const r = await startRegistry(where, NETWORK.address, PRIVATE_REGISTRY_PORT, privateAuth);
+      try {
+        const file = join(where, 'auth.json');
+        writeFileSync(file, authFile(r.host, privateAuth), { mode: 0o600 });
+        pushProjectImages(`${r.host}/${REGISTRY_PATH}`, join(where, 'push.log'), ['--authfile', file]);
+        addRegistryHost(running.paths, r.host);
+        return r;
+      } catch (err) {
+        await r.stop();
+        throw err;
+      }
+    };
+    const privateRegistryOnce = async (): Promise<PrivateRegistry> => {
+      privateRegistry ??= startPrivate();
+      const r = await privateRegistry;
+      return { host: r.host, auth: privateAuth, log: join(dir, 'private-registry', 'registry.log') };
+    };
+    return { dir, cp, node, registry: registry.host, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, prometheusAuthorization: basicAuthorization(credentials), privateRegistry: privateRegistryOnce, stop };
   } catch (err) {
     const report = node?.describe() ?? '';
     await stop();
@@ -147,15 +187,15 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   }
 }
 
-/** `npm run images -- push` of both images to `registry` (buildah, the stand-in bases, plain HTTP); its output into `log`. */
-function pushProjectImages(registry: string, log: string): void {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'images.ts'), 'push', '--registry', registry, '--engine', 'buildah', '--stand-in-bases', '--tls-verify=false'], {
+/** `npm run images -- push` of both images to `registry` (buildah, the stand-in bases, plain HTTP, `extra` flags); its output into `log`. */
+function pushProjectImages(registry: string, log: string, extra: readonly string[] = []): void {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts', 'images.ts'), 'push', '--registry', registry, '--engine', 'buildah', '--stand-in-bases', '--tls-verify=false', ...extra], {
     cwd: ROOT,
     encoding: 'utf8',
     maxBuffer: 64 * 1024 * 1024,
   });
   writeFileSync(log, `${r.stdout ?? ''}${r.stderr ?? ''}`);
-  if (r.status !== 0) throw new Error(`npm run images -- push --registry ${registry} failed (exit ${r.status ?? r.signal}); log: ${log}\n${`${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n')}`);
+  if (r.status !== 0) throw new Error(`npm run images -- push ${['--registry', registry, ...extra].join(' ')} failed (exit ${r.status ?? r.signal}); log: ${log}\n${`${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n').slice(-15).join('\n')}`);
 }
 
 /** manifests/base with the kustomize `images:` edit `npm run images -- push` prints, rendered into `dir`. */

@@ -23,7 +23,9 @@ export interface ProbeAnswer {
   /** The webhook's annotation (`injected`, `skipped: …`), undefined when the webhook was not reached. */
   readonly status: string | undefined;
   /** The sidecar as it would be added, when it was: a native sidecar is an init container. */
-  readonly sidecar: { readonly in: 'initContainers' | 'containers'; readonly env: Readonly<Record<string, string>> } | undefined;
+  readonly sidecar: { readonly in: 'initContainers' | 'containers'; readonly image: string | undefined; readonly env: Readonly<Record<string, string>> } | undefined;
+  /** The pod's imagePullSecrets by name (the webhook adds `sidecar.imagePullSecrets`). */
+  readonly imagePullSecrets: readonly string[];
 }
 
 /**
@@ -40,14 +42,15 @@ export function probePod(namespace: string, o: { optIn?: boolean } = {}): Record
 
 /** Reads the answer out of the dry-run pod the API server returned. */
 export function probeAnswer(pod: unknown): ProbeAnswer {
-  type Container = { name?: string; env?: { name: string; value?: string }[] };
-  const p = pod as { metadata?: { annotations?: Record<string, string> }; spec?: { initContainers?: Container[]; containers?: Container[] } };
+  type Container = { name?: string; image?: string; env?: { name: string; value?: string }[] };
+  const p = pod as { metadata?: { annotations?: Record<string, string> }; spec?: { initContainers?: Container[]; containers?: Container[]; imagePullSecrets?: { name?: string }[] } };
   const status = p.metadata?.annotations?.[ANNOTATION.status];
+  const imagePullSecrets = (p.spec?.imagePullSecrets ?? []).flatMap((s) => (s.name === undefined ? [] : [s.name]));
   for (const where of ['initContainers', 'containers'] as const) {
     const c = p.spec?.[where]?.find((x) => x.name === SIDECAR_CONTAINER);
-    if (c) return { status, sidecar: { in: where, env: Object.fromEntries((c.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]]))) } };
+    if (c) return { status, sidecar: { in: where, image: c.image, env: Object.fromEntries((c.env ?? []).flatMap((e) => (e.value === undefined ? [] : [[e.name, e.value]]))) }, imagePullSecrets };
   }
-  return { status, sidecar: undefined };
+  return { status, sidecar: undefined, imagePullSecrets };
 }
 
 /** One dry run: what a pod created now in `namespace` would get. */

@@ -216,6 +216,15 @@ export interface RunningNode {
   stop(): Promise<void>;
 }
 
+/**
+ * Lets containerd pull from the registry at `host` (host:port) over plain HTTP: its hosts.toml,
+ * which containerd reads at each pull, so a registry started later needs no restart.
+ */
+export function addRegistryHost(paths: NodePaths, host: string): void {
+  mkdirSync(join(paths.containerdCertsDir, host), { recursive: true });
+  writeFileSync(join(paths.containerdCertsDir, host, 'hosts.toml'), containerdHostsToml(host));
+}
+
 /** Starts containerd, imports the images, then the kubelet and kube-proxy. The host network
  * (host.ts setUpHostNetwork) must be up first: the control plane listens on the node's address. */
 export async function startNode(opts: NodeOptions): Promise<RunningNode> {
@@ -224,10 +233,7 @@ export async function startNode(opts: NodeOptions): Promise<RunningNode> {
     mkdirSync(d, { recursive: true });
   }
   writeFileSync(paths.containerdConfig, containerdConfig(paths, opts.pauseImage));
-  if (opts.registry !== undefined) {
-    mkdirSync(join(paths.containerdCertsDir, opts.registry), { recursive: true });
-    writeFileSync(join(paths.containerdCertsDir, opts.registry, 'hosts.toml'), containerdHostsToml(opts.registry));
-  }
+  if (opts.registry !== undefined) addRegistryHost(paths, opts.registry);
   writeFileSync(join(paths.cniConfDir, '10-jobmetrics.conflist'), cniConfig(opts.network, paths.cniIpamDir));
   // Pods get only the cluster DNS; nothing is forwarded off this machine.
   writeFileSync(paths.resolvConf, '');

@@ -249,13 +249,13 @@ export async function runningPod(cluster: Cluster, ns: string, job: string): Pro
 }
 
 /**
- * Changes the webhook's settings (`NAME=value`, or `NAME-` to unset) and waits until only replicas
- * with the new ones answer: a replica being replaced keeps answering, with its old settings, for
- * its shutdownDelay (docs/webhook.md). `live` tells the new settings from the old in what a
+ * Changes the webhook's settings (`NAME=value`, or `NAME-` to unset; several in one rollout) and
+ * waits until only replicas with the new ones answer: a replica being replaced keeps answering,
+ * with its old settings, for its shutdownDelay (docs/webhook.md). `live` tells the new settings from the old in what a
  * dry-run pod gets (scripts/cluster/injection-check.ts).
  */
-export async function setWebhookEnv(cluster: Cluster, change: string, live: (answer: ProbeAnswer) => boolean): Promise<void> {
-  await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', change]);
+export async function setWebhookEnv(cluster: Cluster, change: string | readonly string[], live: (answer: ProbeAnswer) => boolean): Promise<void> {
+  await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'set', 'env', 'deployment/jobmetrics-webhook', ...(typeof change === 'string' ? [change] : change)]);
   await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'rollout', 'status', 'deployment/jobmetrics-webhook', '--timeout=180s'], { timeoutMs: 190_000 });
   for (const deadline = Date.now() + 120_000; ; await sleep(500)) {
     const pods = JSON.parse(await kubectlOk(cluster.cp, ['-n', 'jobmetrics', 'get', 'pods', '-l', 'app.kubernetes.io/name=jobmetrics-webhook', '-o', 'json'])) as { items: unknown[] };

@@ -487,6 +487,56 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     }
   });
 
+  it('a sidecar image in a private registry (basic auth): pushed there with npm run images -- push --authfile, pulled by the node with the pull Secret the webhook adds to the pod (sidecar.imagePullSecrets); the Job is exact', async function () {
+    this.timeout(420_000);
+    const ns = 'e2e-private-registry';
+    const version = packageVersion();
+    const priv = await cluster.privateRegistry();
+    const image = `${priv.host}/jobmetrics/jobmetrics-sidecar:${version}`;
+    const manifest = `http://${priv.host}/v2/jobmetrics/jobmetrics-sidecar/manifests/${version}`;
+    const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
+    // Not vacuous: without credentials the registry serves nothing; with them, what was pushed.
+    const anonymous = await fetch(manifest, { method: 'HEAD', headers: accept });
+    const withCredentials = await fetch(manifest, { method: 'HEAD', headers: { ...accept, authorization: `Basic ${Buffer.from(`${priv.auth.username}:${priv.auth.password}`).toString('base64')}` } });
+    expect([anonymous.status, anonymous.headers.get('www-authenticate'), withCredentials.status]).to.deep.equal([401, 'Basic realm="jobmetrics-private"', 200]);
+    await labelledNamespace(cluster, ns);
+    // docs/install.md "Private registries": the Secret in every namespace whose Jobs get the sidecar.
+    await kubectlOk(cluster.cp, ['-n', ns, 'create', 'secret', 'docker-registry', 'regcred', `--docker-server=${priv.host}`, `--docker-username=${priv.auth.username}`, `--docker-password=${priv.auth.password}`]);
+    const ours = `${cluster.registry}/jobmetrics/jobmetrics-sidecar:${version}`;
+    await setWebhookEnv(cluster, [`JOBMETRICS_SIDECAR_IMAGE=${image}`, 'JOBMETRICS_SIDECAR_IMAGE_PULL_SECRETS=regcred'], (a) => a.sidecar?.image === image && a.imagePullSecrets.join() === 'regcred');
+    try {
+      const { status, pods, truth } = await runSampleJob(ns, 'pulled-privately');
+      expect(status).to.deep.include({ condition: 'Complete', succeeded: 1 });
+      const pod = JSON.parse(await kubectlOk(cluster.cp, ['-n', ns, 'get', 'pod', pods[0]?.name ?? '', '-o', 'json'])) as {
+        metadata: { annotations?: Record<string, string> };
+        spec: { imagePullSecrets?: { name: string }[]; initContainers?: { name: string; image: string }[] };
+      };
+      expect({
+        status: pod.metadata.annotations?.[STATUS],
+        imagePullSecrets: pod.spec.imagePullSecrets,
+        sidecar: pod.spec.initContainers?.find((c) => c.name === SIDECAR)?.image,
+      }).to.deep.equal({ status: 'injected', imagePullSecrets: [{ name: 'regcred' }], sidecar: image });
+      // The node pulled it: containerd holds the private name with the repository digest of a pull.
+      // (Not the pod's imageID: the CRI reports an image's first repository digest, and the content
+      // is the same as the public copy's, pulled by the tests above.)
+      const stored = cluster.node.ctr(['images', 'ls', '-q']).split('\n').filter((n) => n.startsWith(`${priv.host}/`));
+      expect(stored.map((n) => n.replace(/@sha256:[0-9a-f]{64}$/, '@sha256:<digest>')).sort()).to.deep.equal([image, `${priv.host}/jobmetrics/jobmetrics-sidecar@sha256:<digest>`]);
+      // The registry's access log: the push (buildah with --authfile), and containerd's pull: asked
+      // without credentials, refused, asked again with the Secret's (the only ones it knows), served.
+      const log = readFileSync(priv.log, 'utf8');
+      const line = (method: string, code: number, agent: string): RegExp => new RegExp(`"${method} /v2/jobmetrics/jobmetrics-sidecar/manifests/${version.replaceAll('.', '\\.')} HTTP/1\\.1" ${code} \\d+ "[^"]*" "${agent}/`);
+      expect({
+        pushed: line('PUT', 201, 'Buildah').test(log),
+        refusedWithout: line('HEAD', 401, 'containerd').test(log),
+        servedWith: line('HEAD', 200, 'containerd').test(log),
+      }).to.deep.equal({ pushed: true, refusedWithout: true, servedWith: true });
+      const want = expectedOutcomes(truth);
+      expect(byOutcome(await settle(cluster, `demo_items_processed_total{namespace="${ns}"}`, sameAs(want)))).to.deep.equal(want);
+    } finally {
+      await setWebhookEnv(cluster, ['JOBMETRICS_SIDECAR_IMAGE-', 'JOBMETRICS_SIDECAR_IMAGE_PULL_SECRETS-'], (a) => a.sidecar?.image === ours && a.imagePullSecrets.length === 0);
+    }
+  });
+
   it('two webhook replicas, one deleted during a burst of Job creations: no pod rejected, all injected', async () => {
     const ns = 'e2e-burst';
     await labelledNamespace(cluster, ns);

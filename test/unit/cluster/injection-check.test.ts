@@ -14,11 +14,12 @@ const NOW = Date.UTC(2026, 0, 15);
 describe('scripts/cluster/injection-check: the dry-run pod and what it got', () => {
   for (const [mode, where] of [['native', 'initContainers'], ['legacy', 'containers']] as const) {
     it(`${mode} mode: the webhook injects the check's pod; the answer says where the sidecar went and with which settings`, () => {
-      const sidecar = { ...defaultSettings().sidecar, interval: '2s' };
+      const sidecar = { ...defaultSettings().sidecar, interval: '2s', image: 'registry.example.com:5001/jobmetrics/jobmetrics-sidecar:1.2.3', imagePullSecrets: ['regcred'] };
       const r = mutate(probePod('batch') as RawPod, { sidecar, mode, nowMs: NOW, namespace: 'batch' });
       const answer = probeAnswer(r.pod);
       expect([r.inject, answer.status, answer.sidecar?.in]).to.deep.equal([true, 'injected', where]);
       expect(answer.sidecar?.env['JOBMETRICS_INTERVAL']).to.equal('2s');
+      expect([answer.sidecar?.image, answer.imagePullSecrets]).to.deep.equal(['registry.example.com:5001/jobmetrics/jobmetrics-sidecar:1.2.3', ['regcred']]);
     });
   }
 
@@ -29,9 +30,10 @@ describe('scripts/cluster/injection-check: the dry-run pod and what it got', () 
   });
 
   const table: [string, unknown, ReturnType<typeof probeAnswer>][] = [
-    ['the webhook not reached: no annotation, no sidecar', probePod('batch'), { status: undefined, sidecar: undefined }],
-    ['skipped with a reason', { metadata: { annotations: { 'jobmetrics.io/status': 'skipped: no-metrics-port' } }, spec: { containers: [{ name: 'main' }] } }, { status: 'skipped: no-metrics-port', sidecar: undefined }],
-    ['an env entry from a reference (no value) is left out', { metadata: { annotations: { 'jobmetrics.io/status': 'injected' } }, spec: { initContainers: [{ name: 'jobmetrics-sidecar', env: [{ name: 'A', value: '1' }, { name: 'B' }] }] } }, { status: 'injected', sidecar: { in: 'initContainers', env: { A: '1' } } }],
+    ['the webhook not reached: no annotation, no sidecar', probePod('batch'), { status: undefined, sidecar: undefined, imagePullSecrets: [] }],
+    ['skipped with a reason', { metadata: { annotations: { 'jobmetrics.io/status': 'skipped: no-metrics-port' } }, spec: { containers: [{ name: 'main' }] } }, { status: 'skipped: no-metrics-port', sidecar: undefined, imagePullSecrets: [] }],
+    ['an env entry from a reference (no value) is left out', { metadata: { annotations: { 'jobmetrics.io/status': 'injected' } }, spec: { initContainers: [{ name: 'jobmetrics-sidecar', image: 's:1', env: [{ name: 'A', value: '1' }, { name: 'B' }] }] } }, { status: 'injected', sidecar: { in: 'initContainers', image: 's:1', env: { A: '1' } }, imagePullSecrets: [] }],
+    ["the pod's pull secrets, by name", { metadata: { annotations: { 'jobmetrics.io/status': 'injected' } }, spec: { imagePullSecrets: [{ name: 'mine' }, { name: 'regcred' }], initContainers: [{ name: 'jobmetrics-sidecar', image: 's:1' }] } }, { status: 'injected', sidecar: { in: 'initContainers', image: 's:1', env: {} }, imagePullSecrets: ['mine', 'regcred'] }],
   ];
   for (const [what, pod, want] of table) it(what, () => expect(probeAnswer(pod)).to.deep.equal(want));
 });
