@@ -518,7 +518,6 @@ export async function deliver(
     ...retry,
     ...(signal ? { signal } : {}),
     onRetry: (attempt, o, delayMs) => {
-      stats.retries++;
       if (mayHaveArrived(o)) maybeArrived = true;
       log.debug('delivery retry', { attempt, delayMs, error: o.ok ? undefined : o.error.message });
     },
@@ -530,6 +529,9 @@ export async function deliver(
       attempts: 0,
     }),
   );
+  // The retries made, not the ones planned: a retry whose wait ended too close to the deadline is
+  // given up before it is sent (shared/remote-write.ts MIN_ATTEMPT_MS).
+  stats.retries += Math.max(0, outcome.attempts - 1);
   if (outcome.ok) {
     store.acknowledge(plan, Date.now());
     stats.deliveriesOk++;
