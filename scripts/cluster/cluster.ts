@@ -12,17 +12,16 @@
  * masquerading and no route off this machine (scripts/cluster/host.ts).
  */
 import { spawnSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join, relative, resolve } from 'node:path';
-import { basicAuthorization, readCredentials } from '../../gateway/aggregator-credentials.ts';
+import { basicAuthorization, randomPassword, readCredentials, type Credentials } from '../../gateway/aggregator-credentials.ts';
 import { controlPlaneBinaries, kubectlOk, SERVICE_CIDR, startControlPlane, type ControlPlane } from './control-plane.ts';
 import { mountsBelow, setUpHostNetwork, type HostNetwork } from './host.ts';
 import { waitForInjection } from './injection-check.ts';
 import { addRegistryHost, cleanupNode, nodePaths, startNode, type RunningNode } from './node.ts';
 import { ROOT } from './paths.ts';
-import { authFile, PRIVATE_REGISTRY_PORT, REGISTRY_PATH, startRegistry, type BasicAuth, type Registry } from './registry.ts';
+import { authFile, PRIVATE_REGISTRY_PORT, REGISTRY_PATH, startRegistry, type Registry } from './registry.ts';
 import { kustomization } from '../images.ts';
 import { packageVersion } from '../version.ts';
 
@@ -81,7 +80,7 @@ export interface Cluster {
 export interface PrivateRegistry {
   /** host:port. */
   readonly host: string;
-  readonly auth: BasicAuth;
+  readonly auth: Credentials;
   /** Its log, access log included: who asked for what, and the answer. */
   readonly log: string;
 }
@@ -159,9 +158,9 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     if ('error' in credentials) throw new Error(`Secret jobmetrics/jobmetrics-aggregator-credentials: ${credentials.error}`);
     step('ready');
     const running = node;
-    const privateAuth: BasicAuth = { username: 'jobmetrics-e2e', password: randomBytes(18).toString('base64url') };
+    const privateAuth: Credentials = { username: 'jobmetrics-e2e', password: randomPassword() };
+    const where = join(dir, 'private-registry');
     const startPrivate = async (): Promise<Registry> => {
-      const where = join(dir, 'private-registry');
       const r = await startRegistry(where, NETWORK.address, PRIVATE_REGISTRY_PORT, privateAuth);
       try {
         const file = join(where, 'auth.json');
@@ -177,7 +176,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     const privateRegistryOnce = async (): Promise<PrivateRegistry> => {
       privateRegistry ??= startPrivate();
       const r = await privateRegistry;
-      return { host: r.host, auth: privateAuth, log: join(dir, 'private-registry', 'registry.log') };
+      return { host: r.host, auth: privateAuth, log: join(where, 'registry.log') };
     };
     return { dir, cp, node, registry: registry.host, kubeconfigPath: cp.kubeconfigPath, prometheusUrl: `http://${ip}:9090`, prometheusAuthorization: basicAuthorization(credentials), privateRegistry: privateRegistryOnce, stop };
   } catch (err) {

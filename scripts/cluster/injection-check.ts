@@ -28,12 +28,17 @@ export interface ProbeAnswer {
   readonly imagePullSecrets: readonly string[];
 }
 
+type CheckPod = { metadata: { labels?: Record<string, string> } & Record<string, unknown> } & Record<string, unknown>;
+/** The file, read once: the checks repeat every few hundred ms. */
+let checkPod: CheckPod | undefined;
+
 /**
  * The check's pod in `namespace`. A Job's pod is sent to the webhook only in a labelled namespace;
  * `optIn` adds the pod's own label, with which it is sent in any namespace not excluded or opted out.
  */
 export function probePod(namespace: string, o: { optIn?: boolean } = {}): Record<string, unknown> {
-  const pod = parse(readFileSync(CHECK_POD_FILE, 'utf8')) as { metadata: { labels?: Record<string, string> } & Record<string, unknown> } & Record<string, unknown>;
+  checkPod ??= parse(readFileSync(CHECK_POD_FILE, 'utf8')) as CheckPod;
+  const pod = checkPod;
   return {
     ...pod,
     metadata: { ...pod.metadata, namespace, labels: { ...pod.metadata.labels, ...(o.optIn === true && { [INJECT_LABEL]: INJECT_ENABLED }) } },

@@ -18,6 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
+import { basicAuthorization, type Credentials } from '../../gateway/aggregator-credentials.ts';
 import { startChild, stopChild, type Child } from '../child-processes.ts';
 import { ROOT } from './paths.ts';
 
@@ -30,11 +31,6 @@ export const PRIVATE_REGISTRY_PORT = 5001;
 export const PRIVATE_REGISTRY_REALM = 'jobmetrics-private';
 /** The path under the registry the cluster pushes to: <host>/jobmetrics/jobmetrics-<program>. */
 export const REGISTRY_PATH = 'jobmetrics';
-
-export interface BasicAuth {
-  readonly username: string;
-  readonly password: string;
-}
 
 /**
  * The registry's config: filesystem storage, plain HTTP on `address:port`; without `htpasswd`
@@ -73,7 +69,7 @@ export function containerdHostsToml(host: string): string {
  * Credentials for `host` as buildah's and podman's `--authfile` read them (containers-auth.json(5),
  * the `auths` of docker's config.json): `auth` is base64 of `username:password`.
  */
-export function authFile(host: string, auth: BasicAuth): string {
+export function authFile(host: string, auth: Credentials): string {
   return `${JSON.stringify({ auths: { [host]: { auth: Buffer.from(`${auth.username}:${auth.password}`).toString('base64') } } }, null, 2)}\n`;
 }
 
@@ -96,17 +92,20 @@ export function registryBinary(): string {
  * Starts the registry on `address` (the node's, so containerd and pods reach it), with basic auth
  * when `auth` is given; waits until it answers /v2/ (with the credentials).
  */
-export async function startRegistry(dir: string, address: string, port = REGISTRY_PORT, auth?: BasicAuth): Promise<Registry> {
+export async function startRegistry(dir: string, address: string, port = REGISTRY_PORT, auth?: Credentials): Promise<Registry> {
   const binary = registryBinary();
   mkdirSync(join(dir, 'storage'), { recursive: true });
   const config = join(dir, 'config.yml');
-  const htpasswd = auth === undefined ? undefined : join(dir, 'htpasswd');
-  // bcrypt's lowest cost: the registry checks the hash on every request, and guards nothing here.
-  if (auth !== undefined && htpasswd !== undefined) writeFileSync(htpasswd, `${auth.username}:${bcrypt.hashSync(auth.password, 4)}\n`, { mode: 0o600 });
+  let htpasswd: string | undefined;
+  if (auth !== undefined) {
+    htpasswd = join(dir, 'htpasswd');
+    // bcrypt's lowest cost: the registry checks the hash on every request, and guards nothing here.
+    writeFileSync(htpasswd, `${auth.username}:${bcrypt.hashSync(auth.password, 4)}\n`, { mode: 0o600 });
+  }
   writeFileSync(config, registryConfig(join(dir, 'storage'), address, port, htpasswd));
   const child = startChild('registry', binary, ['serve', config], join(dir, 'registry.log'));
   const host = `${address}:${port}`;
-  const headers: Record<string, string> = auth === undefined ? {} : { authorization: `Basic ${Buffer.from(`${auth.username}:${auth.password}`).toString('base64')}` };
+  const headers: Record<string, string> = auth === undefined ? {} : { authorization: basicAuthorization(auth) };
   const deadline = Date.now() + 30_000;
   for (;;) {
     if (child.exitInfo) throw new Error(`the registry exited at start (${JSON.stringify(child.exitInfo)}); log: ${join(dir, 'registry.log')}`);

@@ -10,6 +10,7 @@ import { expect } from 'chai';
 import { loadState } from '../../sidecar/state.ts';
 import { chmodSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { basicAuthorization } from '../../gateway/aggregator-credentials.ts';
 import { NETWORK, type Cluster } from '../../scripts/cluster/cluster.ts';
 import { pidsWithArg, runCommand } from '../../scripts/cluster/host.ts';
 import { get, kubectlOk } from '../../scripts/cluster/control-plane.ts';
@@ -497,7 +498,7 @@ describe('real Job pods on a kubelet node (containerd, runc, our images, install
     const accept = { accept: 'application/vnd.oci.image.manifest.v1+json' };
     // Not vacuous: without credentials the registry serves nothing; with them, what was pushed.
     const anonymous = await fetch(manifest, { method: 'HEAD', headers: accept });
-    const withCredentials = await fetch(manifest, { method: 'HEAD', headers: { ...accept, authorization: `Basic ${Buffer.from(`${priv.auth.username}:${priv.auth.password}`).toString('base64')}` } });
+    const withCredentials = await fetch(manifest, { method: 'HEAD', headers: { ...accept, authorization: basicAuthorization(priv.auth) } });
     expect([anonymous.status, anonymous.headers.get('www-authenticate'), withCredentials.status]).to.deep.equal([401, 'Basic realm="jobmetrics-private"', 200]);
     await labelledNamespace(cluster, ns);
     // docs/install.md "Private registries": the Secret in every namespace whose Jobs get the sidecar.
